@@ -1,0 +1,52 @@
+//! Compiled-in apps. Each app registers its routes and any read-only state it needs
+//! before the core loops start.
+//!
+//! | app | routes |
+//! |---|---|
+//! | `tfb` | `/plaintext`, `/json` (TechEmpower rules) |
+//! | `bytes` | `/bytes/{n}`: n bytes, byte i = i % 251 (transfer tests and benches) |
+//! | `demo` | `/demo/...`: the handler-API example of docs/api.md |
+
+#![deny(unsafe_code)]
+
+pub mod bytes;
+pub mod demo;
+pub mod tfb;
+
+use px_dataplane::app::{Route, RouteError, Router, Shared};
+use px_dataplane::runtime::AppSet;
+
+/// Every app name `--apps` accepts.
+pub const APPS: &[&str] = &["tfb", "bytes", "demo"];
+
+/// Why the apps could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A name not in [`APPS`].
+    #[error("unknown app `{0}` (known: tfb, bytes, demo)")]
+    Unknown(String),
+    /// Two apps claim the same route.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Builds the router and shared state for the named apps.
+pub fn mount(names: &[String]) -> Result<AppSet, MountError> {
+    let mut router = Router::new();
+    let mut shared = Shared::default();
+    for name in names {
+        let routes: &[Route] = match name.as_str() {
+            "tfb" => tfb::ROUTES,
+            "bytes" => bytes::ROUTES,
+            "demo" => {
+                demo::init(&mut shared);
+                demo::ROUTES
+            }
+            other => return Err(MountError::Unknown(other.into())),
+        };
+        for r in routes {
+            router.add(*r)?;
+        }
+    }
+    Ok(AppSet { router, shared })
+}

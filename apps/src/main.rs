@@ -1,0 +1,177 @@
+//! `px-appliance`: serve compiled-in apps over kernel sockets or AF_XDP.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use px_dataplane::config::{Backend, Config};
+use px_dataplane::runtime::{self, CoreReport};
+
+/// px-appliance: a kernel-bypass HTTP appliance runtime.
+#[derive(Parser, Debug)]
+#[command(name = "px-appliance", version, about, long_about = None)]
+struct Cli {
+    /// I/O path: `kernel` (kernel TCP sockets, runs anywhere) or `af-xdp` (kernel bypass
+    /// on --iface). Overrides server.backend.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Address to listen on with the kernel backend, e.g. 127.0.0.1:8080 (port 0 picks
+    /// a free port). Overrides server.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Number of queues, each served by its own pinned core loop. Overrides server.queues.
+    #[arg(long)]
+    queues: Option<usize>,
+    /// TOML configuration file (see nic-config/ and docs/configuration.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Comma-separated apps to mount: tfb, bytes, demo. Overrides server.apps.
+    #[arg(long, value_delimiter = ',')]
+    apps: Option<Vec<String>>,
+    /// Comma-separated CPUs; queue i runs on the i-th (cycling). Overrides server.cores.
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Network interface for the af-xdp backend.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Kernel,
+    AfXdp,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("px-appliance: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn effective_config(cli: &Cli) -> Result<Config> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(b) = cli.backend {
+        cfg.server.backend = match b {
+            BackendArg::Kernel => Backend::Kernel,
+            BackendArg::AfXdp => Backend::AfXdp,
+        };
+    }
+    if let Some(l) = cli.listen {
+        cfg.server.listen = l;
+    }
+    if let Some(q) = cli.queues {
+        cfg.server.queues = q;
+    }
+    if let Some(a) = &cli.apps {
+        cfg.server.apps = a.clone();
+    }
+    if let Some(c) = &cli.cores {
+        cfg.server.cores = c.clone();
+    }
+    if let Some(l) = &cli.log_level {
+        cfg.log.level = l.clone();
+    }
+    cfg.validate().context("after applying command-line flags")?;
+    Ok(cfg)
+}
+
+fn init_logging(level: &str) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::new(v),
+        _ => tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("bad log filter {level:?}"))?,
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = effective_config(&cli)?;
+    if cli.print_config {
+        print!("{}", toml::to_string(&cfg)?);
+        return Ok(());
+    }
+    init_logging(&cfg.log.level)?;
+    // One log line per panic instead of a backtrace on stderr: handlers' panics are
+    // caught and answered 500, and the line says where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!("panic in {}: {info}", thread.name().unwrap_or("?"));
+    }));
+    if cfg.server.backend == Backend::AfXdp && (cli.iface.is_none() || cli.ip.is_none()) {
+        anyhow::bail!("--backend af-xdp needs --iface IF and --ip ADDR/PREFIX");
+    }
+    let apps = Arc::new(px_apps::mount(&cfg.server.apps)?);
+    let server = runtime::start(&cfg, apps)?;
+    let trigger = server.shutdown_trigger();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new().name("px-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!("signal {sig}: draining connections");
+            trigger();
+        }
+    })?;
+    let addr = server.local_addr();
+    tracing::info!(
+        "serving http://{addr} with the {} backend, {} queue(s), apps {}",
+        match cfg.server.backend {
+            Backend::Kernel => "kernel-socket",
+            Backend::AfXdp => "af-xdp",
+        },
+        cfg.server.queues,
+        cfg.server.apps.join(",")
+    );
+    // The readiness line scripts and tests wait for.
+    println!("px-appliance: listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let reports = server.join();
+    log_reports(&reports);
+    Ok(())
+}
+
+fn log_reports(reports: &[CoreReport]) {
+    for r in reports {
+        let h = &r.http;
+        tracing::info!(
+            "queue {} (cpu {:?}): accepted {}, requests {}, 2xx {}, 4xx {}, 5xx {}, rejected {}, panics {}, \
+             arena failures {}, in {} B, out {} B, arena chunks free {}/{} (min {}), cut at shutdown {}",
+            r.queue,
+            r.cpu,
+            r.accepted,
+            h.requests,
+            h.responses_by_class[2],
+            h.responses_by_class[4],
+            h.responses_by_class[5],
+            h.rejected,
+            h.handler_panics,
+            h.arena_failures,
+            h.bytes_in,
+            h.bytes_out,
+            r.pool.chunks_free,
+            r.pool.chunks_total,
+            r.pool.chunks_free_min,
+            r.cut_at_shutdown
+        );
+    }
+}

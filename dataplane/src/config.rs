@@ -1,0 +1,324 @@
+//! The appliance configuration: a TOML file (see `nic-config/`) mapped onto these
+//! structs. Every key has a default; an unknown key or a bad value is an error that names
+//! the key and the reason. docs/configuration.md is the reference table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::HttpLimits;
+use crate::mem::{HugepagePolicy, HUGEPAGE_BYTES, PAGE_BYTES};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range or conflicts with another key.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `arena.chunk_bytes`.
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+/// Which I/O path serves traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Kernel TCP sockets, one SO_REUSEPORT listener and epoll loop per queue.
+    Kernel,
+    /// AF_XDP rings with the userspace TCP engine.
+    AfXdp,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: what to serve, where, on how many queues.
+    pub server: ServerConfig,
+    /// `[http]`: request limits and buffering.
+    pub http: HttpLimits,
+    /// `[arena]`: per-connection arenas and the per-core pool.
+    pub arena: ArenaConfig,
+    /// `[kernel]`: the kernel-socket backend.
+    pub kernel: KernelConfig,
+    /// `[control]`: the control thread.
+    pub control: ControlConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// I/O path.
+    pub backend: Backend,
+    /// Address the kernel backend listens on.
+    pub listen: SocketAddr,
+    /// Number of queues, each served by one pinned core loop.
+    pub queues: usize,
+    /// CPUs the queues are pinned to, queue i → `cores[i % len]`; empty: queue i → CPU i
+    /// modulo the CPU count.
+    pub cores: Vec<usize>,
+    /// Apps to mount (`tfb`, `demo`).
+    pub apps: Vec<String>,
+    /// On SIGINT/SIGTERM, how long in-flight responses may take before the loops exit.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            backend: Backend::Kernel,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            queues: 1,
+            cores: Vec::new(),
+            apps: vec!["tfb".into(), "bytes".into()],
+            shutdown_timeout_ms: 4000,
+        }
+    }
+}
+
+/// `[arena]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArenaConfig {
+    /// Bytes per chunk lent to a connection (power of two, 4 KiB..=2 MiB).
+    pub chunk_bytes: usize,
+    /// Most arena bytes one connection may hold; beyond it the request gets 503.
+    pub max_bytes_per_conn: usize,
+    /// Arena memory mapped per core at start (multiple of 2 MiB), prefaulted.
+    pub pool_bytes_per_core: usize,
+    /// `auto`, `require` or `off`.
+    pub hugepages: HugepagePolicy,
+}
+
+const _: () = assert!(DEFAULT_POOL_BYTES.is_multiple_of(HUGEPAGE_BYTES));
+const _: () = assert!(HUGEPAGE_BYTES.is_multiple_of(DEFAULT_CHUNK_BYTES));
+const DEFAULT_CHUNK_BYTES: usize = 64 << 10;
+const DEFAULT_POOL_BYTES: usize = 64 << 20;
+
+impl Default for ArenaConfig {
+    fn default() -> Self {
+        ArenaConfig {
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            max_bytes_per_conn: 4 << 20,
+            pool_bytes_per_core: DEFAULT_POOL_BYTES,
+            hugepages: HugepagePolicy::Auto,
+        }
+    }
+}
+
+/// `[kernel]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KernelConfig {
+    /// listen(2) backlog per listener.
+    pub listen_backlog: i32,
+    /// Per-core receive buffer, one read's maximum.
+    pub read_buf_bytes: usize,
+    /// Most readiness events taken per loop turn.
+    pub events_per_turn: usize,
+    /// Most reads of one connection per turn before others get a go.
+    pub reads_per_turn_max: usize,
+    /// Most accepts per turn.
+    pub accepts_per_turn_max: usize,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            listen_backlog: 4096,
+            read_buf_bytes: 64 << 10,
+            events_per_turn: 1024,
+            reads_per_turn_max: 8,
+            accepts_per_turn_max: 256,
+        }
+    }
+}
+
+/// `[control]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Capacity of the control thread's job queue, and of each core's answer queue.
+    pub queue_depth: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { queue_depth: 1024 }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `px_dataplane=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and cross-key conflicts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.queues == 0 || s.queues > 1024 {
+            return Err(invalid("server.queues", format!("must be 1..=1024, got {}", s.queues)));
+        }
+        if s.apps.is_empty() {
+            return Err(invalid("server.apps", "at least one app must be mounted"));
+        }
+        if s.shutdown_timeout_ms == 0 {
+            return Err(invalid("server.shutdown_timeout_ms", "must be positive"));
+        }
+        self.http.validate().map_err(|(k, r)| invalid(&format!("http.{k}"), r))?;
+        let a = &self.arena;
+        if !a.chunk_bytes.is_power_of_two() || !(PAGE_BYTES..=HUGEPAGE_BYTES).contains(&a.chunk_bytes) {
+            return Err(invalid(
+                "arena.chunk_bytes",
+                format!("must be a power of two from 4096 to 2097152, got {}", a.chunk_bytes),
+            ));
+        }
+        if a.pool_bytes_per_core == 0 || !a.pool_bytes_per_core.is_multiple_of(HUGEPAGE_BYTES) {
+            return Err(invalid(
+                "arena.pool_bytes_per_core",
+                format!("must be a positive multiple of 2097152, got {}", a.pool_bytes_per_core),
+            ));
+        }
+        if a.max_bytes_per_conn < a.chunk_bytes {
+            return Err(invalid("arena.max_bytes_per_conn", "must be at least arena.chunk_bytes"));
+        }
+        let k = &self.kernel;
+        if k.read_buf_bytes < 1024 {
+            return Err(invalid("kernel.read_buf_bytes", "must be at least 1024"));
+        }
+        for (key, v) in [
+            ("kernel.events_per_turn", k.events_per_turn),
+            ("kernel.reads_per_turn_max", k.reads_per_turn_max),
+            ("kernel.accepts_per_turn_max", k.accepts_per_turn_max),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if k.listen_backlog <= 0 {
+            return Err(invalid("kernel.listen_backlog", "must be positive"));
+        }
+        if self.control.queue_depth == 0 {
+            return Err(invalid("control.queue_depth", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The CPU queue `q` is pinned to.
+    pub fn core_for_queue(&self, q: usize, cpus: usize) -> usize {
+        match self.server.cores.as_slice() {
+            [] => q % cpus.max(1),
+            cores => cores[q % cores.len()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = parse("[http]\nmax_uri_byts = 10\n").unwrap_err().to_string();
+        assert!(e.contains("max_uri_byts"), "{e}");
+        let e = parse("[srever]\n").unwrap_err().to_string();
+        assert!(e.contains("srever"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_reason() {
+        let e = parse("[arena]\nchunk_bytes = 5000\n").unwrap_err().to_string();
+        assert!(e.contains("arena.chunk_bytes") && e.contains("power of two"), "{e}");
+        let e = parse("[http]\nmax_headers = 500\n").unwrap_err().to_string();
+        assert!(e.contains("http.max_headers"), "{e}");
+        let e = parse("[server]\nqueues = 0\n").unwrap_err().to_string();
+        assert!(e.contains("server.queues"), "{e}");
+        let e = parse("[server]\nbackend = \"dpdk\"\n").unwrap_err().to_string();
+        assert!(e.contains("dpdk") && e.contains("backend"), "{e}");
+        let e = parse("[server]\nqueues = \"two\"\n").unwrap_err().to_string();
+        assert!(e.contains("queues"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nic-config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn queue_to_core_mapping() {
+        let mut c = Config::default();
+        assert_eq!(c.core_for_queue(3, 2), 1);
+        c.server.cores = vec![5, 7];
+        assert_eq!(c.core_for_queue(2, 2), 5);
+    }
+}

@@ -1,0 +1,25 @@
+//! Memory: hugepage-backed regions bound to a NUMA node, a per-core chunk pool carved
+//! from one region, and the per-connection rewindable [`Arena`].
+//!
+//! This module and `nic/` are the only places `unsafe` is allowed; every block says why
+//! it is sound.
+//!
+//! Ownership: a core loop maps one [`Region`] at start (prefaulted, so the data path
+//! never takes a page fault on arena memory), wraps it in a [`ChunkPool`], and every
+//! connection on that core gets an [`Arena`] that borrows chunks from the pool while a
+//! request is in flight and gives them back when it is rewound.
+
+mod arena;
+mod numa;
+mod pool;
+mod region;
+
+pub use arena::{Arena, ArenaError, ArenaVec, Mark};
+pub use numa::{cpu_numa_node, NumaNode};
+pub use pool::{ChunkPool, PoolStats};
+pub use region::{Backing, HugepagePolicy, MemError, Region};
+
+/// Size of one x86-64 huge page; regions are a whole number of them.
+pub const HUGEPAGE_BYTES: usize = 2 * 1024 * 1024;
+/// Size of a base page.
+pub const PAGE_BYTES: usize = 4096;
