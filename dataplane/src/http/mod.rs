@@ -24,3 +24,6 @@ pub use limits::HttpLimits;
 pub use request::{percent_decode, DecodeError, Method, Request, Version, MAX_PARAMS as MAX_PARAMS_PUB};
 pub use response::{Body, BodySource, OwnedResponse, Response};
 pub use status::reason_phrase;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,503 @@
+//! Engine tests: bytes in, parsed responses out, no sockets.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::app::{ControlHandle, ControlPlane, ControlState, Ctx, HandlerError, Reply, Route, Router, Shared};
+use crate::mem::{Arena, ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
+
+fn hello<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    Ok(Response::ok("text/plain", b"Hello, World!").into())
+}
+fn echo<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    let copy = cx.arena().alloc_slice(req.body())?;
+    Ok(Response::ok("application/octet-stream", copy).into())
+}
+fn param<'a>(req: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    Ok(Response::ok("text/plain", req.param("name").unwrap_or("").as_bytes()).into())
+}
+fn boom<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    panic!("boom")
+}
+fn hog<'a>(_: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    cx.arena().alloc_bytes(10 << 20)?;
+    Ok(Response::ok("text/plain", b"unreachable").into())
+}
+fn deferred<'a>(_: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    cx.call_control(Box::new(|_: &mut ControlState| OwnedResponse::new(200, "text/plain", "from control")))
+}
+fn big<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    struct Ones;
+    impl BodySource for Ones {
+        fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+            out.resize(out.len() + max, b'1');
+            Ok(max)
+        }
+    }
+    Ok(Response::new(200, "application/octet-stream", Body::Stream { len: 1 << 20, source: Box::new(Ones) }).into())
+}
+
+struct Harness {
+    router: Router,
+    shared: Shared,
+    plane: Option<ControlPlane>,
+    control: ControlHandle,
+    limits: HttpLimits,
+    date: DateCache,
+    stats: HttpStats,
+    pool: Rc<ChunkPool>,
+    now: SystemTime,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut router = Router::new();
+        for (m, p, h) in [
+            (Method::Get, "/hello", hello as crate::app::Handler),
+            (Method::Post, "/echo", echo),
+            (Method::Get, "/p/{name}", param),
+            (Method::Get, "/boom", boom),
+            (Method::Get, "/hog", hog),
+            (Method::Get, "/deferred", deferred),
+            (Method::Get, "/big", big),
+        ] {
+            router.add(Route { method: m, pattern: p, handler: h }).unwrap();
+        }
+        let plane = ControlPlane::start(8).unwrap();
+        let control = plane.handle();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut date = DateCache::default();
+        date.update(now);
+        let region = Region::map(HUGEPAGE_BYTES, None, HugepagePolicy::Off).unwrap();
+        Harness {
+            router,
+            shared: Shared::default(),
+            plane: Some(plane),
+            control,
+            limits: HttpLimits::default(),
+            date,
+            stats: HttpStats::default(),
+            pool: Rc::new(ChunkPool::new(region, 64 << 10)),
+            now,
+        }
+    }
+
+    fn conn(&self) -> HttpConn {
+        HttpConn::new(Arena::new(self.pool.clone(), 1 << 20), &self.limits)
+    }
+
+    fn env(&mut self) -> Env<'_> {
+        Env {
+            now: self.now,
+            date: &self.date,
+            limits: &self.limits,
+            router: &self.router,
+            shared: &self.shared,
+            control: &self.control,
+            conn_id: 1,
+            stats: &mut self.stats,
+        }
+    }
+
+    /// Feeds `input` in pieces of the given sizes and drains all output.
+    fn feed(&mut self, conn: &mut HttpConn, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain(std::iter::once(&input.len())) {
+            conn.receive(&input[start..end], &mut self.env());
+            start = end;
+            self.drain(conn, &mut out);
+        }
+        out
+    }
+
+    fn drain(&mut self, conn: &mut HttpConn, out: &mut Vec<u8>) {
+        loop {
+            let o = conn.output();
+            if o.is_empty() {
+                break;
+            }
+            out.extend_from_slice(o);
+            let n = o.len();
+            conn.consume(n, &mut self.env());
+        }
+    }
+
+    fn once(&mut self, input: &[u8]) -> (Vec<Resp>, HttpConn) {
+        let mut conn = self.conn();
+        let out = self.feed(&mut conn, input, &[]);
+        (parse_all(&out, false), conn)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(p) = self.plane.take() {
+            p.shutdown();
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits a byte stream into responses (Content-Length framing; HEAD responses have no body).
+fn parse_all(mut buf: &[u8], head: bool) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let mut hs = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut hs);
+        let n = match r.parse(buf).expect("well-formed response") {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("partial response: {:?}", String::from_utf8_lossy(buf)),
+        };
+        let headers: Vec<(String, String)> =
+            r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+        let status = r.code.unwrap();
+        let len: usize = if status == 100 || head {
+            0
+        } else {
+            headers.iter().find(|(k, _)| k == "Content-Length").map(|(_, v)| v.parse().unwrap()).unwrap()
+        };
+        out.push(Resp { status, headers, body: buf[n..n + len].to_vec() });
+        buf = &buf[n + len..];
+    }
+    out
+}
+
+const GET: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[test]
+fn every_response_has_the_mandatory_headers() {
+    let mut h = Harness::new();
+    for req in [
+        &b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (rs, _) = h.once(req);
+        let r = &rs[0];
+        assert_eq!(r.header("Server"), Some("px-appliance"));
+        assert_eq!(r.header("Date"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
+        assert!(r.header("Content-Type").is_some());
+        assert_eq!(r.header("Content-Length").unwrap().parse::<usize>().unwrap(), r.body.len());
+    }
+}
+
+#[test]
+fn request_split_at_every_byte_boundary() {
+    let mut h = Harness::new();
+    let inputs: [&[u8]; 3] = [
+        GET,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+    ];
+    for input in inputs {
+        let mut whole = h.conn();
+        let expected = h.feed(&mut whole, input, &[]);
+        assert_eq!(parse_all(&expected, false).len(), 1);
+        for cut in 1..input.len() {
+            let mut c = h.conn();
+            assert_eq!(h.feed(&mut c, input, &[cut]), expected, "split at {cut}");
+        }
+        // And one byte at a time.
+        let mut c = h.conn();
+        let cuts: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(h.feed(&mut c, input, &cuts), expected);
+    }
+}
+
+#[test]
+fn pipelined_batch_is_answered_in_order() {
+    let mut h = Harness::new();
+    let mut input = Vec::new();
+    for i in 0..32 {
+        input.extend_from_slice(format!("GET /p/n{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        if i % 5 == 0 {
+            input.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+        }
+    }
+    for cuts in [vec![], vec![7], vec![100, 101, 500]] {
+        let mut c = h.conn();
+        let rs = parse_all(&h.feed(&mut c, &input, &cuts), false);
+        let bodies: Vec<String> = rs.iter().map(|r| String::from_utf8(r.body.clone()).unwrap()).collect();
+        let mut want = Vec::new();
+        for i in 0..32 {
+            want.push(format!("n{i}"));
+            if i % 5 == 0 {
+                want.push("abc".into());
+            }
+        }
+        assert_eq!(bodies, want);
+        assert!(c.is_idle() && !c.wants_close());
+    }
+}
+
+#[test]
+fn keep_alive_rules() {
+    let mut h = Harness::new();
+    let (rs, c) = h.once(GET);
+    assert_eq!(rs[0].header("Connection"), None);
+    assert!(!c.wants_close());
+    let (rs, c) =
+        h.once(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(rs.len(), 1, "nothing after Connection: close is answered");
+    assert_eq!(rs[0].header("Connection"), Some("close"));
+    assert!(c.wants_close());
+    let (rs, c) = h.once(b"GET /hello HTTP/1.0\r\n\r\n");
+    assert_eq!(rs[0].header("Connection"), Some("close"));
+    assert!(c.wants_close());
+    let (rs, c) = h.once(
+        b"GET /hello HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert_eq!(rs.len(), 2);
+    assert!(rs.iter().all(|r| r.header("Connection") == Some("keep-alive")));
+    assert!(!c.wants_close());
+}
+
+#[test]
+fn head_has_headers_only_with_the_get_length() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    let out = h.feed(&mut c, b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    let rs = parse_all(&out, true);
+    assert_eq!(rs[0].status, 200);
+    assert_eq!(rs[0].header("Content-Length"), Some("13"));
+    assert!(out.ends_with(b"\r\n\r\n"));
+    let out = h.feed(&mut c, b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    assert_eq!(parse_all(&out, true)[0].header("Content-Length"), Some("1048576"));
+    assert!(out.ends_with(b"\r\n\r\n"), "no streamed body after HEAD");
+}
+
+fn status_of(h: &mut Harness, req: &[u8]) -> (u16, Resp, bool) {
+    let (rs, c) = h.once(req);
+    assert_eq!(rs.len(), 1, "{:?}", String::from_utf8_lossy(req));
+    (rs[0].status, rs[0].clone(), c.wants_close())
+}
+
+#[test]
+fn limits_get_the_right_status() {
+    let mut h = Harness::new();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let long_header = format!("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(9000));
+    let many_lines: String = (0..1000).map(|i| format!("X-{i}: {}\r\n", "v".repeat(10))).collect();
+    let big_block = format!("GET /hello HTTP/1.1\r\nHost: x\r\n{many_lines}\r\n");
+    let too_many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
+    let too_many = format!("GET /hello HTTP/1.1\r\nHost: x\r\n{too_many}\r\n");
+    let cases: Vec<(Vec<u8>, u16, bool)> = vec![
+        (long_uri.into_bytes(), 414, true),
+        (long_header.into_bytes(), 431, true),
+        (big_block.into_bytes(), 431, true),
+        (too_many.into_bytes(), 431, true),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n".to_vec(), 413, true),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            400,
+            true,
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), 400, true),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabcd".to_vec(), 400, true),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(), 400, true),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501, true),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(), 400, true),
+        (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/1.1\nHost: x\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/1.1\r\nBad Name: v\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505, true),
+        (b"GET /hello HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), 505, true),
+        (b"GET /hello HTTX/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, true),
+        (b"BREW /hello HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 501, false),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 404, false),
+        (b"GET /hello HTTP/1.1\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400, false),
+    ];
+    for (req, want, closes) in cases {
+        let (status, resp, closed) = status_of(&mut h, &req);
+        assert_eq!(status, want, "{:?}", String::from_utf8_lossy(&req[..req.len().min(80)]));
+        assert_eq!(closed, closes, "close after {want}");
+        if closes {
+            assert_eq!(resp.header("Connection"), Some("close"));
+        }
+    }
+    let (status, resp, closed) = status_of(&mut h, b"DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status, resp.header("Allow"), closed), (405, Some("GET, HEAD"), false));
+}
+
+#[test]
+fn connection_stays_usable_after_a_4xx_that_keeps_framing() {
+    let mut h = Harness::new();
+    let input = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nBREW /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nzzDELETE /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (rs, c) = h.once(input);
+    let st: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(st, [404, 501, 405, 200]);
+    assert!(!c.wants_close());
+}
+
+#[test]
+fn limits_are_configurable() {
+    let mut h = Harness::new();
+    h.limits.max_body_bytes = 4;
+    h.limits.max_uri_bytes = 16;
+    assert_eq!(status_of(&mut h, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcde").0, 413);
+    assert_eq!(
+        status_of(
+            &mut h,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"
+        )
+        .0,
+        413
+    );
+    assert_eq!(status_of(&mut h, b"GET /p/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: x\r\n\r\n").0, 414);
+}
+
+#[test]
+fn expect_continue_gets_100_before_the_body() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+    let out = h.feed(&mut c, head, &[]);
+    assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let out = h.feed(&mut c, b"data", &[]);
+    let rs = parse_all(&out, false);
+    assert_eq!((rs[0].status, rs[0].body.as_slice()), (200, &b"data"[..]));
+}
+
+#[test]
+fn arena_is_rewound_after_the_response_is_handed_over() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    c.receive(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", &mut h.env());
+    assert!(c.arena().used_bytes() > 0, "body copied into the arena");
+    let n = c.output().len() - 3;
+    c.consume(n, &mut h.env());
+    assert!(c.arena().used_bytes() > 0, "not yet: 3 bytes still unsent");
+    c.consume(3, &mut h.env());
+    assert_eq!(c.arena().used_bytes(), 0);
+    assert_eq!(h.pool.stats().chunks_free, h.pool.stats().chunks_total);
+}
+
+#[test]
+fn arena_exhaustion_answers_503_and_closes_only_that_connection() {
+    let mut h = Harness::new();
+    let (st, _, closed) = status_of(&mut h, b"GET /hog HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((st, closed), (503, true));
+    assert_eq!(h.stats.arena_failures, 1);
+    assert_eq!(h.pool.stats().chunks_free, h.pool.stats().chunks_total, "memory returned");
+    assert_eq!(status_of(&mut h, GET).0, 200);
+}
+
+#[test]
+fn panicking_handler_answers_500() {
+    let mut h = Harness::new();
+    let (st, _, closed) =
+        status_of(&mut h, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((st, closed), (500, true));
+    assert_eq!(h.stats.handler_panics, 1);
+    assert_eq!(status_of(&mut h, GET).0, 200, "the next connection is served");
+}
+
+#[test]
+fn deferred_answer_keeps_pipelined_order() {
+    let mut h = Harness::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.control.set_waker(Box::new(move || {
+        let _ = tx.send(());
+    }));
+    let mut c = h.conn();
+    let input = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /deferred HTTP/1.1\r\nHost: x\r\n\r\nGET /p/after HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut out = h.feed(&mut c, input, &[]);
+    assert_eq!(parse_all(&out, false).len(), 1, "waits for the control thread");
+    assert!(!c.wants_read());
+    rx.recv_timeout(Duration::from_secs(5)).expect("control thread answered");
+    let mut answers = Vec::new();
+    h.control.drain(|id, r| answers.push((id, r)));
+    let (id, resp) = answers.pop().unwrap();
+    assert_eq!(id, 1);
+    c.complete_deferred(resp, &mut h.env());
+    h.drain(&mut c, &mut out);
+    let bodies: Vec<Vec<u8>> = parse_all(&out, false).into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, [&b"Hello, World!"[..], b"from control", b"after"]);
+}
+
+#[test]
+fn streamed_body_respects_backpressure() {
+    let mut h = Harness::new();
+    h.limits.output_high_water_bytes = 64 << 10;
+    let mut c = HttpConn::new(Arena::new(h.pool.clone(), 1 << 20), &h.limits);
+    c.receive(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &mut h.env());
+    assert!(c.output().len() <= (64 << 10) + 256, "buffered {} bytes", c.output().len());
+    assert!(!c.wants_read());
+    let mut out = Vec::new();
+    h.drain(&mut c, &mut out);
+    let rs = parse_all(&out, false);
+    assert_eq!(rs.len(), 2);
+    assert_eq!(rs[0].body.len(), 1 << 20);
+    assert!(rs[0].body.iter().all(|&b| b == b'1'));
+    assert_eq!(rs[1].body, b"Hello, World!");
+}
+
+#[test]
+fn date_follows_the_passed_time() {
+    let mut h = Harness::new();
+    let (a, _) = h.once(GET);
+    h.now += Duration::from_secs(1);
+    let now = h.now;
+    h.date.update(now);
+    let (b, _) = h.once(GET);
+    assert_ne!(a[0].header("Date"), b[0].header("Date"));
+}
+
+#[test]
+fn drain_finishes_the_request_in_progress_then_closes() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    let out = h.feed(&mut c, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab", &[]);
+    assert!(out.is_empty());
+    c.begin_drain();
+    assert!(!c.wants_close());
+    let out = h.feed(&mut c, b"cdGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
+    let rs = parse_all(&out, false);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].body, b"abcd");
+    assert_eq!(rs[0].header("Connection"), Some("close"));
+    assert!(c.wants_close());
+    let mut idle = h.conn();
+    idle.begin_drain();
+    assert!(idle.wants_close());
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut h = Harness::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let alphabet = b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n0123456789abcdef\r\n;: \t\x00\xff";
+    for _ in 0..2000 {
+        let mut c = h.conn();
+        let len = (next(&mut seed) % 300) as usize;
+        let input: Vec<u8> = (0..len).map(|_| alphabet[(next(&mut seed) % alphabet.len() as u64) as usize]).collect();
+        let cut = if len > 0 { (next(&mut seed) % len as u64) as usize } else { 0 };
+        let out = h.feed(&mut c, &input, &[cut]);
+        if !out.is_empty() {
+            parse_all(&out, false);
+        }
+    }
+}
+
+fn next(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
