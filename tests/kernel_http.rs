@@ -1,1 +1,180 @@
+//! The kernel backend end to end: routes, headers, transfers, the handler API features,
+//! panics, bad config, and graceful shutdown.
 
+mod common;
+
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{get, pattern, request, Raw, Server, BIN};
+
+#[test]
+fn tfb_routes_follow_the_rules() {
+    let srv = Server::start(&["--queues", "2"]);
+    let p = get(srv.addr, "/plaintext");
+    assert_eq!((p.status, p.body.as_slice()), (200, &b"Hello, World!"[..]));
+    assert_eq!(p.header("Content-Type"), Some("text/plain"));
+    let j = get(srv.addr, "/json");
+    assert_eq!(j.header("Content-Type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&j.body).unwrap();
+    assert_eq!(v, serde_json::json!({"message": "Hello, World!"}));
+    for r in [&p, &j] {
+        assert_eq!(r.header("Server"), Some("px-appliance"));
+        assert_eq!(r.header("Content-Length").unwrap(), r.body.len().to_string());
+        httpdate::parse_http_date(r.header("Date").unwrap()).expect("IMF-fixdate");
+    }
+    let h = request(srv.addr, b"HEAD /json HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((h.status, h.header("Content-Length")), (200, Some("27")));
+    srv.stop();
+}
+
+#[test]
+fn date_changes_from_one_second_to_the_next() {
+    let srv = Server::start(&[]);
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+    let first = c.read_response(false).header("Date").unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut later = first.clone();
+    while later == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        later = c.read_response(false).header("Date").unwrap().to_string();
+    }
+    let (a, b) = (httpdate::parse_http_date(&first).unwrap(), httpdate::parse_http_date(&later).unwrap());
+    assert!(b > a, "Date moved on: {first} -> {later}");
+    srv.stop();
+}
+
+#[test]
+fn bytes_route_transfers_byte_exact() {
+    let srv = Server::start(&[]);
+    for n in [0usize, 1, 251, 65_537, 1 << 20, 16 << 20] {
+        let r = get(srv.addr, &format!("/bytes/{n}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
+        assert!(r.body == pattern(n), "/bytes/{n} content");
+    }
+    assert_eq!(get(srv.addr, "/bytes/67108865").status, 400);
+    assert_eq!(get(srv.addr, "/bytes/x").status, 400);
+    // A slow reader of 64 MiB: the server queues and resumes, never drops.
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /bytes/67108864 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response(false);
+    assert!(r.body == pattern(64 << 20));
+    srv.stop();
+}
+
+#[test]
+fn handler_api_features() {
+    let srv = Server::start(&["--apps", "tfb,demo", "--queues", "2"]);
+    assert_eq!(get(srv.addr, "/demo/hello/Caf%C3%A9").body, "Hello, Café!\n".as_bytes());
+    assert_eq!(get(srv.addr, "/demo/greeting?name=Ada+L").body, b"Greetings, Ada L.\n");
+    let mut c = Raw::connect(srv.addr);
+    for i in 1..=3 {
+        c.send(b"GET /demo/visits HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response(false).body, format!("visit {i} on this connection\n").as_bytes());
+    }
+    let counts: Vec<u64> = (0..4)
+        .map(|_| {
+            let v: serde_json::Value = serde_json::from_slice(&get(srv.addr, "/demo/counter").body).unwrap();
+            v["count"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(counts, [1, 2, 3, 4], "one control thread serialises the counter across cores");
+    let chunked = request(
+        srv.addr,
+        b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert_eq!(chunked.body, b"abcde");
+    srv.stop();
+}
+
+#[test]
+fn arena_exhaustion_is_503_for_that_connection_only() {
+    let srv = Server::start(&["--apps", "tfb,demo"]);
+    let mut hog = Raw::connect(srv.addr);
+    hog.send(b"GET /demo/alloc/8388608 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = hog.read_response(false);
+    assert_eq!((r.status, r.header("Connection")), (503, Some("close")));
+    assert!(hog.closed_by_server());
+    let ok = get(srv.addr, "/demo/alloc/100000");
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    srv.stop();
+}
+
+#[test]
+fn panicking_handler_answers_500_and_the_core_goes_on() {
+    let srv = Server::start(&["--apps", "tfb,demo", "--queues", "1"]);
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /demo/panic HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 500);
+    assert!(c.closed_by_server());
+    for _ in 0..3 {
+        assert_eq!(get(srv.addr, "/plaintext").status, 200, "the same (only) core still serves");
+    }
+    srv.stop();
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_responses() {
+    let mut srv = Server::start(&["--queues", "2"]);
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /bytes/33554432 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut first = [0u8; 4096];
+    let n = c.sock.read(&mut first).unwrap();
+    assert!(n > 0, "response started");
+    let idle = Raw::connect(srv.addr);
+    srv.signal("TERM");
+    // New connections are refused once the listeners are closed.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::net::TcpStream::connect(srv.addr).is_ok() {
+        assert!(Instant::now() < deadline, "listener still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rest = Vec::new();
+    c.sock.read_to_end(&mut rest).unwrap();
+    let mut all = first[..n].to_vec();
+    all.extend_from_slice(&rest);
+    let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(all[head_end..] == pattern(32 << 20), "the in-flight 32 MiB arrived whole");
+    let mut idle = idle;
+    assert!(idle.closed_by_server(), "idle keep-alive connection closed");
+    let st = srv.wait(Duration::from_secs(5)).expect("exited within 5 s");
+    assert!(st.success(), "{st}");
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_nonzero() {
+    let dir = std::env::temp_dir().join(format!("px-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, key) in [
+        ("[http]\nmax_uri_byts = 1\n", "max_uri_byts"),
+        ("[arena]\nchunk_bytes = 1000\n", "arena.chunk_bytes"),
+        ("[server]\nqueues = -1\n", "queues"),
+    ] {
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        let out = Command::new(BIN).args(["--config", f.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "stderr names {key}: {err}");
+    }
+    let out = Command::new(BIN).args(["--apps", "tfb,nope", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown app `nope`"));
+    let out = Command::new(BIN).args(["--listen", "256.0.0.1:1"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--backend", "--listen", "--queues", "--config", "--apps", "--cores", "--iface", "--ip", "--log-level"]
+    {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Shared helpers for the integration tests: start the real binary, wait for its
+//! readiness line, talk raw HTTP, find client tools.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_px-appliance");
+
+/// A running px-appliance on a free loopback port.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts the binary with `--backend kernel --listen 127.0.0.1:0` and `args`, and
+    /// waits (up to 20 s) for its "listening on" line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["--backend", "kernel", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn px-appliance");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("px-appliance printed its readiness line");
+        let addr = line.rsplit("http://").next().unwrap().trim().parse().expect("address in readiness line");
+        Server { child: Some(child), addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait; panics unless it exits 0 within 5 s.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let st = self.wait(Duration::from_secs(5)).expect("exited within 5 s of SIGTERM");
+        assert!(st.success(), "exit status {st}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw client connection.
+pub struct Raw {
+    pub sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let sock = TcpStream::connect(addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { sock, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response (Content-Length framing). `head` for HEAD requests.
+    pub fn read_response(&mut self, head: bool) -> Resp {
+        loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            if let httparse::Status::Complete(n) = r.parse(&self.buf).expect("valid response") {
+                let headers: Vec<(String, String)> = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let status = r.code.unwrap();
+                let len = if head {
+                    0
+                } else {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().unwrap())
+                };
+                while self.buf.len() < n + len {
+                    self.fill();
+                }
+                let body = self.buf[n..n + len].to_vec();
+                self.buf.drain(..n + len);
+                return Resp { status, headers, body };
+            }
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut tmp = [0u8; 65536];
+        let n = self.sock.read(&mut tmp).expect("read (10 s timeout)");
+        assert!(n > 0, "connection closed mid-response; have {:?}", String::from_utf8_lossy(&self.buf));
+        self.buf.extend_from_slice(&tmp[..n]);
+    }
+
+    /// True if the server closes the connection (EOF) within the read timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut tmp = [0u8; 1024];
+        loop {
+            match self.sock.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// One request on a fresh connection.
+pub fn request(addr: SocketAddr, bytes: &[u8]) -> Resp {
+    let mut c = Raw::connect(addr);
+    c.send(bytes);
+    c.read_response(bytes.starts_with(b"HEAD"))
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+}
+
+/// Finds a client tool. In CI (CI set) a missing tool fails the test, since .ci/run
+/// installs them; elsewhere the test is skipped with a message.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "{name} is required in CI (.ci/run installs it) but is not on PATH");
+        eprintln!("SKIPPED: {name} is not installed (scripts/install-test-deps.sh installs it)");
+    }
+    found
+}
+
+/// The `/bytes/{n}` pattern.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
