@@ -174,8 +174,8 @@ impl Arena {
         }
         let chunk_bytes = self.pool.chunk_bytes();
         if len == 0 {
-            // A well-aligned dangling pointer is valid for zero-sized access.
-            return Ok(NonNull::new(align as *mut u8).expect("align is non-zero"));
+            // A well-aligned dangling pointer (no provenance) is valid for zero-sized access.
+            return Ok(NonNull::new(std::ptr::without_provenance_mut(align)).expect("align is non-zero"));
         }
         if len > chunk_bytes {
             return self.alloc_large(len, align);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a fresh Debian machine (idempotent):
+# load/client tools, the nightly Miri component, and a hugepage reservation.
+set -euo pipefail
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v wrk  >/dev/null || need+=(wrk)
+command -v ab   >/dev/null || need+=(apache2-utils)
+command -v python3 >/dev/null || need+=(python3)
+command -v valgrind >/dev/null || need+=(valgrind)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "install-test-deps: apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if rustup toolchain list | grep -q '^nightly'; then
+  if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^miri'; then
+    rustup component add miri rust-src --toolchain nightly >/dev/null 2>&1 \
+      || echo "install-test-deps: could not add miri; scripts/miri.sh will use valgrind" >&2
+  fi
+else
+  echo "install-test-deps: no nightly toolchain; scripts/miri.sh will use valgrind" >&2
+fi
+"$(dirname "$0")/hugepages.sh" 128
