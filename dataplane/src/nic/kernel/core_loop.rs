@@ -273,10 +273,17 @@ impl CoreLoop {
                 Ok(n) => {
                     c.last_active = now;
                     let data = std::mem::take(&mut self.core.readbuf);
+                    let drained = n < data.len();
                     c.http.receive(&data[..n], &mut self.core.env(id));
                     self.core.readbuf = data;
                     if !self.write_out(idx) {
                         return;
+                    }
+                    if drained {
+                        // A short read took everything queued; edge-triggered epoll
+                        // reports the next arrival, so skip the read that would only
+                        // return EAGAIN (one syscall per request saved).
+                        return self.finish(idx);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.finish(idx),
