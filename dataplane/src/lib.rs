@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 #[allow(unsafe_code)]
 pub mod mem;
+pub mod net;
 #[allow(unsafe_code)]
 pub mod nic;
 pub mod runtime;

@@ -1,7 +1,76 @@
-//! Packet and socket I/O backends, one folder each.
+//! Packet and socket I/O backends, one folder each, behind one narrow trait.
 //!
-//! - `kernel`: kernel TCP sockets (the kernel is the TCP stack); the fallback where AF_XDP
-//!   cannot run and the baseline the bypass path is measured against.
-//! - AF_XDP and the `PacketIo` trait arrive with the userspace TCP engine.
+//! - [`PacketIo`]: batch receive / transmit of Ethernet frames. Implemented by
+//!   `af_xdp` (AF_XDP rings on a NIC queue) and [`loopback`] (in memory, for tests), and
+//!   wrapped by [`pcap`] (capture to a file tcpdump reads) and [`fault`] (seeded drop,
+//!   duplicate, reorder, corrupt), which stack: `Fault<Pcap<XskQueue>>`.
+//! - `kernel`: kernel TCP sockets (the kernel is the TCP stack); it plugs in above the
+//!   TCP engine and does not implement `PacketIo`.
 
+pub mod af_xdp;
+pub mod fault;
 pub mod kernel;
+pub mod loopback;
+pub mod pcap;
+
+use std::time::Duration;
+
+/// The TX ring (or queue) is full; the frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("transmit ring full")]
+pub struct TxFull;
+
+/// Counters a backend keeps about its rings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames handed to the TX ring.
+    pub tx_packets: u64,
+    /// Bytes handed to the TX ring.
+    pub tx_bytes: u64,
+    /// Frames not sent because the TX ring or the free-frame pool was full/empty.
+    pub tx_ring_full: u64,
+    /// Times the fill ring could not be refilled completely.
+    pub fill_ring_short: u64,
+    /// Syscalls made to wake the kernel (need_wakeup).
+    pub wakeups: u64,
+    /// Frames the kernel dropped for us (no fill-ring space, XDP_STATISTICS).
+    pub kernel_rx_dropped: u64,
+    /// Frames dropped by a fault injector.
+    pub injected_drops: u64,
+}
+
+/// Batch frame I/O on one queue.
+pub trait PacketIo {
+    /// Hands up to `max` received frames to `f`, in arrival order; returns how many.
+    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize;
+    /// Queues one frame for transmission (copied into a TX buffer).
+    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull>;
+    /// Makes queued frames go out (kicks the kernel when it asks to be woken).
+    fn flush(&mut self);
+    /// Sleeps until a frame may have arrived, at most `timeout` (the idle path).
+    fn wait(&mut self, timeout: Duration);
+    /// The backend's counters.
+    fn counters(&self) -> IoCounters;
+}
+
+impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
+    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        (**self).recv(max, f)
+    }
+    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
+        (**self).send(frame)
+    }
+    fn flush(&mut self) {
+        (**self).flush()
+    }
+    fn wait(&mut self, timeout: Duration) {
+        (**self).wait(timeout)
+    }
+    fn counters(&self) -> IoCounters {
+        (**self).counters()
+    }
+}

@@ -1,0 +1,277 @@
+//! AF_XDP backend in pure Rust over libc: one concern per file.
+//!
+//! - [`syscall`]: checked wrappers of bpf(2), socket options, bind, wakeups, poll.
+//! - [`mmap`]: the shared ring mappings.
+//! - [`ring`]: producer/consumer views of the fill, completion, RX and TX rings.
+//! - [`umem`]: the frame memory (2 MiB hugepages on the NIC's NUMA node).
+//! - [`bpf`]: the XSKMAP, the redirect program, and its BPF link.
+//! - [`socket`]: [`XskQueue`], one socket per queue, implementing [`PacketIo`](super::PacketIo).
+//!
+//! [`XdpInterface::open`] checks the preconditions (root, the interface, its queue
+//! count), opens one socket per queue, then loads and attaches the program. Dropping the
+//! interface, or the process dying by any means, detaches the program: the link is an fd.
+
+mod bpf;
+mod mmap;
+mod ring;
+mod socket;
+mod syscall;
+mod umem;
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use socket::XskQueue;
+
+use crate::mem::{HugepagePolicy, NumaNode};
+use crate::nic::fault::FaultConfig;
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Native (driver) mode when the driver supports it, else generic.
+    Auto,
+    /// Driver mode (XDP_FLAGS_DRV_MODE) only.
+    Native,
+    /// Generic / SKB mode (XDP_FLAGS_SKB_MODE) only.
+    Generic,
+}
+
+/// How the sockets share frames with the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// Zero-copy when the driver supports it, else copy.
+    Auto,
+    /// Copy mode (works on every driver, veth included).
+    Copy,
+    /// Zero-copy only.
+    Zerocopy,
+}
+
+/// `[af_xdp]`: the AF_XDP backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XdpConfig {
+    /// Interface to take over (e.g. `px-app0`).
+    pub iface: String,
+    /// Our address with prefix length, e.g. `10.99.0.1/24`.
+    pub ip: String,
+    /// Next hop for addresses outside the prefix ("" for none).
+    pub gateway: String,
+    /// `auto`, `native` or `generic`.
+    pub attach_mode: AttachMode,
+    /// `auto`, `copy` or `zerocopy`.
+    pub bind_mode: BindMode,
+    /// UMEM frame size (2048 or 4096): the largest frame.
+    pub frame_bytes: u32,
+    /// UMEM frames per queue (half go to the fill ring, half to TX).
+    pub frames_per_queue: u32,
+    /// Entries in each of the four rings (power of two).
+    pub ring_size: u32,
+    /// Most frames taken from the RX ring per loop turn.
+    pub rx_batch: usize,
+    /// TX descriptors queued before they are submitted to the kernel.
+    pub tx_batch: usize,
+    /// After this long without a frame, the loop sleeps in poll(2) on the socket.
+    pub idle_spin_us: u64,
+    /// Longest sleep in poll(2) (timers and shutdown are checked at least this often).
+    pub idle_sleep_ms: u64,
+    /// Hugepages for the UMEM: `auto`, `require`, `off`.
+    pub hugepages: HugepagePolicy,
+    /// Write every frame, both directions, to this pcap file (debugging).
+    pub pcap: Option<PathBuf>,
+    /// Seeded fault injection on receive (testing).
+    pub faults: FaultConfig,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig {
+            iface: String::new(),
+            ip: String::new(),
+            gateway: String::new(),
+            attach_mode: AttachMode::Auto,
+            bind_mode: BindMode::Auto,
+            frame_bytes: 4096,
+            frames_per_queue: 4096,
+            ring_size: 2048,
+            rx_batch: 64,
+            tx_batch: 64,
+            idle_spin_us: 200,
+            idle_sleep_ms: 100,
+            hugepages: HugepagePolicy::Auto,
+            pcap: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+impl XdpConfig {
+    /// Range checks; the error names the key (relative to `[af_xdp]`) and the reason.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.frame_bytes != 2048 && self.frame_bytes != 4096 {
+            return Err(("frame_bytes", format!("must be 2048 or 4096, got {}", self.frame_bytes)));
+        }
+        if !self.ring_size.is_power_of_two() || !(64..=32768).contains(&self.ring_size) {
+            return Err(("ring_size", format!("must be a power of two from 64 to 32768, got {}", self.ring_size)));
+        }
+        if self.frames_per_queue < 2 * self.ring_size {
+            return Err(("frames_per_queue", format!("must be at least 2 × ring_size ({})", 2 * self.ring_size)));
+        }
+        if self.rx_batch == 0 || self.rx_batch > self.ring_size as usize {
+            return Err(("rx_batch", "must be 1..=ring_size".into()));
+        }
+        if self.tx_batch == 0 || self.tx_batch > self.ring_size as usize {
+            return Err(("tx_batch", "must be 1..=ring_size".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Why the AF_XDP backend could not start. Each message names the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// Not running as root.
+    #[error(
+        "AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run px-appliance as root, or use --backend kernel"
+    )]
+    NotRoot,
+    /// The kernel has no AF_XDP sockets.
+    #[error("this kernel has no AF_XDP sockets ({0}): it needs CONFIG_XDP_SOCKETS=y; use --backend kernel here")]
+    NoAfXdp(io::Error),
+    /// socket(AF_XDP) failed otherwise.
+    #[error("socket(AF_XDP) failed: {0}")]
+    Socket(io::Error),
+    /// No such interface.
+    #[error("no network interface {iface:?} ({source}); list them with `ip link` (scripts/testbed.sh up creates px-app0 in netns px-app)")]
+    NoInterface {
+        /// Name given.
+        iface: String,
+        /// if_nametoindex error.
+        source: io::Error,
+    },
+    /// More queues asked for than the interface has.
+    #[error("--queues {asked} but {iface} has {has} RX queue(s); raise them with `ethtool -L {iface} combined {asked}` (on the testbed: scripts/testbed.sh up --queues {asked})")]
+    TooManyQueues {
+        /// Interface.
+        iface: String,
+        /// Queues requested.
+        asked: usize,
+        /// Queues the interface has.
+        has: usize,
+    },
+    /// UMEM memory could not be mapped.
+    #[error("UMEM: {0}")]
+    Umem(String),
+    /// A setup step failed.
+    #[error("queue {queue}: {what} failed: {source}")]
+    Setup {
+        /// The step.
+        what: &'static str,
+        /// Queue.
+        queue: u32,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Loading or attaching the XDP program failed.
+    #[error("XDP program: {what} failed: {source}")]
+    Program {
+        /// The step.
+        what: &'static str,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+/// The program attached to an interface; detached when dropped.
+pub struct XdpInterface {
+    _link: bpf::Link,
+    _program: bpf::Program,
+    _map: bpf::XskMap,
+    /// The interface's index.
+    pub ifindex: u32,
+    /// "native" or "generic".
+    pub attach_mode: &'static str,
+}
+
+/// RX queues of `iface` as sysfs lists them.
+pub fn rx_queue_count(iface: &str) -> io::Result<usize> {
+    let n = std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n)
+}
+
+/// The NUMA node of `iface`'s device (`-1` or absent → node 0).
+pub fn iface_numa_node(iface: &str) -> NumaNode {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/device/numa_node"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|&n| n >= 0)
+        .map_or(0, |n| n as NumaNode)
+}
+
+/// The interface's MAC address from sysfs.
+pub fn iface_mac(iface: &str) -> io::Result<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() != 6 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad MAC {text:?}")));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad MAC"))?;
+    }
+    Ok(mac)
+}
+
+impl XdpInterface {
+    /// Opens `queues` sockets on `cfg.iface` (queue i's UMEM on its interface's NUMA
+    /// node) and attaches the redirect program.
+    pub fn open(cfg: &XdpConfig, queues: usize) -> Result<(XdpInterface, Vec<XskQueue>), XdpError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(XdpError::NotRoot);
+        }
+        let ifindex = syscall::if_index(&cfg.iface)
+            .map_err(|source| XdpError::NoInterface { iface: cfg.iface.clone(), source })?;
+        let has = rx_queue_count(&cfg.iface).unwrap_or(1).max(1);
+        if queues > has {
+            return Err(XdpError::TooManyQueues { iface: cfg.iface.clone(), asked: queues, has });
+        }
+        match syscall::xsk_socket() {
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => return Err(XdpError::NoAfXdp(e)),
+            Err(e) => return Err(XdpError::Socket(e)),
+            Ok(_) => {}
+        }
+        let node = iface_numa_node(&cfg.iface);
+        let map = bpf::XskMap::create(has as u32)
+            .map_err(|source| XdpError::Program { what: "creating the XSKMAP", source })?;
+        let mut socks = Vec::with_capacity(queues);
+        for q in 0..queues as u32 {
+            let s = XskQueue::open(ifindex, q, cfg, Some(node))?;
+            map.set(q, s.fd()).map_err(|source| XdpError::Program { what: "XSKMAP update", source })?;
+            socks.push(s);
+        }
+        let program = bpf::Program::load(&map).map_err(|source| XdpError::Program { what: "BPF_PROG_LOAD", source })?;
+        let (link, attach_mode) = match cfg.attach_mode {
+            AttachMode::Native => (bpf::Link::attach(&program, ifindex, bpf::XDP_FLAGS_DRV_MODE), "native"),
+            AttachMode::Generic => (bpf::Link::attach(&program, ifindex, bpf::XDP_FLAGS_SKB_MODE), "generic"),
+            AttachMode::Auto => match bpf::Link::attach(&program, ifindex, bpf::XDP_FLAGS_DRV_MODE) {
+                Ok(l) => (Ok(l), "native"),
+                Err(e) => {
+                    tracing::info!("native XDP attach failed ({e}); using generic mode");
+                    (bpf::Link::attach(&program, ifindex, bpf::XDP_FLAGS_SKB_MODE), "generic")
+                }
+            },
+        };
+        let link = link.map_err(|source| XdpError::Program { what: "BPF_LINK_CREATE", source })?;
+        Ok((XdpInterface { _link: link, _program: program, _map: map, ifindex, attach_mode }, socks))
+    }
+}

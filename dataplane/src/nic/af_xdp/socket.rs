@@ -1,0 +1,249 @@
+//! One XSK socket bound to one NIC queue, with its UMEM and four rings: the
+//! [`PacketIo`] of the AF_XDP backend.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::mmap::Mmap;
+use super::ring::{Consumer, Producer, RingLayout};
+use super::umem::Umem;
+use super::{syscall, BindMode, XdpConfig, XdpError};
+use crate::mem::{NumaNode, Region, HUGEPAGE_BYTES};
+use crate::nic::{IoCounters, PacketIo, TxFull};
+
+/// An AF_XDP socket on one queue.
+pub struct XskQueue {
+    fd: OwnedFd,
+    umem: Umem,
+    fill: Producer<u64>,
+    comp: Consumer<u64>,
+    rx: Consumer<libc::xdp_desc>,
+    tx: Producer<libc::xdp_desc>,
+    free_frames: Vec<u64>,
+    rx_done: Vec<u64>,
+    tx_unsubmitted: u32,
+    tx_batch: u32,
+    counters: IoCounters,
+    zerocopy: bool,
+}
+
+fn layout(off: &libc::xdp_ring_offset, size: u32) -> RingLayout {
+    RingLayout { producer: off.producer, consumer: off.consumer, flags: off.flags, desc: off.desc, size }
+}
+
+impl XskQueue {
+    /// Creates the socket, registers a UMEM on `node`, maps the rings and binds to
+    /// `queue` of interface `ifindex`.
+    pub(super) fn open(
+        ifindex: u32,
+        queue: u32,
+        cfg: &XdpConfig,
+        node: Option<NumaNode>,
+    ) -> Result<XskQueue, XdpError> {
+        let fd = syscall::xsk_socket().map_err(XdpError::Socket)?;
+        let bytes = (cfg.frames_per_queue as usize * cfg.frame_bytes as usize).next_multiple_of(HUGEPAGE_BYTES);
+        let region = Region::map(bytes, node, cfg.hugepages).map_err(|e| XdpError::Umem(e.to_string()))?;
+        let umem = Umem::new(region, cfg.frame_bytes);
+        let step = |what: &'static str| move |e: io::Error| XdpError::Setup { what, queue, source: e };
+        umem.register(&fd).map_err(step("XDP_UMEM_REG"))?;
+        let n = cfg.ring_size;
+        for (opt, what) in [
+            (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
+            (libc::XDP_UMEM_COMPLETION_RING, "XDP_UMEM_COMPLETION_RING"),
+            (libc::XDP_RX_RING, "XDP_RX_RING"),
+            (libc::XDP_TX_RING, "XDP_TX_RING"),
+        ] {
+            syscall::setsockopt(&fd, libc::SOL_XDP, opt, &n).map_err(step(what))?;
+        }
+        // SAFETY-free zero init: xdp_mmap_offsets is plain integers.
+        let mut off: libc::xdp_mmap_offsets = unsafe_zeroed();
+        syscall::getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off).map_err(step("XDP_MMAP_OFFSETS"))?;
+        let desc = std::mem::size_of::<libc::xdp_desc>() as u64;
+        let map = |o: &libc::xdp_ring_offset, entry: u64, pgoff: u64, what| {
+            Mmap::ring(&fd, (o.desc + u64::from(n) * entry) as usize, pgoff).map_err(step(what))
+        };
+        let rx = Consumer::new(map(&off.rx, desc, libc::XDP_PGOFF_RX_RING as u64, "mmap RX ring")?, layout(&off.rx, n));
+        let tx = Producer::new(map(&off.tx, desc, libc::XDP_PGOFF_TX_RING as u64, "mmap TX ring")?, layout(&off.tx, n));
+        let fill =
+            Producer::new(map(&off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING, "mmap fill ring")?, layout(&off.fr, n));
+        let comp = Consumer::new(
+            map(&off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING, "mmap completion ring")?,
+            layout(&off.cr, n),
+        );
+        let zerocopy = bind(&fd, ifindex, queue, cfg.bind_mode)?;
+        let mut q = XskQueue {
+            fd,
+            umem,
+            fill,
+            comp,
+            rx,
+            tx,
+            free_frames: Vec::new(),
+            rx_done: Vec::new(),
+            tx_unsubmitted: 0,
+            tx_batch: cfg.tx_batch as u32,
+            counters: IoCounters::default(),
+            zerocopy,
+        };
+        let frames = q.umem.frames();
+        let to_fill = n.min(frames / 2);
+        q.rx_done.extend((0..to_fill).map(|i| q.umem.frame_addr(i)));
+        q.free_frames.extend((to_fill..frames).rev().map(|i| q.umem.frame_addr(i)));
+        q.refill();
+        Ok(q)
+    }
+
+    /// The socket, for the XSKMAP.
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Whether the bind got zero-copy mode.
+    pub fn zerocopy(&self) -> bool {
+        self.zerocopy
+    }
+
+    fn refill(&mut self) {
+        if self.rx_done.is_empty() {
+            return;
+        }
+        let want = self.rx_done.len() as u32;
+        let free = self.fill.free(want).min(want);
+        for _ in 0..free {
+            let addr = self.rx_done.pop().expect("counted");
+            self.fill.push(addr);
+        }
+        if free < want {
+            self.counters.fill_ring_short += 1;
+        }
+        self.fill.submit();
+        if self.fill.needs_wakeup() {
+            syscall::kick_rx(self.fd.as_raw_fd());
+            self.counters.wakeups += 1;
+        }
+    }
+
+    fn reclaim(&mut self) {
+        let n = self.comp.available(u32::MAX);
+        for i in 0..n {
+            let addr = self.comp.get(i);
+            self.free_frames.push(self.umem.frame_base(addr));
+        }
+        if n > 0 {
+            self.comp.release(n);
+        }
+    }
+
+    fn kernel_stats(&self) -> Option<libc::xdp_statistics> {
+        let mut st: libc::xdp_statistics = unsafe_zeroed();
+        syscall::getsockopt(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, &mut st).ok()?;
+        Some(st)
+    }
+}
+
+/// Binds; with `auto`, tries zero-copy first and falls back to copy mode.
+fn bind(fd: &OwnedFd, ifindex: u32, queue: u32, mode: BindMode) -> Result<bool, XdpError> {
+    let attempt = |flags: u16| {
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        syscall::bind_xsk(fd, &addr)
+    };
+    let bind_err = |source| XdpError::Setup { what: "bind", queue, source };
+    match mode {
+        BindMode::Zerocopy => attempt(libc::XDP_ZEROCOPY).map(|_| true).map_err(bind_err),
+        BindMode::Copy => attempt(libc::XDP_COPY).map(|_| false).map_err(bind_err),
+        BindMode::Auto => match attempt(libc::XDP_ZEROCOPY) {
+            Ok(()) => Ok(true),
+            Err(_) => attempt(libc::XDP_COPY).map(|_| false).map_err(bind_err),
+        },
+    }
+}
+
+fn unsafe_zeroed<T: Copy>() -> T {
+    // SAFETY: only called for the kernel's plain-integer structs (xdp_mmap_offsets,
+    // xdp_statistics), for which all-zero bytes are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+impl PacketIo for XskQueue {
+    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let n = self.rx.available(max as u32);
+        for i in 0..n {
+            let d = self.rx.get(i);
+            let bytes = self.umem.bytes(d.addr, d.len);
+            self.counters.rx_packets += 1;
+            self.counters.rx_bytes += u64::from(d.len);
+            f(bytes);
+            self.rx_done.push(self.umem.frame_base(d.addr));
+        }
+        if n > 0 {
+            self.rx.release(n);
+            self.refill();
+        }
+        n as usize
+    }
+
+    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
+        if frame.len() > self.umem.frame_bytes() as usize {
+            self.counters.tx_ring_full += 1;
+            return Err(TxFull);
+        }
+        if self.free_frames.is_empty() {
+            self.reclaim();
+        }
+        if self.tx.free(1) == 0 {
+            self.flush();
+        }
+        let (Some(addr), true) = (self.free_frames.pop(), self.tx.free(1) > 0) else {
+            self.counters.tx_ring_full += 1;
+            return Err(TxFull);
+        };
+        self.umem.frame_mut(addr)[..frame.len()].copy_from_slice(frame);
+        self.tx.push(libc::xdp_desc { addr, len: frame.len() as u32, options: 0 });
+        self.tx_unsubmitted += 1;
+        self.counters.tx_packets += 1;
+        self.counters.tx_bytes += frame.len() as u64;
+        if self.tx_unsubmitted >= self.tx_batch {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if self.tx_unsubmitted > 0 {
+            self.tx.submit();
+            self.tx_unsubmitted = 0;
+        }
+        if self.tx.needs_wakeup() && self.tx.outstanding() > 0 {
+            if let Err(e) = syscall::kick_tx(self.fd.as_raw_fd()) {
+                tracing::warn!("AF_XDP TX wakeup failed: {e}");
+            }
+            self.counters.wakeups += 1;
+        }
+        self.reclaim();
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        if self.fill.needs_wakeup() {
+            syscall::kick_rx(self.fd.as_raw_fd());
+        }
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        if let Err(e) = syscall::poll_in(self.fd.as_raw_fd(), ms) {
+            tracing::warn!("poll on the XSK socket failed: {e}");
+        }
+    }
+
+    fn counters(&self) -> IoCounters {
+        let mut c = self.counters;
+        if let Some(st) = self.kernel_stats() {
+            c.kernel_rx_dropped = st.rx_dropped + st.rx_ring_full;
+        }
+        c
+    }
+}
