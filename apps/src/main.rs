@@ -35,12 +35,18 @@ struct Cli {
     /// Comma-separated CPUs; queue i runs on the i-th (cycling). Overrides server.cores.
     #[arg(long, value_delimiter = ',')]
     cores: Option<Vec<usize>>,
-    /// Network interface for the af-xdp backend.
+    /// Network interface the af-xdp backend takes over (e.g. px-app0). Overrides
+    /// af_xdp.iface.
     #[arg(long)]
     iface: Option<String>,
-    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24.
+    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24. Overrides
+    /// af_xdp.ip.
     #[arg(long)]
     ip: Option<String>,
+    /// Record every frame the af-xdp backend receives and sends to this pcap file
+    /// (tcpdump -r FILE). Overrides af_xdp.pcap.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
     /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
     #[arg(long)]
     log_level: Option<String>,
@@ -89,6 +95,15 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     if let Some(c) = &cli.cores {
         cfg.server.cores = c.clone();
     }
+    if let Some(i) = &cli.iface {
+        cfg.af_xdp.iface = i.clone();
+    }
+    if let Some(i) = &cli.ip {
+        cfg.af_xdp.ip = i.clone();
+    }
+    if let Some(p) = &cli.pcap {
+        cfg.af_xdp.pcap = Some(p.clone());
+    }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
     }
@@ -118,9 +133,6 @@ fn run(cli: Cli) -> Result<()> {
         let thread = std::thread::current();
         tracing::error!("panic in {}: {info}", thread.name().unwrap_or("?"));
     }));
-    if cfg.server.backend == Backend::AfXdp && (cli.iface.is_none() || cli.ip.is_none()) {
-        anyhow::bail!("--backend af-xdp needs --iface IF and --ip ADDR/PREFIX");
-    }
     let apps = Arc::new(px_apps::mount(&cfg.server.apps)?);
     let server = runtime::start(&cfg, apps)?;
     let trigger = server.shutdown_trigger();
@@ -132,21 +144,34 @@ fn run(cli: Cli) -> Result<()> {
             trigger();
         }
     })?;
-    let addr = server.local_addr();
-    tracing::info!(
-        "serving http://{addr} with the {} backend, {} queue(s), apps {}",
-        match cfg.server.backend {
-            Backend::Kernel => "kernel-socket",
-            Backend::AfXdp => "af-xdp",
-        },
-        cfg.server.queues,
-        cfg.server.apps.join(",")
-    );
-    // The readiness line scripts and tests wait for.
-    println!("px-appliance: listening on http://{addr}");
+    match server.local_addr() {
+        Some(addr) => {
+            tracing::info!(
+                "serving http://{addr} with the kernel-socket backend, {} queue(s), apps {}",
+                cfg.server.queues,
+                cfg.server.apps.join(",")
+            );
+            // The readiness line scripts and tests wait for.
+            println!("px-appliance: listening on http://{addr}");
+        }
+        None => {
+            let (mode, copy) = match &server {
+                runtime::Running::Xdp(x) => (x.attach_mode, if x.zerocopy { "zero-copy" } else { "copy" }),
+                runtime::Running::Kernel(_) => unreachable!("kernel backends have an address"),
+            };
+            println!(
+                "px-appliance: af-xdp up on {} as {} ({} queue(s), {mode} XDP, {copy} mode): ARP and ICMP are \
+                 answered; TCP/HTTP over AF_XDP arrives with the TCP engine",
+                cfg.af_xdp.iface, cfg.af_xdp.ip, cfg.server.queues
+            );
+        }
+    }
     std::io::stdout().flush()?;
     let reports = server.join();
-    log_reports(&reports);
+    log_reports(&reports.cores);
+    for q in &reports.queues {
+        tracing::info!("{q}");
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::HttpLimits;
 use crate::mem::{HugepagePolicy, HUGEPAGE_BYTES, PAGE_BYTES};
+use crate::nic::af_xdp::XdpConfig;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct Config {
     pub arena: ArenaConfig,
     /// `[kernel]`: the kernel-socket backend.
     pub kernel: KernelConfig,
+    /// `[af_xdp]`: the AF_XDP backend.
+    pub af_xdp: XdpConfig,
     /// `[control]`: the control thread.
     pub control: ControlConfig,
     /// `[log]`: logging.
@@ -249,6 +252,13 @@ impl Config {
         }
         if k.listen_backlog <= 0 {
             return Err(invalid("kernel.listen_backlog", "must be positive"));
+        }
+        self.af_xdp.validate().map_err(|(k, r)| invalid(&format!("af_xdp.{k}"), r))?;
+        if self.server.backend == Backend::AfXdp {
+            if self.af_xdp.iface.is_empty() {
+                return Err(invalid("af_xdp.iface", "required with backend af-xdp (or --iface IF)"));
+            }
+            crate::net::NetConfig::parse_cidr(&self.af_xdp.ip).map_err(|r| invalid("af_xdp.ip", r))?;
         }
         if self.control.queue_depth == 0 {
             return Err(invalid("control.queue_depth", "must be positive"));

@@ -18,4 +18,5 @@ pub mod mem;
 pub mod net;
 #[allow(unsafe_code)]
 pub mod nic;
+pub mod packet_loop;
 pub mod runtime;

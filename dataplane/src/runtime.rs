@@ -8,6 +8,7 @@ use crate::config::{Backend, Config};
 use crate::http::HttpStats;
 use crate::mem::{MemError, PoolStats};
 use crate::nic::kernel;
+use crate::packet_loop::{QueueReport, XdpServer};
 
 /// What the core loops serve: the routes and the read-only state, built before start.
 pub struct AppSet {
@@ -68,38 +69,57 @@ pub struct CoreReport {
 }
 
 /// A running server.
-pub struct Running {
-    inner: kernel::Server,
+pub enum Running {
+    /// The kernel-socket backend.
+    Kernel(kernel::Server),
+    /// The AF_XDP backend.
+    Xdp(XdpServer),
+}
+
+/// What the loops reported when they stopped.
+#[derive(Debug, Default)]
+pub struct Reports {
+    /// Kernel-backend cores.
+    pub cores: Vec<CoreReport>,
+    /// AF_XDP queues.
+    pub queues: Vec<QueueReport>,
 }
 
 impl Running {
-    /// The address clients connect to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr()
+    /// The address clients connect to (kernel backend).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Running::Kernel(s) => Some(s.local_addr()),
+            Running::Xdp(_) => None,
+        }
     }
 
-    /// Asks every loop to stop accepting, finish in-flight responses and exit.
-    pub fn shutdown(&self) {
-        self.inner.shutdown();
-    }
-
-    /// A function that triggers [`shutdown`](Self::shutdown) from another thread.
+    /// A function that starts a graceful shutdown from another thread.
     pub fn shutdown_trigger(&self) -> Arc<dyn Fn() + Send + Sync> {
-        self.inner.shutdown_trigger()
+        match self {
+            Running::Kernel(s) => s.shutdown_trigger(),
+            Running::Xdp(s) => s.shutdown_trigger(),
+        }
+    }
+
+    /// Asks every loop to stop.
+    pub fn shutdown(&self) {
+        (self.shutdown_trigger())();
     }
 
     /// Waits for every loop to exit.
-    pub fn join(self) -> Vec<CoreReport> {
-        self.inner.join()
+    pub fn join(self) -> Reports {
+        match self {
+            Running::Kernel(s) => Reports { cores: s.join(), queues: Vec::new() },
+            Running::Xdp(s) => Reports { cores: Vec::new(), queues: s.join() },
+        }
     }
 }
 
 /// Starts the configured backend; returns once every core loop is serving.
 pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<Running, StartError> {
     match cfg.server.backend {
-        Backend::Kernel => Ok(Running { inner: kernel::Server::start(cfg, apps)? }),
-        Backend::AfXdp => Err(StartError::Unavailable(
-            "the af-xdp backend is not in this build yet; use --backend kernel (kernel sockets)".into(),
-        )),
+        Backend::Kernel => Ok(Running::Kernel(kernel::Server::start(cfg, apps)?)),
+        Backend::AfXdp => Ok(Running::Xdp(XdpServer::start(cfg)?)),
     }
 }

@@ -56,7 +56,7 @@ impl XskQueue {
         ] {
             syscall::setsockopt(&fd, libc::SOL_XDP, opt, &n).map_err(step(what))?;
         }
-        // SAFETY-free zero init: xdp_mmap_offsets is plain integers.
+        // xdp_mmap_offsets is plain integers: start from all zeroes.
         let mut off: libc::xdp_mmap_offsets = unsafe_zeroed();
         syscall::getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off).map_err(step("XDP_MMAP_OFFSETS"))?;
         let desc = std::mem::size_of::<libc::xdp_desc>() as u64;

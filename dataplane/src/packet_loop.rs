@@ -1,0 +1,331 @@
+//! One core's run-to-completion loop over a [`PacketIo`], and the AF_XDP server that
+//! runs one pinned loop per NIC queue.
+//!
+//! A turn: take at most `rx_batch` frames from the RX ring → hand each to the network
+//! layer → run its timers → put what it produced on the TX ring and kick the kernel if it
+//! asks. Adaptive polling: while frames flow the loop spins; after `idle_spin_us` without
+//! any it sleeps in poll(2) on the socket (at most `idle_sleep_ms`, so timers and
+//! shutdown are still seen), so an idle appliance uses about no CPU and a loaded one
+//! never sleeps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::net::{FrameBatch, NetConfig, NetCounters, NetStack, SharedNeighbors};
+use crate::nic::af_xdp::{iface_mac, XdpInterface, XskQueue};
+use crate::nic::fault::Fault;
+use crate::nic::pcap::{Pcap, PcapFile};
+use crate::nic::{IoCounters, PacketIo};
+use crate::runtime::StartError;
+
+/// Frames kept for a full TX ring before the oldest are dropped.
+const TX_BACKLOG_MAX: usize = 4096;
+
+/// How the loop spent its turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopCounters {
+    /// Turns that moved at least one frame.
+    pub busy_turns: u64,
+    /// Turns that found nothing.
+    pub idle_turns: u64,
+    /// Sleeps in poll(2).
+    pub sleeps: u64,
+    /// Frames dropped because the TX ring stayed full.
+    pub tx_backlog_drops: u64,
+}
+
+/// What one queue did, reported at shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct QueueReport {
+    /// Queue index.
+    pub queue: usize,
+    /// CPU the loop was pinned to (None if pinning failed).
+    pub cpu: Option<usize>,
+    /// Ring counters.
+    pub io: IoCounters,
+    /// Network-layer counters.
+    pub net: NetCounters,
+    /// Loop counters.
+    pub turns: LoopCounters,
+}
+
+impl std::fmt::Display for QueueReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (io, n, t) = (&self.io, &self.net, &self.turns);
+        write!(
+            f,
+            "queue {} (cpu {:?}): rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} icmp_echo_replies={} \
+             arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
+             drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
+             drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
+             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={}",
+            self.queue,
+            self.cpu,
+            io.rx_packets,
+            io.rx_bytes,
+            io.tx_packets,
+            io.tx_bytes,
+            n.icmp_echo_replies,
+            n.arp_replies_sent,
+            n.arp_requests_sent,
+            n.arp_learned,
+            n.drop_not_for_us,
+            n.drop_malformed,
+            n.drop_bad_checksum,
+            n.drop_unsupported,
+            n.drop_not_our_ip,
+            n.drop_fragment,
+            n.drop_no_route,
+            n.drop_arp_unresolved,
+            n.tcp_segments,
+            io.tx_ring_full,
+            io.fill_ring_short,
+            io.kernel_rx_dropped,
+            io.injected_drops,
+            io.wakeups,
+            t.busy_turns,
+            t.idle_turns,
+            t.sleeps,
+            t.tx_backlog_drops
+        )
+    }
+}
+
+/// A core loop over `io`.
+pub struct PacketLoop<P> {
+    io: P,
+    net: NetStack,
+    out: FrameBatch,
+    rx_batch: usize,
+    idle_spin: Duration,
+    idle_sleep: Duration,
+    last_work: Instant,
+    counters: LoopCounters,
+}
+
+impl<P: PacketIo> PacketLoop<P> {
+    /// A loop taking at most `rx_batch` frames a turn.
+    pub fn new(io: P, net: NetStack, rx_batch: usize, idle_spin: Duration, idle_sleep: Duration) -> Self {
+        PacketLoop {
+            io,
+            net,
+            out: FrameBatch::default(),
+            rx_batch,
+            idle_spin,
+            idle_sleep,
+            last_work: Instant::now(),
+            counters: LoopCounters::default(),
+        }
+    }
+
+    /// One bounded turn at time `now`; returns frames received plus frames sent.
+    pub fn turn(&mut self, now: Instant) -> usize {
+        let PacketLoop { io, net, out, rx_batch, .. } = self;
+        let received = io.recv(*rx_batch, &mut |frame| net.on_frame(frame, now, out));
+        net.poll(now, out);
+        let mut sent = 0;
+        for frame in out.iter() {
+            if io.send(frame).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        out.consume(sent);
+        if out.len() > TX_BACKLOG_MAX {
+            let extra = out.len() - TX_BACKLOG_MAX;
+            out.consume(extra);
+            self.counters.tx_backlog_drops += extra as u64;
+        }
+        io.flush();
+        received + sent
+    }
+
+    /// Runs turns until `stop` is set; sleeps when idle.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if self.turn(now) > 0 {
+                self.counters.busy_turns += 1;
+                self.last_work = now;
+            } else {
+                self.counters.idle_turns += 1;
+                if now.duration_since(self.last_work) >= self.idle_spin && self.out.is_empty() {
+                    self.io.wait(self.idle_sleep);
+                    self.counters.sleeps += 1;
+                }
+            }
+        }
+        self.io.flush();
+    }
+
+    /// Counters of the loop, the network layer and the rings.
+    pub fn report(&self, queue: usize, cpu: Option<usize>) -> QueueReport {
+        QueueReport { queue, cpu, io: self.io.counters(), net: self.net.counters(), turns: self.counters }
+    }
+
+    /// The I/O backend (for tests).
+    pub fn io_mut(&mut self) -> &mut P {
+        &mut self.io
+    }
+}
+
+/// The running AF_XDP backend.
+pub struct XdpServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<QueueReport>>,
+    iface: Option<XdpInterface>,
+    /// "native" or "generic".
+    pub attach_mode: &'static str,
+    /// True if the sockets got zero-copy.
+    pub zerocopy: bool,
+}
+
+impl XdpServer {
+    /// Opens the queues, attaches the program and starts one pinned loop per queue.
+    pub fn start(cfg: &Config) -> Result<XdpServer, StartError> {
+        let x = &cfg.af_xdp;
+        let (ip, prefix_len) = NetConfig::parse_cidr(&x.ip).map_err(StartError::Unavailable)?;
+        let gateway = match x.gateway.as_str() {
+            "" => None,
+            g => Some(
+                g.parse()
+                    .map_err(|_| StartError::Unavailable(format!("af_xdp.gateway {g:?} is not an IPv4 address")))?,
+            ),
+        };
+        let (iface, socks) =
+            XdpInterface::open(x, cfg.server.queues).map_err(|e| StartError::Unavailable(e.to_string()))?;
+        let mac = iface_mac(&x.iface).map_err(|source| StartError::Io { what: "reading the interface MAC", source })?;
+        let net_cfg = NetConfig { mac, ip, prefix_len, gateway };
+        let pcap = match &x.pcap {
+            Some(p) => {
+                Some(PcapFile::create(p).map_err(|source| StartError::Io { what: "creating the pcap file", source })?)
+            }
+            None => None,
+        };
+        let neighbors: Arc<SharedNeighbors> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let zerocopy = socks.iter().all(XskQueue::zerocopy);
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let mut threads = Vec::new();
+        for (queue, sock) in socks.into_iter().enumerate() {
+            let cpu = cfg.core_for_queue(queue, cpus);
+            let mut io: Box<dyn PacketIo + Send> = Box::new(sock);
+            if let Some(file) = &pcap {
+                io = Box::new(Pcap::new(io, file.clone()));
+            }
+            if x.faults.any() {
+                let mut faults = x.faults;
+                faults.seed = faults.seed.wrapping_add(queue as u64);
+                io = Box::new(Fault::new(io, faults));
+            }
+            let net = NetStack::new(net_cfg, neighbors.clone());
+            let (rx_batch, spin, sleep) =
+                (x.rx_batch, Duration::from_micros(x.idle_spin_us), Duration::from_millis(x.idle_sleep_ms));
+            let stop = stop.clone();
+            let ready = ready_tx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("px-xdp-{queue}"))
+                .spawn(move || {
+                    let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    let mut lp = PacketLoop::new(io, net, rx_batch, spin, sleep);
+                    let _ = ready.send(());
+                    lp.run(&stop);
+                    lp.report(queue, pinned.then_some(cpu))
+                })
+                .map_err(|source| StartError::Io { what: "spawning a queue thread", source })?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        for _ in 0..threads.len() {
+            let _ = ready_rx.recv();
+        }
+        let attach_mode = iface.attach_mode;
+        Ok(XdpServer { stop, threads, iface: Some(iface), attach_mode, zerocopy })
+    }
+
+    /// A callable that stops every loop.
+    pub fn shutdown_trigger(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let stop = self.stop.clone();
+        Arc::new(move || stop.store(true, Ordering::Release))
+    }
+
+    /// Waits for the loops, then detaches the program.
+    pub fn join(mut self) -> Vec<QueueReport> {
+        let reports = self.threads.drain(..).filter_map(|t| t.join().ok()).collect();
+        drop(self.iface.take());
+        reports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nic::loopback::Loopback;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::*;
+
+    #[test]
+    fn loop_answers_pings_over_the_loopback_and_counts() {
+        let (peer, ours) = Loopback::pair(1024);
+        let mut peer = peer;
+        let cfg =
+            NetConfig { mac: [2, 0, 0, 0, 0, 1], ip: "10.99.0.1".parse().unwrap(), prefix_len: 24, gateway: None };
+        let mut lp = PacketLoop::new(ours, NetStack::new(cfg, Arc::default()), 64, Duration::ZERO, Duration::ZERO);
+        let caps = ChecksumCapabilities::default();
+        for seq in 0..10u16 {
+            let icmp = Icmpv4Repr::EchoRequest { ident: 1, seq_no: seq, data: b"hi" };
+            let ip = Ipv4Repr {
+                src_addr: "10.99.0.2".parse().unwrap(),
+                dst_addr: "10.99.0.1".parse().unwrap(),
+                next_header: IpProtocol::Icmp,
+                payload_len: icmp.buffer_len(),
+                hop_limit: 64,
+            };
+            let eth = EthernetRepr {
+                src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                ethertype: EthernetProtocol::Ipv4,
+            };
+            let mut buf = vec![0; 14 + ip.buffer_len() + icmp.buffer_len()];
+            let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+            eth.emit(&mut f);
+            let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+            ip.emit(&mut p, &caps);
+            icmp.emit(&mut Icmpv4Packet::new_unchecked(p.payload_mut()), &caps);
+            peer.send(&buf).unwrap();
+        }
+        // The first turn asks ARP for the peer (one request), the replies wait.
+        lp.turn(Instant::now());
+        let mut got = Vec::new();
+        peer.recv(64, &mut |f| got.push(f.to_vec()));
+        assert_eq!(got.len(), 1, "one ARP request for ten parked replies");
+        let reply = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            source_protocol_addr: "10.99.0.2".parse().unwrap(),
+            target_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            target_protocol_addr: "10.99.0.1".parse().unwrap(),
+        };
+        let mut buf = vec![0; 14 + reply.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ethertype: EthernetProtocol::Arp,
+        }
+        .emit(&mut f);
+        reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+        peer.send(&buf).unwrap();
+        lp.turn(Instant::now());
+        got.clear();
+        peer.recv(64, &mut |f| got.push(f.to_vec()));
+        assert_eq!(got.len(), 10);
+        let r = lp.report(0, None);
+        assert_eq!((r.net.icmp_echo_replies, r.io.rx_packets, r.io.tx_packets), (10, 11, 11));
+        assert!(r.to_string().contains("icmp_echo_replies=10"));
+    }
+}

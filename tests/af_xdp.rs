@@ -1,0 +1,300 @@
+//! AF_XDP on the veth testbed (root; CI is root): ARP and ICMP answered from userspace,
+//! counters, pcap, generic and native attach, clean detach after kill -9, and one-line
+//! errors for every precondition.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::BIN;
+
+static TESTBED: Mutex<()> = Mutex::new(());
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+}
+
+/// Takes the testbed for this test; None (skip) only outside CI when not root.
+fn testbed(queues: u32) -> Option<MutexGuard<'static, ()>> {
+    // Root check through `id -u` (no unsafe in tests).
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if uid.trim() != "0" {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the AF_XDP tests need root, and CI runs as root: run .ci/run as root"
+        );
+        eprintln!("SKIPPED: AF_XDP tests need root");
+        return None;
+    }
+    let guard = TESTBED.lock().unwrap_or_else(|e| e.into_inner());
+    let st = Command::new(script("testbed.sh")).args(["up", "--queues", &queues.to_string()]).status().unwrap();
+    assert!(st.success(), "testbed.sh up");
+    Some(guard)
+}
+
+fn in_client(args: &[&str]) -> std::process::Output {
+    Command::new("ip").args(["netns", "exec", "px-client"]).args(args).output().unwrap()
+}
+
+struct Appliance {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Appliance {
+    fn start(extra: &[&str]) -> Appliance {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", "px-app", BIN, "--backend", "af-xdp", "--iface", "px-app0", "--ip", "10.99.0.1/24"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => assert!(line.contains("af-xdp up on px-app0"), "{line}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no readiness line; stderr: {}", erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default());
+            }
+        }
+        Appliance { child, stderr: erx }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// SIGTERM; asserts exit 0 within 5 s; returns stderr (with the per-queue counters).
+    fn stop(mut self) -> String {
+        assert!(Command::new("kill").args(["-TERM", &self.pid()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let err = self.stderr.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                assert!(st.success(), "exit {st}: {err}");
+                return err;
+            }
+            assert!(Instant::now() < deadline, "did not exit within 5 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of `key=N` over all queue report lines.
+fn counter(report: &str, key: &str) -> u64 {
+    let pat = format!(" {key}=");
+    report
+        .lines()
+        .filter(|l| l.contains("queue ") && l.contains(&pat))
+        .map(|l| l.split(&pat).nth(1).unwrap().split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn ping(count: u32) -> (u32, String) {
+    let out = in_client(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", "10.99.0.1"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received = text
+        .lines()
+        .find(|l| l.contains("received"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (received, text)
+}
+
+fn app_mac() -> String {
+    let out =
+        Command::new("ip").args(["netns", "exec", "px-app", "cat", "/sys/class/net/px-app0/address"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn xdp_attached() -> Option<String> {
+    let out = Command::new("ip").args(["-n", "px-app", "link", "show", "px-app0"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().find(|w| w.starts_with("xdp")).map(str::to_string)
+}
+
+#[test]
+fn ping_and_arp_answered_from_userspace_with_counters() {
+    let Some(_tb) = testbed(2) else { return };
+    in_client(&["ip", "neigh", "flush", "dev", "px-client0"]);
+    let app = Appliance::start(&["--queues", "2"]);
+    let (got, text) = ping(3);
+    assert_eq!(got, 3, "{text}");
+    let neigh = String::from_utf8(in_client(&["ip", "neigh", "show", "10.99.0.1"]).stdout).unwrap();
+    assert!(neigh.contains(&app_mac()), "client learned our MAC by ARP: {neigh}");
+    std::thread::sleep(Duration::from_millis(300)); // idle, so the loops sleep in poll(2)
+    let report = app.stop();
+    assert!(counter(&report, "icmp_echo_replies") >= 3, "{report}");
+    assert!(counter(&report, "arp_replies_sent") >= 1, "{report}");
+    assert!(counter(&report, "arp_learned") >= 1, "{report}");
+    assert!(counter(&report, "rx_packets") >= 4 && counter(&report, "tx_packets") >= 4, "{report}");
+    assert!(counter(&report, "sleeps") >= 2, "idle loops sleep: {report}");
+    assert_eq!(report.lines().filter(|l| l.contains(" icmp_echo_replies=")).count(), 2, "one report per queue");
+}
+
+#[test]
+fn next_hop_is_resolved_before_replying() {
+    let Some(_tb) = testbed(2) else { return };
+    // The client already knows us (a first ping), the fresh appliance does not know it.
+    let first = Appliance::start(&["--queues", "2"]);
+    assert_eq!(ping(1).0, 1);
+    first.stop();
+    let app = Appliance::start(&["--queues", "2"]);
+    let (got, text) = ping(3);
+    assert_eq!(got, 3, "{text}");
+    let report = app.stop();
+    assert!(counter(&report, "arp_requests_sent") >= 1, "asked ARP for 10.99.0.2 first: {report}");
+    assert_eq!(counter(&report, "drop_arp_unresolved"), 0, "{report}");
+}
+
+#[test]
+fn generic_mode_and_pcap() {
+    let Some(_tb) = testbed(2) else { return };
+    let dir = std::env::temp_dir().join(format!("px-xdp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("generic.toml");
+    std::fs::write(&cfg, "[af_xdp]\nattach_mode = \"generic\"\nbind_mode = \"copy\"\n").unwrap();
+    let pcap = dir.join("frames.pcap");
+    let app = Appliance::start(&["--queues", "2", "--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap()]);
+    assert_eq!(xdp_attached().as_deref(), Some("xdpgeneric"));
+    let (got, text) = ping(2);
+    assert_eq!(got, 2, "{text}");
+    app.stop();
+    let out = Command::new("tcpdump").args(["-nr", pcap.to_str().unwrap()]).output().unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(dump.contains("ICMP echo request") && dump.contains("ICMP echo reply"), "{dump}");
+}
+
+#[test]
+fn kill_9_leaves_no_xdp_program() {
+    let Some(_tb) = testbed(2) else { return };
+    let mut app = Appliance::start(&["--queues", "2"]);
+    assert_eq!(xdp_attached().as_deref(), Some("xdp"), "native mode on veth");
+    assert!(Command::new("kill").args(["-KILL", &app.pid()]).status().unwrap().success());
+    let _ = app.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while xdp_attached().is_some() {
+        assert!(Instant::now() < deadline, "XDP program still attached after kill -9");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The kernel owns the interface again: with an address, it answers ping itself.
+    Command::new("ip").args(["-n", "px-app", "addr", "add", "10.99.0.1/24", "dev", "px-app0"]).status().unwrap();
+    let (got, _) = ping(1);
+    Command::new("ip").args(["-n", "px-app", "addr", "del", "10.99.0.1/24", "dev", "px-app0"]).status().unwrap();
+    assert_eq!(got, 1);
+}
+
+#[test]
+fn bad_checksums_are_counted_and_dropped() {
+    let Some(_tb) = testbed(1) else { return };
+    let app = Appliance::start(&["--queues", "1"]);
+    assert_eq!(ping(1).0, 1);
+    let mac = app_mac();
+    // A raw frame from the client with a broken IPv4 header checksum, then one with a
+    // broken ICMP checksum.
+    let script = format!(
+        r#"
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("px-client0", 0))
+dst = bytes.fromhex("{mac}".replace(":", ""))
+src = s.getsockname()[4]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16: t = (t & 0xffff) + (t >> 16)
+    return ~t & 0xffff
+icmp = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + b"abcdefgh"
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+def frame(ip_ok, icmp_ok):
+    body = icmp if icmp_ok else icmp[:-1] + b"X"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, 1, 0,
+                     socket.inet_aton("10.99.0.2"), socket.inet_aton("10.99.0.1"))
+    c = csum(ip) if ip_ok else (csum(ip) ^ 0x5555)
+    ip = ip[:10] + struct.pack("!H", c) + ip[12:]
+    return dst + src + b"\x08\x00" + ip + body
+s.send(frame(False, True))
+s.send(frame(True, False))
+s.send(frame(True, True))
+"#
+    );
+    let out = in_client(&["python3", "-c", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = app.stop();
+    assert_eq!(counter(&report, "drop_bad_checksum"), 2, "{report}");
+    assert!(counter(&report, "icmp_echo_replies") >= 2, "the good frame is answered: {report}");
+}
+
+fn start_error(args: &[&str]) -> String {
+    let out =
+        Command::new("ip").args(["netns", "exec", "px-app", BIN, "--backend", "af-xdp"]).args(args).output().unwrap();
+    assert!(!out.status.success(), "should fail: {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn clear_one_line_errors() {
+    let Some(_tb) = testbed(2) else { return };
+    let e = start_error(&["--iface", "nope0", "--ip", "10.99.0.1/24"]);
+    assert!(e.contains("no network interface \"nope0\"") && e.contains("ip link"), "{e}");
+    let e = start_error(&["--iface", "px-app0", "--ip", "10.99.0.1/24", "--queues", "4"]);
+    assert!(e.contains("has 2 RX queue(s)") && e.contains("ethtool -L px-app0 combined 4"), "{e}");
+    let e = start_error(&["--iface", "px-app0"]);
+    assert!(e.contains("af_xdp.ip"), "{e}");
+    let e = start_error(&["--ip", "10.99.0.1/24"]);
+    assert!(e.contains("af_xdp.iface"), "{e}");
+    let dir = std::env::temp_dir().join(format!("px-xdp-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("huge.toml");
+    std::fs::write(&cfg, "[af_xdp]\nhugepages = \"require\"\nframes_per_queue = 4194304\n").unwrap();
+    let e = start_error(&["--iface", "px-app0", "--ip", "10.99.0.1/24", "--config", cfg.to_str().unwrap()]);
+    assert!(e.contains("hugepages required") && e.contains("nr_hugepages"), "{e}");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--backend",
+            "af-xdp",
+            "--iface",
+            "lo",
+            "--ip",
+            "10.0.0.1/8",
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("needs root"), "{e}");
+}
