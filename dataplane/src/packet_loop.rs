@@ -207,12 +207,17 @@ impl XdpServer {
         };
         let neighbors: Arc<SharedNeighbors> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        // Default pinning: the NIC's NUMA node's CPUs in order (all CPUs if sysfs is silent).
+        let node_cpus = crate::mem::node_cpus(crate::nic::af_xdp::iface_numa_node(&x.iface));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let zerocopy = socks.iter().all(XskQueue::zerocopy);
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let mut threads = Vec::new();
         for (queue, sock) in socks.into_iter().enumerate() {
-            let cpu = cfg.core_for_queue(queue, cpus);
+            let cpu = match (cfg.server.cores.is_empty(), node_cpus.is_empty()) {
+                (true, false) => node_cpus[queue % node_cpus.len()],
+                _ => cfg.core_for_queue(queue, cpus),
+            };
             let mut io: Box<dyn PacketIo + Send> = Box::new(sock);
             if let Some(file) = &pcap {
                 io = Box::new(Pcap::new(io, file.clone()));

@@ -15,7 +15,7 @@ mod pool;
 mod region;
 
 pub use arena::{Arena, ArenaError, ArenaVec, Mark};
-pub use numa::{cpu_numa_node, NumaNode};
+pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, NumaNode};
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};
 

@@ -14,9 +14,41 @@ pub fn cpu_numa_node(cpu: usize) -> Option<NumaNode> {
         .find_map(|name| name.strip_prefix("node")?.parse().ok())
 }
 
+/// CPUs of NUMA `node` in order, from `/sys/devices/system/node/nodeN/cpulist`
+/// (`0-3,8-11`). Empty when sysfs does not say.
+pub fn node_cpus(node: NumaNode) -> Vec<usize> {
+    let Ok(text) = fs::read_to_string(format!("/sys/devices/system/node/node{node}/cpulist")) else {
+        return Vec::new();
+    };
+    parse_cpulist(text.trim())
+}
+
+/// Parses a kernel CPU list such as `0-3,8,10-11`.
+pub fn parse_cpulist(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpulists() {
+        assert_eq!(parse_cpulist("0-3,8,10-11"), [0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_cpulist("5"), [5]);
+        assert_eq!(parse_cpulist(""), Vec::<usize>::new());
+    }
 
     #[test]
     #[cfg_attr(miri, ignore)] // reads sysfs
