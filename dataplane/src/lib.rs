@@ -20,3 +20,4 @@ pub mod net;
 pub mod nic;
 pub mod packet_loop;
 pub mod runtime;
+pub mod tcp;

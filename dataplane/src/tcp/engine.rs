@@ -1,0 +1,1313 @@
+//! Connection table, state machine, timers.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use super::rtt::Rtt;
+use super::seq::{dist, ge, gt, le, lt};
+use super::wheel::{Tick, Wheel};
+use super::{Segment, TcpApp, TcpConfig};
+
+/// A connection handle: slab index and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+impl ConnId {
+    fn new(idx: u32, gen: u32) -> Self {
+        ConnId(u64::from(gen) << 32 | u64::from(idx))
+    }
+    fn idx(self) -> u32 {
+        self.0 as u32
+    }
+    fn gen(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// RFC 9293 states (LISTEN is the engine's port set; CLOSED is absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Active open sent SYN.
+    SynSent,
+    /// SYN received, SYN-ACK sent.
+    SynReceived,
+    /// Data flows both ways.
+    Established,
+    /// We sent FIN.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for theirs.
+    FinWait2,
+    /// Both sent FIN, ours not yet acknowledged.
+    Closing,
+    /// Both FINs done; lingering.
+    TimeWait,
+    /// They sent FIN; we may still send.
+    CloseWait,
+    /// They sent FIN, then we did.
+    LastAck,
+}
+
+/// Engine counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Segments handed to the engine.
+    pub segments_in: u64,
+    /// Segments emitted.
+    pub segments_out: u64,
+    /// Connections established.
+    pub established: u64,
+    /// Connections closed in order (FIN both ways).
+    pub closed: u64,
+    /// Connections reset (by the peer, by us, or on timeout).
+    pub reset: u64,
+    /// RSTs sent.
+    pub rst_sent: u64,
+    /// Segments retransmitted on RTO.
+    pub rto_retransmits: u64,
+    /// Fast retransmits (three duplicate ACKs).
+    pub fast_retransmits: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u64,
+    /// Out-of-order segments stored.
+    pub out_of_order: u64,
+    /// Segments outside the window (answered with an ACK, dropped).
+    pub unacceptable: u64,
+    /// Segments rejected by PAWS.
+    pub paws_rejected: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+    /// SYN-ACKs sent as cookies.
+    pub syn_cookies_sent: u64,
+    /// Connections made from a valid cookie.
+    pub syn_cookies_accepted: u64,
+    /// ACKs for unknown connections with a bad cookie.
+    pub syn_cookies_invalid: u64,
+    /// SYNs dropped (no cookies and a full queue, or the table full).
+    pub syn_dropped: u64,
+    /// Half-open connections given up after SYN-ACK retries.
+    pub syn_timeouts: u64,
+    /// Idle connections closed.
+    pub idle_closed: u64,
+}
+
+/// A segment to send, with its addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentOut<'a> {
+    /// Our address.
+    pub src: SocketAddrV4,
+    /// Theirs.
+    pub dst: SocketAddrV4,
+    /// The segment.
+    pub seg: Segment<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Tuple {
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+}
+
+struct Conn<A> {
+    gen: u32,
+    tuple: Tuple,
+    state: State,
+    app: Option<A>,
+    // send side
+    iss: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    snd_max: u32,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: u32,
+    snd_wl2: u32,
+    snd_wscale: u8,
+    mss: u32,
+    cwnd: u32,
+    ssthresh: u32,
+    dupacks: u32,
+    recover: Option<u32>,
+    rtt: Rtt,
+    rtt_seq: Option<(u32, Tick)>,
+    backoff: u32,
+    fin_seq: Option<u32>,
+    // receive side
+    irs: u32,
+    rcv_nxt: u32,
+    rcv_wscale: u8,
+    rcv_adv: u32,
+    ooo: Vec<(u32, Vec<u8>)>,
+    ooo_fin: Option<u32>,
+    ts_ok: bool,
+    ts_recent: u32,
+    unacked_segs: u32,
+    ack_now: bool,
+    // timers (engine ticks)
+    rtx_at: Option<Tick>,
+    delack_at: Option<Tick>,
+    end_at: Option<Tick>,
+    last_active: Tick,
+    wheel_at: Option<Tick>,
+    from_cookie: bool,
+}
+
+/// One core's TCP engine.
+pub struct Engine<A, C> {
+    cfg: TcpConfig,
+    epoch: Instant,
+    wheel: Wheel,
+    table: HashMap<Tuple, u32>,
+    slab: Vec<Option<Conn<A>>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    listening: HashSet<u16>,
+    half_open: usize,
+    secret: u64,
+    counters: TcpCounters,
+    _cx: std::marker::PhantomData<fn(&mut C)>,
+}
+
+/// MSS values a cookie can carry (3 bits).
+const COOKIE_MSS: [u16; 8] = [536, 1200, 1220, 1360, 1400, 1440, 1452, 1460];
+/// Cookie time slot: 64 s; a cookie is valid in its slot and the next.
+const COOKIE_SLOT_SECS: u64 = 64;
+const OOO_MAX_SEGMENTS: usize = 64;
+
+impl<A, C> Engine<A, C> {
+    /// An engine whose clock starts at `now`. `secret` keys ISNs and SYN cookies.
+    pub fn new(cfg: TcpConfig, now: Instant, secret: u64) -> Self {
+        Engine {
+            cfg,
+            epoch: now,
+            wheel: Wheel::new(0),
+            table: HashMap::new(),
+            slab: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            listening: HashSet::new(),
+            half_open: 0,
+            secret,
+            counters: TcpCounters::default(),
+            _cx: std::marker::PhantomData,
+        }
+    }
+
+    /// Accepts connections on `port`.
+    pub fn listen(&mut self, port: u16) {
+        self.listening.insert(port);
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> TcpCounters {
+        self.counters
+    }
+
+    /// Connections in the table (any state).
+    pub fn connections(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The state of connection `id`, if it exists.
+    pub fn state(&self, id: ConnId) -> Option<State> {
+        self.conn(id).map(|c| c.state)
+    }
+
+    /// The application of connection `id`.
+    pub fn app_mut(&mut self, id: ConnId) -> Option<&mut A> {
+        self.conn_mut(id).and_then(|c| c.app.as_mut())
+    }
+
+    /// Smoothed RTT of `id`, once measured.
+    pub fn srtt(&self, id: ConnId) -> Option<Duration> {
+        self.conn(id).and_then(|c| c.rtt.srtt())
+    }
+
+    /// Bytes of engine state per connection (without application buffers).
+    pub fn conn_state_bytes() -> usize {
+        std::mem::size_of::<Option<Conn<A>>>() + std::mem::size_of::<(Tuple, u32)>() + 8
+    }
+
+    /// Internal state of `id`, for test diagnostics.
+    #[cfg(test)]
+    pub fn debug(&self, id: ConnId) -> String {
+        let Some(c) = self.conn(id) else { return "gone".into() };
+        format!(
+            "{:?} una={} nxt={} max={} wnd={} cwnd={} ssth={} rtx_at={:?} wheel_at={:?} end_at={:?} delack={:?} backoff={} rcv_nxt={} rcv_adv={} ooo={} wheel_now={} fin_seq={:?} recover={:?}",
+            c.state, c.snd_una.wrapping_sub(c.iss), c.snd_nxt.wrapping_sub(c.iss), c.snd_max.wrapping_sub(c.iss), c.snd_wnd, c.cwnd, c.ssthresh,
+            c.rtx_at, c.wheel_at, c.end_at, c.delack_at, c.backoff, c.rcv_nxt.wrapping_sub(c.irs), c.rcv_adv.wrapping_sub(c.irs), c.ooo.len(), self.wheel.now(), c.fin_seq, c.recover
+        )
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn<A>> {
+        self.slab.get(id.idx() as usize)?.as_ref().filter(|c| c.gen == id.gen())
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn<A>> {
+        self.slab.get_mut(id.idx() as usize)?.as_mut().filter(|c| c.gen == id.gen())
+    }
+
+    fn tick(&self, now: Instant) -> Tick {
+        now.saturating_duration_since(self.epoch).as_millis() as Tick
+    }
+
+    fn ts_now(&self, now: Instant) -> u32 {
+        (self.tick(now) as u32).wrapping_add(1)
+    }
+
+    fn hash(&self, parts: &[u64]) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.secret.hash(&mut h);
+        parts.hash(&mut h);
+        h.finish()
+    }
+
+    fn tuple_words(t: &Tuple) -> [u64; 2] {
+        let w = |a: &SocketAddrV4| u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port());
+        [w(&t.local), w(&t.remote)]
+    }
+
+    /// RFC 6528 ISN: keyed hash of the 4-tuple plus a 4 µs clock.
+    fn iss(&self, t: &Tuple, now: Instant) -> u32 {
+        let [a, b] = Self::tuple_words(t);
+        let clock = (now.saturating_duration_since(self.epoch).as_micros() / 4) as u32;
+        (self.hash(&[a, b]) as u32).wrapping_add(clock)
+    }
+
+    fn cookie(&self, t: &Tuple, peer_isn: u32, slot: u64, mss_idx: u32) -> u32 {
+        let [a, b] = Self::tuple_words(t);
+        let mac = self.hash(&[a, b, u64::from(peer_isn), slot, u64::from(mss_idx)]) as u32 & 0x00ff_ffff;
+        ((slot as u32 & 0x1f) << 27) | (mss_idx << 24) | mac
+    }
+
+    fn cookie_slot(now: Instant, epoch: Instant) -> u64 {
+        // A fixed offset keeps slot 0 away from the epoch so "previous slot" exists.
+        now.saturating_duration_since(epoch).as_secs() / COOKIE_SLOT_SECS + 32
+    }
+}
+
+/// Where emitted segments go.
+pub type Tx<'t> = dyn FnMut(&SegmentOut<'_>) + 't;
+
+impl<A, C> Engine<A, C> {
+    fn emit(&mut self, tx: &mut Tx<'_>, src: SocketAddrV4, dst: SocketAddrV4, seg: Segment<'_>) {
+        self.counters.segments_out += 1;
+        tx(&SegmentOut { src, dst, seg });
+    }
+
+    /// RST in answer to `seg` for a connection we do not have (RFC 9293 §3.10.7.1).
+    fn reset_for(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment<'_>, tx: &mut Tx<'_>) {
+        if seg.rst {
+            return;
+        }
+        let out = match seg.ack {
+            Some(ack) => {
+                Segment { src_port: local.port(), dst_port: remote.port(), seq: ack, rst: true, ..Default::default() }
+            }
+            None => Segment {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                seq: 0,
+                ack: Some(seg.seq.wrapping_add(seg.seq_len())),
+                rst: true,
+                ..Default::default()
+            },
+        };
+        self.counters.rst_sent += 1;
+        self.emit(tx, local, remote, out);
+    }
+}
+
+impl<A> Conn<A> {
+    fn synchronized(&self) -> bool {
+        !matches!(self.state, State::SynSent | State::SynReceived)
+    }
+
+    fn next_deadline(&self) -> Option<Tick> {
+        [self.rtx_at, self.delack_at, self.end_at].into_iter().flatten().min()
+    }
+
+    fn flight(&self) -> u32 {
+        dist(self.snd_una, self.snd_nxt)
+    }
+}
+
+impl<C, A: TcpApp<C>> Engine<A, C> {
+    /// Handles one segment from `remote` to `local` (checksum already verified).
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        local_ip: std::net::Ipv4Addr,
+        remote_ip: std::net::Ipv4Addr,
+        seg: &Segment<'_>,
+        cx: &mut C,
+        tx: &mut Tx<'_>,
+    ) {
+        self.counters.segments_in += 1;
+        let t = Tuple {
+            local: SocketAddrV4::new(local_ip, seg.dst_port),
+            remote: SocketAddrV4::new(remote_ip, seg.src_port),
+        };
+        self.advance(now, cx, tx);
+        match self.table.get(&t).copied() {
+            Some(idx) => {
+                let id = ConnId::new(idx, self.gens[idx as usize]);
+                if self.slab[idx as usize].as_ref().is_some_and(|c| c.state == State::TimeWait)
+                    && seg.syn
+                    && seg.ack.is_none()
+                    && self.listening.contains(&t.local.port())
+                    && self.slab[idx as usize].as_ref().is_some_and(|c| gt(seg.seq, c.rcv_nxt))
+                {
+                    // RFC 9293 §3.6.1 / RFC 6191: a new SYN above the old window reopens.
+                    self.remove(id, false);
+                    return self.on_listen(now, t, seg, cx, tx);
+                }
+                self.on_conn(id, now, seg, cx, tx);
+                self.finish(id, now, cx, tx);
+            }
+            None => self.on_listen(now, t, seg, cx, tx),
+        }
+    }
+
+    /// Fires due timers (call once per loop turn).
+    pub fn poll(&mut self, now: Instant, cx: &mut C, tx: &mut Tx<'_>) {
+        self.advance(now, cx, tx);
+    }
+
+    /// Sends what connection `id`'s application has queued (after it produced output
+    /// outside `received`, e.g. a control-thread answer).
+    pub fn kick(&mut self, id: ConnId, now: Instant, cx: &mut C, tx: &mut Tx<'_>) {
+        if self.conn(id).is_some() {
+            self.output(id, now, tx);
+            self.finish(id, now, cx, tx);
+        }
+    }
+
+    /// Opens a connection from `local` to `remote` (SYN sent at once).
+    pub fn connect(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        now: Instant,
+        tx: &mut Tx<'_>,
+    ) -> Option<ConnId> {
+        let t = Tuple { local, remote };
+        if self.table.contains_key(&t) {
+            return None;
+        }
+        let iss = self.iss(&t, now);
+        let id = self.insert(self.new_conn(t, State::SynSent, iss, 0, now));
+        self.send_syn(id, now, tx);
+        self.arm_rtx(id, now);
+        self.reschedule(id);
+        Some(id)
+    }
+
+    /// Resets connection `id` (RST to the peer) and forgets it.
+    pub fn abort(&mut self, id: ConnId, tx: &mut Tx<'_>) {
+        let Some(c) = self.conn(id) else { return };
+        let (t, seq) = (c.tuple, c.snd_nxt);
+        let rst = Segment { src_port: t.local.port(), dst_port: t.remote.port(), seq, rst: true, ..Default::default() };
+        self.counters.rst_sent += 1;
+        self.emit(tx, t.local, t.remote, rst);
+        self.counters.reset += 1;
+        self.remove(id, true);
+    }
+
+    fn new_conn(&self, tuple: Tuple, state: State, iss: u32, irs: u32, now: Instant) -> Conn<A> {
+        let c = &self.cfg;
+        Conn {
+            gen: 0,
+            tuple,
+            state,
+            app: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss.wrapping_add(1),
+            snd_max: iss.wrapping_add(1),
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: irs,
+            snd_wl2: iss,
+            snd_wscale: 0,
+            mss: 536,
+            cwnd: 0,
+            ssthresh: u32::MAX,
+            dupacks: 0,
+            recover: None,
+            rtt: Rtt::new(
+                Duration::from_millis(c.rto_initial_ms),
+                Duration::from_millis(c.rto_min_ms),
+                Duration::from_millis(c.rto_max_ms),
+            ),
+            rtt_seq: None,
+            backoff: 0,
+            fin_seq: None,
+            irs,
+            rcv_nxt: irs.wrapping_add(1),
+            rcv_wscale: 0,
+            rcv_adv: irs.wrapping_add(1),
+            ooo: Vec::new(),
+            ooo_fin: None,
+            ts_ok: false,
+            ts_recent: 0,
+            unacked_segs: 0,
+            ack_now: false,
+            rtx_at: None,
+            delack_at: None,
+            end_at: None,
+            last_active: self.tick(now),
+            wheel_at: None,
+            from_cookie: false,
+        }
+    }
+
+    fn insert(&mut self, mut conn: Conn<A>) -> ConnId {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slab.push(None);
+            self.gens.push(0);
+            (self.slab.len() - 1) as u32
+        });
+        conn.gen = self.gens[idx as usize];
+        self.table.insert(conn.tuple, idx);
+        self.slab[idx as usize] = Some(conn);
+        ConnId::new(idx, self.gens[idx as usize])
+    }
+
+    fn remove(&mut self, id: ConnId, reset: bool) {
+        let Some(c) = self.slab.get_mut(id.idx() as usize).and_then(Option::take) else { return };
+        if c.state == State::SynReceived {
+            self.half_open -= 1;
+        }
+        if !reset && c.app.is_some() {
+            self.counters.closed += 1;
+        }
+        self.table.remove(&c.tuple);
+        self.gens[id.idx() as usize] = self.gens[id.idx() as usize].wrapping_add(1);
+        self.free.push(id.idx());
+    }
+
+    // ---- passive open -------------------------------------------------------------
+
+    fn on_listen(&mut self, now: Instant, t: Tuple, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
+        if seg.rst {
+            return;
+        }
+        if !self.listening.contains(&t.local.port()) {
+            return self.reset_for(t.local, t.remote, seg, tx);
+        }
+        if seg.ack.is_some() && !seg.syn {
+            return self.on_cookie_ack(now, t, seg, cx, tx);
+        }
+        if !seg.syn || seg.ack.is_some() {
+            return self.reset_for(t.local, t.remote, seg, tx);
+        }
+        if self.table.len() >= self.cfg.max_connections {
+            self.counters.syn_dropped += 1;
+            return;
+        }
+        if self.half_open >= self.cfg.syn_backlog {
+            if self.cfg.syn_cookies {
+                return self.send_cookie(now, t, seg, tx);
+            }
+            self.counters.syn_dropped += 1;
+            return;
+        }
+        let iss = self.iss(&t, now);
+        let mut c = self.new_conn(t, State::SynReceived, iss, seg.seq, now);
+        self.take_syn_options(&mut c, seg);
+        self.half_open += 1;
+        let id = self.insert(c);
+        self.send_syn(id, now, tx);
+        self.arm_rtx(id, now);
+        self.reschedule(id);
+    }
+
+    fn take_syn_options(&self, c: &mut Conn<A>, seg: &Segment<'_>) {
+        c.mss = u32::from(seg.mss.unwrap_or(536).min(self.cfg.mss).max(64));
+        if let Some(ws) = seg.wscale {
+            c.snd_wscale = ws.min(14);
+            c.rcv_wscale = self.cfg.window_scale;
+        }
+        c.snd_wnd = u32::from(seg.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = seg.seq;
+        if let (true, Some((tsval, _))) = (self.cfg.timestamps, seg.ts) {
+            c.ts_ok = true;
+            c.ts_recent = tsval;
+        }
+        c.cwnd = self.cfg.initial_cwnd_segments * c.mss;
+    }
+
+    fn send_cookie(&mut self, now: Instant, t: Tuple, seg: &Segment<'_>, tx: &mut Tx<'_>) {
+        let peer_mss = seg.mss.unwrap_or(536);
+        let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss.min(self.cfg.mss)).unwrap_or(0) as u32;
+        let slot = Self::cookie_slot(now, self.epoch);
+        let iss = self.cookie(&t, seg.seq, slot, idx);
+        let out = Segment {
+            src_port: t.local.port(),
+            dst_port: t.remote.port(),
+            seq: iss,
+            ack: Some(seg.seq.wrapping_add(1)),
+            syn: true,
+            window: self.cfg.recv_window_bytes.min(65535) as u16,
+            mss: Some(self.cfg.mss),
+            ..Default::default()
+        };
+        self.counters.syn_cookies_sent += 1;
+        self.emit(tx, t.local, t.remote, out);
+    }
+
+    fn on_cookie_ack(&mut self, now: Instant, t: Tuple, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
+        let ack = seg.ack.unwrap_or(0);
+        let cookie = ack.wrapping_sub(1);
+        let peer_isn = seg.seq.wrapping_sub(1);
+        let slot_now = Self::cookie_slot(now, self.epoch);
+        let mss_idx = (cookie >> 24) & 7;
+        let valid = self.cfg.syn_cookies
+            && [slot_now, slot_now - 1].iter().any(|&s| self.cookie(&t, peer_isn, s, mss_idx) == cookie);
+        if !valid {
+            self.counters.syn_cookies_invalid += 1;
+            return self.reset_for(t.local, t.remote, seg, tx);
+        }
+        let mut c = self.new_conn(t, State::Established, cookie, peer_isn, now);
+        c.from_cookie = true;
+        c.mss = u32::from(COOKIE_MSS[mss_idx as usize]);
+        c.snd_una = ack;
+        c.snd_nxt = ack;
+        c.snd_max = ack;
+        c.snd_wnd = u32::from(seg.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = seg.seq;
+        c.snd_wl2 = ack;
+        c.cwnd = self.cfg.initial_cwnd_segments * c.mss;
+        c.rcv_adv = c.rcv_nxt.wrapping_add(self.cfg.recv_window_bytes.min(65535));
+        let id = self.insert(c);
+        self.counters.syn_cookies_accepted += 1;
+        self.established(id, cx);
+        self.on_conn(id, now, seg, cx, tx);
+        self.finish(id, now, cx, tx);
+    }
+
+    fn established(&mut self, id: ConnId, cx: &mut C) {
+        self.counters.established += 1;
+        let app = A::open(id, cx);
+        if let Some(c) = self.conn_mut(id) {
+            c.app = Some(app);
+        }
+    }
+
+    fn send_syn(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let ts_now = self.ts_now(now);
+        let (mss, ts_on, wscale_on, win) =
+            (self.cfg.mss, self.cfg.timestamps, self.cfg.window_scale, self.cfg.recv_window_bytes);
+        let Some(c) = self.conn_mut(id) else { return };
+        let active = c.state == State::SynSent;
+        let seg = Segment {
+            src_port: c.tuple.local.port(),
+            dst_port: c.tuple.remote.port(),
+            seq: c.iss,
+            ack: (!active).then_some(c.rcv_nxt),
+            syn: true,
+            window: win.min(65535) as u16,
+            mss: Some(mss),
+            wscale: if active || c.rcv_wscale > 0 { Some(wscale_on) } else { None },
+            ts: if active && ts_on {
+                Some((ts_now, 0))
+            } else if c.ts_ok {
+                Some((ts_now, c.ts_recent))
+            } else {
+                None
+            },
+            ..Default::default()
+        };
+        c.rcv_adv = c.rcv_nxt.wrapping_add(u32::from(seg.window));
+        let (src, dst) = (c.tuple.local, c.tuple.remote);
+        self.emit(tx, src, dst, seg);
+    }
+
+    // ---- established path -----------------------------------------------------------
+
+    fn on_conn(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
+        let state = match self.conn(id) {
+            Some(c) => c.state,
+            None => return,
+        };
+        match state {
+            State::SynSent => self.on_syn_sent(id, now, seg, cx, tx),
+            _ => self.on_synchronized(id, now, seg, cx, tx),
+        }
+    }
+
+    fn on_syn_sent(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
+        let Some(c) = self.conn(id) else { return };
+        let (iss, t) = (c.iss, c.tuple);
+        if let Some(ack) = seg.ack {
+            if ack != iss.wrapping_add(1) {
+                return self.reset_for(t.local, t.remote, seg, tx);
+            }
+        }
+        if seg.rst {
+            if seg.ack.is_some() {
+                self.counters.reset += 1;
+                self.remove(id, true);
+            }
+            return;
+        }
+        if !seg.syn || seg.ack.is_none() {
+            return;
+        }
+        let mut c = self.slab[id.idx() as usize].take().expect("exists");
+        c.irs = seg.seq;
+        c.rcv_nxt = seg.seq.wrapping_add(1);
+        c.rcv_adv = c.rcv_nxt;
+        self.take_syn_options(&mut c, seg);
+        if seg.wscale.is_none() {
+            c.rcv_wscale = 0;
+            c.snd_wscale = 0;
+        }
+        c.snd_wl2 = iss.wrapping_add(1);
+        c.snd_una = iss.wrapping_add(1);
+        c.state = State::Established;
+        c.rtx_at = None;
+        c.backoff = 0;
+        c.ack_now = true;
+        self.slab[id.idx() as usize] = Some(c);
+        self.established(id, cx);
+        self.output(id, now, tx);
+    }
+
+    /// The window field to send and the right edge it advertises (never shrinking the
+    /// edge already advertised, RFC 9293 §3.8.6.2.2).
+    fn window_calc(cfg: &TcpConfig, c: &Conn<A>) -> (u16, u32) {
+        let held = c.app.as_ref().map_or(0, |a| a.buffered()) + c.ooo.iter().map(|(_, d)| d.len()).sum::<usize>();
+        let wnd =
+            cfg.recv_window_bytes.saturating_sub(held as u32).max(dist(c.rcv_nxt, c.rcv_adv).min(i32::MAX as u32));
+        let field = (wnd >> c.rcv_wscale).min(65535);
+        (field as u16, c.rcv_nxt.wrapping_add(field << c.rcv_wscale))
+    }
+
+    fn advertised(c: &mut Conn<A>, adv: u32) {
+        if gt(adv, c.rcv_adv) {
+            c.rcv_adv = adv;
+        }
+    }
+
+    fn on_synchronized(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
+        let tick = self.tick(now);
+        let Some(c) = self.conn_mut(id) else { return };
+        // RFC 7323 §5: PAWS.
+        if c.ts_ok && !seg.rst {
+            if let Some((tsval, _)) = seg.ts {
+                if lt(tsval, c.ts_recent) {
+                    c.ack_now = true;
+                    self.counters.paws_rejected += 1;
+                    return self.output(id, now, tx);
+                }
+            }
+        }
+        // RFC 9293 §3.10.7.4: is the segment in the window?
+        let len = seg.seq_len();
+        let wnd = dist(c.rcv_nxt, c.rcv_adv);
+        let start_ok = ge(seg.seq, c.rcv_nxt) && lt(seg.seq, c.rcv_nxt.wrapping_add(wnd));
+        let end = seg.seq.wrapping_add(len).wrapping_sub(1);
+        let acceptable = match (len, wnd) {
+            (0, 0) => seg.seq == c.rcv_nxt,
+            (0, _) => start_ok,
+            (_, 0) => false,
+            _ => start_ok || (ge(end, c.rcv_nxt) && lt(end, c.rcv_nxt.wrapping_add(wnd))),
+        };
+        if !acceptable {
+            if !seg.rst {
+                c.ack_now = true;
+                self.counters.unacceptable += 1;
+                self.output(id, now, tx);
+            }
+            return;
+        }
+        // RFC 5961 §3: only an exact RST resets; one in the window earns a challenge ACK.
+        if seg.rst {
+            if seg.seq == c.rcv_nxt {
+                self.counters.reset += 1;
+                self.remove(id, true);
+            } else {
+                c.ack_now = true;
+                self.counters.challenge_acks += 1;
+                self.output(id, now, tx);
+            }
+            return;
+        }
+        // RFC 5961 §4: SYN in a synchronized state → challenge ACK.
+        if seg.syn && c.state != State::SynReceived {
+            c.ack_now = true;
+            self.counters.challenge_acks += 1;
+            return self.output(id, now, tx);
+        }
+        let Some(ack) = seg.ack else { return };
+        if c.state == State::SynReceived {
+            if ack != c.iss.wrapping_add(1) {
+                let t = c.tuple;
+                return self.reset_for(t.local, t.remote, seg, tx);
+            }
+            c.state = State::Established;
+            c.snd_una = ack;
+            c.snd_wnd = u32::from(seg.window) << c.snd_wscale;
+            c.max_snd_wnd = c.snd_wnd;
+            c.snd_wl1 = seg.seq;
+            c.snd_wl2 = ack;
+            c.rtx_at = None;
+            c.backoff = 0;
+            if let Some((_, tsecr)) = seg.ts.filter(|_| c.ts_ok) {
+                let sample = self.tick(now).saturating_sub(u64::from(tsecr.wrapping_sub(1)));
+                if let Some(c) = self.conn_mut(id) {
+                    c.rtt.sample(Duration::from_millis(sample));
+                }
+            }
+            self.half_open -= 1;
+            self.established(id, cx);
+        }
+        if !self.on_ack(id, now, seg, ack, cx, tx) {
+            return;
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        c.last_active = tick;
+        // RFC 7323 §4.3: remember the timestamp of the in-window segment.
+        if let Some((tsval, _)) = seg.ts {
+            if c.ts_ok && le(seg.seq, c.rcv_nxt) {
+                c.ts_recent = tsval;
+            }
+        }
+        self.on_data(id, now, seg, cx);
+        self.output(id, now, tx);
+    }
+
+    /// ACK processing; false when the segment must be dropped.
+    fn on_ack(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, ack: u32, cx: &mut C, tx: &mut Tx<'_>) -> bool {
+        let tick = self.tick(now);
+        let Some(c) = self.conn_mut(id) else { return false };
+        if gt(ack, c.snd_max) {
+            c.ack_now = true;
+            self.output(id, now, tx);
+            return false;
+        }
+        // RFC 5961 §5: ACKs too far behind are dropped.
+        if lt(ack, c.snd_una.wrapping_sub(c.max_snd_wnd.max(1))) {
+            c.ack_now = true;
+            self.counters.challenge_acks += 1;
+            self.output(id, now, tx);
+            return false;
+        }
+        let wnd = u32::from(seg.window) << c.snd_wscale;
+        if gt(ack, c.snd_una) {
+            self.new_ack(id, now, tick, seg, ack, cx, tx);
+        } else if ack == c.snd_una && seg.payload.is_empty() && !seg.fin && wnd == c.snd_wnd && c.flight() > 0 {
+            self.dup_ack(id, now, tx);
+        }
+        let Some(c) = self.conn_mut(id) else { return false };
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
+        if lt(c.snd_wl1, seg.seq) || (c.snd_wl1 == seg.seq && le(c.snd_wl2, ack)) {
+            c.snd_wnd = wnd;
+            c.max_snd_wnd = c.max_snd_wnd.max(wnd);
+            c.snd_wl1 = seg.seq;
+            c.snd_wl2 = ack;
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_ack(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        tick: Tick,
+        seg: &Segment<'_>,
+        ack: u32,
+        cx: &mut C,
+        tx: &mut Tx<'_>,
+    ) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let acked = dist(c.snd_una, ack);
+        // RTT: the timestamp echo (RFC 7323), else the one timed segment (Karn).
+        if let Some((_, tsecr)) = seg.ts.filter(|_| c.ts_ok && seg.ts.is_some_and(|t| t.1 != 0)) {
+            c.rtt.sample(Duration::from_millis(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)))));
+        } else if let Some((s, at)) = c.rtt_seq {
+            if ge(ack, s) {
+                c.rtt.sample(Duration::from_millis(tick - at));
+                c.rtt_seq = None;
+            }
+        }
+        let fin_acked = c.fin_seq.is_some_and(|f| gt(ack, f));
+        let data_acked = acked - u32::from(fin_acked && c.fin_seq.is_some_and(|f| ge(f, c.snd_una)));
+        c.snd_una = ack;
+        if lt(c.snd_nxt, ack) {
+            c.snd_nxt = ack;
+        }
+        c.backoff = 0;
+        // The queue must start at the new SND.UNA before anything is (re)sent from it.
+        if data_acked > 0 {
+            if let Some(app) = c.app.as_mut() {
+                app.acked(data_acked as usize, id, cx);
+            }
+        }
+        // Congestion control: NewReno (RFC 5681, RFC 6582).
+        match c.recover {
+            Some(rec) if lt(ack, rec) => {
+                // Partial ACK: retransmit the next hole, deflate.
+                c.cwnd = c.cwnd.saturating_sub(acked).saturating_add(c.mss);
+                c.dupacks = 0;
+                self.retransmit_head(id, now, tx);
+            }
+            Some(_) => {
+                c.cwnd = c.ssthresh;
+                c.recover = None;
+                c.dupacks = 0;
+            }
+            None => {
+                c.dupacks = 0;
+                if c.cwnd < c.ssthresh {
+                    c.cwnd = c.cwnd.saturating_add(acked.min(c.mss));
+                } else {
+                    c.cwnd = c.cwnd.saturating_add((c.mss * c.mss / c.cwnd.max(1)).max(1));
+                }
+            }
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        c.rtx_at = if c.flight() > 0 { Some(tick + c.rtt.rto().as_millis() as Tick) } else { None };
+        if fin_acked {
+            self.our_fin_acked(id, now);
+        }
+    }
+
+    fn our_fin_acked(&mut self, id: ConnId, now: Instant) {
+        let tw = self.tick(now) + self.cfg.time_wait_ms;
+        let Some(c) = self.conn_mut(id) else { return };
+        match c.state {
+            State::FinWait1 => c.state = State::FinWait2,
+            State::Closing => {
+                c.state = State::TimeWait;
+                c.end_at = Some(tw);
+            }
+            State::LastAck => c.end_at = Some(0), // closed: removed by finish()
+            _ => {}
+        }
+    }
+
+    fn dup_ack(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let Some(c) = self.conn_mut(id) else { return };
+        c.dupacks += 1;
+        if c.recover.is_some() {
+            c.cwnd = c.cwnd.saturating_add(c.mss);
+            return;
+        }
+        if c.dupacks == 3 {
+            c.ssthresh = (c.flight() / 2).max(2 * c.mss);
+            c.cwnd = c.ssthresh + 3 * c.mss;
+            c.recover = Some(c.snd_max);
+            c.rtt_seq = None;
+            self.counters.fast_retransmits += 1;
+            self.retransmit_head(id, now, tx);
+        }
+    }
+
+    /// Sends one segment from SND.UNA again (fast retransmit, partial ACK).
+    fn retransmit_head(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let ts_now = self.ts_now(now);
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        let Some(app) = c.app.as_ref() else { return };
+        let q = app.send_queue();
+        let len = q.len().min(c.mss as usize);
+        let fin = len == q.len() && c.fin_seq == Some(c.snd_una.wrapping_add(len as u32));
+        if len == 0 && !fin {
+            return;
+        }
+        let (win, adv) = Self::window_calc(&self.cfg, c);
+        let seg = Segment {
+            src_port: c.tuple.local.port(),
+            dst_port: c.tuple.remote.port(),
+            seq: c.snd_una,
+            ack: Some(c.rcv_nxt),
+            fin,
+            psh: true,
+            window: win,
+            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
+            payload: &q[..len],
+            ..Default::default()
+        };
+        self.counters.segments_out += 1;
+        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
+        Self::advertised(c, adv);
+    }
+
+    fn on_data(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C) {
+        let delack = self.cfg.delayed_ack_ms;
+        let tick = self.tick(now);
+        let tw = tick + self.cfg.time_wait_ms;
+        let Some(c) = self.conn_mut(id) else { return };
+        if !matches!(c.state, State::Established | State::FinWait1 | State::FinWait2) {
+            if seg.fin && c.state == State::TimeWait {
+                c.ack_now = true; // their FIN again: our ACK was lost
+                c.end_at = Some(tw);
+            }
+            return;
+        }
+        let mut stored_ooo = false;
+        let data_seq = seg.seq.wrapping_add(u32::from(seg.syn));
+        let mut payload = seg.payload;
+        let fin_seq = seg.fin.then(|| data_seq.wrapping_add(payload.len() as u32));
+        if lt(data_seq, c.rcv_nxt) {
+            let skip = dist(data_seq, c.rcv_nxt) as usize;
+            payload = &payload[skip.min(payload.len())..];
+        }
+        let start = if lt(data_seq, c.rcv_nxt) { c.rcv_nxt } else { data_seq };
+        let room = dist(c.rcv_nxt, c.rcv_adv).saturating_sub(dist(c.rcv_nxt, start)) as usize;
+        payload = &payload[..payload.len().min(room)];
+        if !payload.is_empty() {
+            if start == c.rcv_nxt {
+                c.rcv_nxt = c.rcv_nxt.wrapping_add(payload.len() as u32);
+                let app = c.app.as_mut().expect("established has an app");
+                app.received(payload, id, cx);
+                // RFC 5681 §4.2: a segment that fills (part of) a hole is ACKed at once.
+                let filled_hole = !c.ooo.is_empty();
+                Self::drain_ooo(c, id, cx);
+                c.unacked_segs += 1;
+                if c.unacked_segs >= 2 || delack == 0 || filled_hole || !c.ooo.is_empty() {
+                    c.ack_now = true;
+                } else if c.delack_at.is_none() {
+                    c.delack_at = Some(tick + delack);
+                }
+            } else {
+                if c.ooo.len() < OOO_MAX_SEGMENTS {
+                    c.ooo.push((start, payload.to_vec()));
+                    c.ooo.sort_by(
+                        |a, b| if lt(a.0, b.0) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater },
+                    );
+                }
+                c.ack_now = true; // a duplicate ACK tells the sender about the hole
+                stored_ooo = true;
+            }
+        }
+        if let Some(f) = fin_seq {
+            c.ooo_fin = Some(f);
+        }
+        if stored_ooo {
+            self.counters.out_of_order += 1;
+        }
+        let c = self.conn_mut(id).expect("exists");
+        if c.ooo_fin == Some(c.rcv_nxt) {
+            c.ooo_fin = None;
+            c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+            c.ack_now = true;
+            c.state = match c.state {
+                State::Established => State::CloseWait,
+                State::FinWait1 if c.fin_seq.is_some_and(|f| gt(c.snd_una, f)) => State::TimeWait,
+                State::FinWait1 => State::Closing,
+                State::FinWait2 => State::TimeWait,
+                s => s,
+            };
+            if c.state == State::TimeWait {
+                c.end_at = Some(tw);
+            }
+            if let Some(app) = c.app.as_mut() {
+                app.peer_closed(id, cx);
+            }
+        }
+    }
+
+    fn drain_ooo(c: &mut Conn<A>, id: ConnId, cx: &mut C) {
+        while let Some(pos) =
+            c.ooo.iter().position(|(s, d)| le(*s, c.rcv_nxt) && gt(s.wrapping_add(d.len() as u32), c.rcv_nxt))
+        {
+            let (s, d) = c.ooo.remove(pos);
+            let skip = dist(s, c.rcv_nxt) as usize;
+            c.rcv_nxt = c.rcv_nxt.wrapping_add((d.len() - skip) as u32);
+            if let Some(app) = c.app.as_mut() {
+                app.received(&d[skip..], id, cx);
+            }
+        }
+        let nxt = c.rcv_nxt;
+        c.ooo.retain(|(s, d)| gt(s.wrapping_add(d.len() as u32), nxt));
+    }
+
+    /// Sends what the window allows, then FIN when the application is finishing, then a
+    /// pure ACK if one is owed.
+    fn output(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let tick = self.tick(now);
+        let ts_now = self.ts_now(now);
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        if c.gen != id.gen() {
+            return;
+        }
+        while c.synchronized() && c.state != State::TimeWait {
+            let Some(app) = c.app.as_ref() else { break };
+            let q = app.send_queue();
+            let off = dist(c.snd_una, c.snd_nxt) as usize;
+            let fin_sent_past = c.fin_seq.is_some_and(|f| gt(c.snd_nxt, f));
+            let avail = q.len().saturating_sub(off);
+            let room = c.cwnd.min(c.snd_wnd).saturating_sub(c.flight()) as usize;
+            let len = avail.min(room).min(c.mss as usize);
+            let may_fin = app.finishing()
+                && off + len == q.len()
+                && !fin_sent_past
+                && matches!(c.state, State::Established | State::CloseWait | State::FinWait1 | State::LastAck);
+            if len == 0 && !may_fin {
+                if avail > 0 && c.snd_wnd == 0 && c.flight() == 0 && c.rtx_at.is_none() {
+                    // Zero window: the retransmission timer doubles as the persist timer.
+                    c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
+                }
+                break;
+            }
+            let (win, adv) = Self::window_calc(&self.cfg, c);
+            let seg = Segment {
+                src_port: c.tuple.local.port(),
+                dst_port: c.tuple.remote.port(),
+                seq: c.snd_nxt,
+                ack: Some(c.rcv_nxt),
+                fin: may_fin,
+                psh: len > 0 && off + len == q.len(),
+                window: win,
+                ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
+                payload: &q[off..off + len],
+                ..Default::default()
+            };
+            self.counters.segments_out += 1;
+            tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
+            Self::advertised(c, adv);
+            let used = len as u32 + u32::from(may_fin);
+            if c.rtt_seq.is_none() && !c.ts_ok && len > 0 && ge(c.snd_nxt, c.snd_max) {
+                c.rtt_seq = Some((c.snd_nxt.wrapping_add(used), tick));
+            }
+            if may_fin && c.fin_seq.is_none() {
+                c.fin_seq = Some(c.snd_nxt.wrapping_add(len as u32));
+                c.state = match c.state {
+                    State::CloseWait => State::LastAck,
+                    State::Established => State::FinWait1,
+                    s => s,
+                };
+            }
+            c.snd_nxt = c.snd_nxt.wrapping_add(used);
+            if gt(c.snd_nxt, c.snd_max) {
+                c.snd_max = c.snd_nxt;
+            }
+            if c.rtx_at.is_none() {
+                c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
+            }
+            c.ack_now = false;
+            c.unacked_segs = 0;
+            c.delack_at = None;
+            if may_fin {
+                break;
+            }
+        }
+        if c.ack_now && (c.synchronized() || c.state == State::SynReceived) {
+            let (win, adv) = Self::window_calc(&self.cfg, c);
+            // A pure ACK carries SND.MAX, not SND.NXT: while retransmitting, SND.NXT is
+            // behind what the peer already holds and the ACK would be out of its window
+            // (the BSD rule in tcp_output).
+            let seg = Segment {
+                src_port: c.tuple.local.port(),
+                dst_port: c.tuple.remote.port(),
+                seq: c.snd_max,
+                ack: Some(c.rcv_nxt),
+                window: win,
+                ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
+                ..Default::default()
+            };
+            self.counters.segments_out += 1;
+            tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
+            Self::advertised(c, adv);
+            c.ack_now = false;
+            c.unacked_segs = 0;
+            c.delack_at = None;
+        }
+    }
+
+    /// After handling a connection: remove it if it ended, else reschedule its timer.
+    fn finish(&mut self, id: ConnId, now: Instant, _cx: &mut C, _tx: &mut Tx<'_>) {
+        let tick = self.tick(now);
+        let idle = self.cfg.idle_timeout_ms;
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.state == State::LastAck && c.end_at == Some(0) {
+            return self.remove(id, false);
+        }
+        if c.state == State::Established && c.flight() == 0 && c.end_at.is_none() {
+            c.end_at = Some(tick + idle);
+        } else if c.state == State::Established && c.flight() > 0 {
+            c.end_at = None;
+        }
+        let _ = now;
+        self.reschedule(id);
+    }
+
+    fn reschedule(&mut self, id: ConnId) {
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        let Some(at) = c.next_deadline() else { return };
+        if c.wheel_at.is_some_and(|w| w <= at) {
+            return; // an earlier entry is queued; it will reschedule when it fires
+        }
+        c.wheel_at = Some(self.wheel.schedule(id.idx(), at));
+    }
+
+    fn arm_rtx(&mut self, id: ConnId, now: Instant) {
+        let tick = self.tick(now);
+        if let Some(c) = self.conn_mut(id) {
+            c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
+        }
+    }
+
+    fn advance(&mut self, now: Instant, cx: &mut C, tx: &mut Tx<'_>) {
+        let to = self.tick(now);
+        if to <= self.wheel.now() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.wheel.advance(to, |idx, at| due.push((idx, at)));
+        for (idx, at) in due {
+            let Some(Some(c)) = self.slab.get(idx as usize) else { continue };
+            if c.wheel_at != Some(at) {
+                continue; // stale entry
+            }
+            let id = ConnId::new(idx, c.gen);
+            self.conn_mut(id).expect("exists").wheel_at = None;
+            self.on_timer(id, now, to, cx, tx);
+            self.reschedule(id);
+        }
+    }
+
+    fn on_timer(&mut self, id: ConnId, now: Instant, tick: Tick, cx: &mut C, tx: &mut Tx<'_>) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.delack_at.is_some_and(|d| d <= tick) {
+            c.delack_at = None;
+            c.ack_now = true;
+            self.output(id, now, tx);
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.end_at.is_some_and(|d| d <= tick) {
+            c.end_at = None;
+            match c.state {
+                State::TimeWait => return self.remove(id, false),
+                State::Established if c.flight() == 0 => {
+                    // Idle keep-alive connection: close it in order.
+                    self.counters.idle_closed += 1;
+                    return self.close_idle(id, now, cx, tx);
+                }
+                _ => {}
+            }
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.rtx_at.is_some_and(|d| d <= tick) {
+            c.rtx_at = None;
+            self.on_rto(id, now, tx);
+        }
+    }
+
+    /// An idle keep-alive connection (nothing queued, nothing in flight): close it in
+    /// order with a FIN.
+    fn close_idle(&mut self, id: ConnId, now: Instant, _cx: &mut C, tx: &mut Tx<'_>) {
+        let ts_now = self.ts_now(now);
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        let (win, adv) = Self::window_calc(&self.cfg, c);
+        let seg = Segment {
+            src_port: c.tuple.local.port(),
+            dst_port: c.tuple.remote.port(),
+            seq: c.snd_nxt,
+            ack: Some(c.rcv_nxt),
+            fin: true,
+            window: win,
+            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
+            ..Default::default()
+        };
+        self.counters.segments_out += 1;
+        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
+        Self::advertised(c, adv);
+        c.fin_seq = Some(c.snd_nxt);
+        c.state = State::FinWait1;
+        c.snd_nxt = c.snd_nxt.wrapping_add(1);
+        c.snd_max = c.snd_nxt;
+        self.arm_rtx(id, now);
+    }
+
+    fn on_rto(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let (syn_retries, data_retries) = (self.cfg.syn_retries, self.cfg.data_retries);
+        let Some(c) = self.conn_mut(id) else { return };
+        match c.state {
+            State::SynReceived | State::SynSent => {
+                c.backoff += 1;
+                if c.backoff > syn_retries {
+                    self.counters.syn_timeouts += 1;
+                    return self.remove(id, true);
+                }
+                self.send_syn(id, now, tx);
+                self.arm_rtx(id, now);
+            }
+            _ => {
+                let zero_window = c.snd_wnd == 0;
+                if c.flight() == 0 && !zero_window {
+                    return self.output(id, now, tx);
+                }
+                c.backoff += 1;
+                if c.backoff > data_retries && !zero_window {
+                    let t = c.tuple;
+                    let seq = c.snd_nxt;
+                    self.counters.rst_sent += 1;
+                    self.counters.reset += 1;
+                    let rst = Segment {
+                        src_port: t.local.port(),
+                        dst_port: t.remote.port(),
+                        seq,
+                        rst: true,
+                        ..Default::default()
+                    };
+                    self.emit(tx, t.local, t.remote, rst);
+                    return self.remove(id, true);
+                }
+                if zero_window && c.flight() == 0 {
+                    return self.window_probe(id, now, tx);
+                }
+                // RFC 5681 §3.1 / RFC 6298 §5: collapse the window, go back to SND.UNA.
+                c.ssthresh = (c.flight() / 2).max(2 * c.mss);
+                c.cwnd = c.mss;
+                c.recover = None;
+                c.dupacks = 0;
+                c.rtt_seq = None;
+                c.snd_nxt = c.snd_una;
+                self.counters.rto_retransmits += 1;
+                self.arm_rtx(id, now);
+                self.output(id, now, tx);
+            }
+        }
+    }
+
+    /// One byte past the zero window (RFC 9293 §3.8.6.1).
+    fn window_probe(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let ts_now = self.ts_now(now);
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        let Some(app) = c.app.as_ref() else { return };
+        let q = app.send_queue();
+        let off = dist(c.snd_una, c.snd_nxt) as usize;
+        if off >= q.len() {
+            return;
+        }
+        let (win, adv) = Self::window_calc(&self.cfg, c);
+        let seg = Segment {
+            src_port: c.tuple.local.port(),
+            dst_port: c.tuple.remote.port(),
+            seq: c.snd_nxt,
+            ack: Some(c.rcv_nxt),
+            window: win,
+            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
+            payload: &q[off..off + 1],
+            ..Default::default()
+        };
+        self.counters.segments_out += 1;
+        self.counters.window_probes += 1;
+        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
+        Self::advertised(c, adv);
+        c.snd_nxt = c.snd_nxt.wrapping_add(1);
+        if gt(c.snd_nxt, c.snd_max) {
+            c.snd_max = c.snd_nxt;
+        }
+        self.arm_rtx(id, now);
+    }
+}
