@@ -71,7 +71,7 @@ impl Appliance {
             let _ = etx.send(s);
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => assert!(line.contains("af-xdp up on px-app0"), "{line}"),
+            Ok(line) => assert!(line.contains("listening on http://10.99.0.1:8080 (af-xdp up on px-app0"), "{line}"),
             Err(_) => {
                 let _ = child.kill();
                 panic!("no readiness line; stderr: {}", erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default());

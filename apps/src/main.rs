@@ -159,10 +159,13 @@ fn run(cli: Cli) -> Result<()> {
                 runtime::Running::Xdp(x) => (x.attach_mode, if x.zerocopy { "zero-copy" } else { "copy" }),
                 runtime::Running::Kernel(_) => unreachable!("kernel backends have an address"),
             };
+            let ip = cfg.af_xdp.ip.split('/').next().unwrap_or_default();
             println!(
-                "px-appliance: af-xdp up on {} as {} ({} queue(s), {mode} XDP, {copy} mode): ARP and ICMP are \
-                 answered; TCP/HTTP over AF_XDP arrives with the TCP engine",
-                cfg.af_xdp.iface, cfg.af_xdp.ip, cfg.server.queues
+                "px-appliance: listening on http://{ip}:{} (af-xdp up on {} as {}, {} queue(s), {mode} XDP, {copy} mode)",
+                cfg.server.listen.port(),
+                cfg.af_xdp.iface,
+                cfg.af_xdp.ip,
+                cfg.server.queues
             );
         }
     }

@@ -69,6 +69,8 @@ pub struct Config {
     pub kernel: KernelConfig,
     /// `[af_xdp]`: the AF_XDP backend.
     pub af_xdp: XdpConfig,
+    /// `[tcp]`: the userspace TCP engine (AF_XDP backend).
+    pub tcp: crate::tcp::TcpConfig,
     /// `[control]`: the control thread.
     pub control: ControlConfig,
     /// `[log]`: logging.
@@ -254,6 +256,7 @@ impl Config {
             return Err(invalid("kernel.listen_backlog", "must be positive"));
         }
         self.af_xdp.validate().map_err(|(k, r)| invalid(&format!("af_xdp.{k}"), r))?;
+        self.tcp.validate().map_err(|(k, r)| invalid(&format!("tcp.{k}"), r))?;
         if self.server.backend == Backend::AfXdp {
             if self.af_xdp.iface.is_empty() {
                 return Err(invalid("af_xdp.iface", "required with backend af-xdp (or --iface IF)"));

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod config;
+pub mod flow;
 pub mod http;
 #[allow(unsafe_code)]
 pub mod mem;

@@ -11,16 +11,25 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::app::ControlPlane;
 use crate::config::Config;
+use crate::flow::{HttpCx, TcpHttp};
+use crate::http::{DateCache, HttpStats};
+use crate::mem::{ChunkPool, Region};
 use crate::net::{FrameBatch, NetConfig, NetCounters, NetStack, SharedNeighbors};
 use crate::nic::af_xdp::{iface_mac, XdpInterface, XskQueue};
 use crate::nic::fault::Fault;
 use crate::nic::pcap::{Pcap, PcapFile};
 use crate::nic::{IoCounters, PacketIo};
+use crate::runtime::AppSet;
 use crate::runtime::StartError;
+use crate::tcp::TcpCounters;
+use std::rc::Rc;
 
+/// Longest sleep while TCP connections are open.
+const TCP_TICK: Duration = Duration::from_millis(10);
 /// Frames kept for a full TX ring before the oldest are dropped.
 const TX_BACKLOG_MAX: usize = 4096;
 
@@ -50,6 +59,10 @@ pub struct QueueReport {
     pub net: NetCounters,
     /// Loop counters.
     pub turns: LoopCounters,
+    /// TCP counters.
+    pub tcp: TcpCounters,
+    /// HTTP counters.
+    pub http: HttpStats,
 }
 
 impl std::fmt::Display for QueueReport {
@@ -61,7 +74,9 @@ impl std::fmt::Display for QueueReport {
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
-             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={}",
+             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
+             tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
+             tcp_out_of_order={} tcp_syn_cookies_sent={} http_requests={} http_2xx={} http_4xx={} http_5xx={}",
             self.queue,
             self.cpu,
             io.rx_packets,
@@ -89,7 +104,18 @@ impl std::fmt::Display for QueueReport {
             t.busy_turns,
             t.idle_turns,
             t.sleeps,
-            t.tx_backlog_drops
+            t.tx_backlog_drops,
+            self.tcp.established,
+            self.tcp.closed,
+            self.tcp.reset,
+            self.tcp.rto_retransmits,
+            self.tcp.fast_retransmits,
+            self.tcp.out_of_order,
+            self.tcp.syn_cookies_sent,
+            self.http.requests,
+            self.http.responses_by_class[2],
+            self.http.responses_by_class[4],
+            self.http.responses_by_class[5]
         )
     }
 }
@@ -98,6 +124,7 @@ impl std::fmt::Display for QueueReport {
 pub struct PacketLoop<P> {
     io: P,
     net: NetStack,
+    tcp: Option<TcpHttp>,
     out: FrameBatch,
     rx_batch: usize,
     idle_spin: Duration,
@@ -112,6 +139,7 @@ impl<P: PacketIo> PacketLoop<P> {
         PacketLoop {
             io,
             net,
+            tcp: None,
             out: FrameBatch::default(),
             rx_batch,
             idle_spin,
@@ -121,11 +149,29 @@ impl<P: PacketIo> PacketLoop<P> {
         }
     }
 
+    /// Serves TCP (and HTTP over it) with `tcp`.
+    pub fn with_tcp(mut self, tcp: TcpHttp) -> Self {
+        self.tcp = Some(tcp);
+        self
+    }
+
     /// One bounded turn at time `now`; returns frames received plus frames sent.
     pub fn turn(&mut self, now: Instant) -> usize {
-        let PacketLoop { io, net, out, rx_batch, .. } = self;
-        let received = io.recv(*rx_batch, &mut |frame| net.on_frame(frame, now, out));
+        let PacketLoop { io, net, out, rx_batch, tcp, .. } = self;
+        if let Some(t) = tcp.as_mut() {
+            t.tick(SystemTime::now());
+        }
+        let received = io.recv(*rx_batch, &mut |frame| {
+            if let Some(seg) = net.on_frame(frame, now, out) {
+                if let Some(t) = tcp.as_mut() {
+                    t.on_segment(frame, seg, now, net, out);
+                }
+            }
+        });
         net.poll(now, out);
+        if let Some(t) = tcp.as_mut() {
+            t.poll(now, net, out);
+        }
         let mut sent = 0;
         for frame in out.iter() {
             if io.send(frame).is_err() {
@@ -153,7 +199,11 @@ impl<P: PacketIo> PacketLoop<P> {
             } else {
                 self.counters.idle_turns += 1;
                 if now.duration_since(self.last_work) >= self.idle_spin && self.out.is_empty() {
-                    self.io.wait(self.idle_sleep);
+                    // With connections open, wake often enough for TCP timers and
+                    // control-thread answers.
+                    let busy_tcp = self.tcp.as_ref().is_some_and(|t| t.engine.connections() > 0);
+                    let sleep = if busy_tcp { self.idle_sleep.min(TCP_TICK) } else { self.idle_sleep };
+                    self.io.wait(sleep);
                     self.counters.sleeps += 1;
                 }
             }
@@ -163,7 +213,15 @@ impl<P: PacketIo> PacketLoop<P> {
 
     /// Counters of the loop, the network layer and the rings.
     pub fn report(&self, queue: usize, cpu: Option<usize>) -> QueueReport {
-        QueueReport { queue, cpu, io: self.io.counters(), net: self.net.counters(), turns: self.counters }
+        QueueReport {
+            queue,
+            cpu,
+            io: self.io.counters(),
+            net: self.net.counters(),
+            turns: self.counters,
+            tcp: self.tcp.as_ref().map(|t| t.engine.counters()).unwrap_or_default(),
+            http: self.tcp.as_ref().map(|t| t.cx.stats.clone()).unwrap_or_default(),
+        }
     }
 
     /// The I/O backend (for tests).
@@ -181,11 +239,12 @@ pub struct XdpServer {
     pub attach_mode: &'static str,
     /// True if the sockets got zero-copy.
     pub zerocopy: bool,
+    plane: Option<ControlPlane>,
 }
 
 impl XdpServer {
     /// Opens the queues, attaches the program and starts one pinned loop per queue.
-    pub fn start(cfg: &Config) -> Result<XdpServer, StartError> {
+    pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<XdpServer, StartError> {
         let x = &cfg.af_xdp;
         let (ip, prefix_len) = NetConfig::parse_cidr(&x.ip).map_err(StartError::Unavailable)?;
         let gateway = match x.gateway.as_str() {
@@ -211,7 +270,9 @@ impl XdpServer {
         let node_cpus = crate::mem::node_cpus(crate::nic::af_xdp::iface_numa_node(&x.iface));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let zerocopy = socks.iter().all(XskQueue::zerocopy);
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let plane = ControlPlane::start(cfg.control.queue_depth)
+            .map_err(|source| StartError::Io { what: "spawning the control thread", source })?;
         let mut threads = Vec::new();
         for (queue, sock) in socks.into_iter().enumerate() {
             let cpu = match (cfg.server.cores.is_empty(), node_cpus.is_empty()) {
@@ -228,6 +289,11 @@ impl XdpServer {
                 io = Box::new(Fault::new(io, faults));
             }
             let net = NetStack::new(net_cfg, neighbors.clone());
+            let control = plane.handle();
+            let apps = apps.clone();
+            let (tcp_cfg, limits, arena) = (cfg.tcp.clone(), cfg.http.clone(), cfg.arena.clone());
+            let port = cfg.server.listen.port();
+            let secret = random_secret();
             let (rx_batch, spin, sleep) =
                 (x.rx_batch, Duration::from_micros(x.idle_spin_us), Duration::from_millis(x.idle_sleep_ms));
             let stop = stop.clone();
@@ -236,8 +302,32 @@ impl XdpServer {
                 .name(format!("px-xdp-{queue}"))
                 .spawn(move || {
                     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-                    let mut lp = PacketLoop::new(io, net, rx_batch, spin, sleep);
-                    let _ = ready.send(());
+                    // Mapped on the pinned core: first touch is NUMA-local as well as bound.
+                    let region =
+                        match Region::map(arena.pool_bytes_per_core, crate::mem::cpu_numa_node(cpu), arena.hugepages) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let _ = ready.send(Err(format!("queue {queue}: arena memory: {e}")));
+                                return QueueReport { queue, ..Default::default() };
+                            }
+                        };
+                    let pool = Rc::new(ChunkPool::new(region, arena.chunk_bytes));
+                    let now = SystemTime::now();
+                    let mut date = DateCache::default();
+                    date.update(now);
+                    let cx = HttpCx {
+                        apps,
+                        limits,
+                        arena_cap: arena.max_bytes_per_conn,
+                        pool,
+                        control,
+                        date,
+                        stats: HttpStats::default(),
+                        now,
+                    };
+                    let tcp = TcpHttp::new(tcp_cfg, port, cx, Instant::now(), secret);
+                    let mut lp = PacketLoop::new(io, net, rx_batch, spin, sleep).with_tcp(tcp);
+                    let _ = ready.send(Ok(()));
                     lp.run(&stop);
                     lp.report(queue, pinned.then_some(cpu))
                 })
@@ -245,11 +335,22 @@ impl XdpServer {
             threads.push(t);
         }
         drop(ready_tx);
+        let mut failure = None;
         for _ in 0..threads.len() {
-            let _ = ready_rx.recv();
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some("a queue thread died during start".into()),
+            }
         }
         let attach_mode = iface.attach_mode;
-        Ok(XdpServer { stop, threads, iface: Some(iface), attach_mode, zerocopy })
+        let server = XdpServer { stop, threads, iface: Some(iface), attach_mode, zerocopy, plane: Some(plane) };
+        if let Some(e) = failure {
+            server.shutdown_trigger()();
+            server.join();
+            return Err(StartError::Unavailable(e));
+        }
+        Ok(server)
     }
 
     /// A callable that stops every loop.
@@ -262,8 +363,19 @@ impl XdpServer {
     pub fn join(mut self) -> Vec<QueueReport> {
         let reports = self.threads.drain(..).filter_map(|t| t.join().ok()).collect();
         drop(self.iface.take());
+        if let Some(p) = self.plane.take() {
+            p.shutdown();
+        }
         reports
     }
+}
+
+/// A per-process random key for ISNs and SYN cookies.
+fn random_secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
 }
 
 #[cfg(test)]

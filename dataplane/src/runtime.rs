@@ -120,6 +120,6 @@ impl Running {
 pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<Running, StartError> {
     match cfg.server.backend {
         Backend::Kernel => Ok(Running::Kernel(kernel::Server::start(cfg, apps)?)),
-        Backend::AfXdp => Ok(Running::Xdp(XdpServer::start(cfg)?)),
+        Backend::AfXdp => Ok(Running::Xdp(XdpServer::start(cfg, apps)?)),
     }
 }

@@ -158,6 +158,13 @@ impl HttpConn {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         env.stats.bytes_out += n as u64;
         if self.out_pos < self.out.len() {
+            // A transport that holds unacknowledged bytes (our TCP engine) drains slowly:
+            // keep a streamed body flowing once half the high-water mark is gone.
+            if self.stream.is_some() && self.pending_out() < self.out_high_water / 2 {
+                self.out.drain(..self.out_pos);
+                self.out_pos = 0;
+                self.pump_stream();
+            }
             return;
         }
         self.out.clear();
@@ -190,6 +197,16 @@ impl HttpConn {
     /// True when the transport should close: closing and everything sent.
     pub fn wants_close(&self) -> bool {
         self.closing && self.output().is_empty() && self.stream.is_none() && self.deferred.is_none()
+    }
+
+    /// True once no more output will be queued: the transport may send FIN after it.
+    pub fn finishing(&self) -> bool {
+        self.closing && self.stream.is_none() && self.deferred.is_none()
+    }
+
+    /// Received bytes not yet processed (a transport shrinks its window by this).
+    pub fn buffered_input(&self) -> usize {
+        self.inbuf.len()
     }
 
     /// No request in progress and nothing to send.

@@ -18,10 +18,23 @@ use std::time::{Duration, Instant};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet,
-    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
 
 pub use batch::FrameBatch;
+
+/// A checksum-verified TCP segment for our address, located inside its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpIn {
+    /// Sender.
+    pub src: Ipv4Addr,
+    /// Us.
+    pub dst: Ipv4Addr,
+    /// Offset of the TCP header in the frame.
+    pub start: usize,
+    /// TCP header plus payload length.
+    pub len: usize,
+}
 pub use neighbor::{NeighborCache, SharedNeighbors};
 
 /// Our addresses.
@@ -82,7 +95,7 @@ pub struct NetCounters {
     pub arp_learned: u64,
     /// ICMP echo requests answered.
     pub icmp_echo_replies: u64,
-    /// TCP segments handed up (none until the TCP engine).
+    /// TCP segments with a valid checksum handed to the TCP engine.
     pub tcp_segments: u64,
 }
 
@@ -129,23 +142,25 @@ impl NetStack {
         self.counters
     }
 
-    /// Handles one received frame; replies go to `out`.
-    pub fn on_frame(&mut self, frame: &[u8], now: Instant, out: &mut FrameBatch) {
+    /// Handles one received frame; replies go to `out`. A TCP segment for us with a
+    /// valid checksum is not handled here but returned, for the TCP engine.
+    pub fn on_frame(&mut self, frame: &[u8], now: Instant, out: &mut FrameBatch) -> Option<TcpIn> {
         self.counters.rx_frames += 1;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.counters.drop_malformed += 1;
-            return;
+            return None;
         };
         let dst = eth.dst_addr();
         if dst != self.mac && !dst.is_broadcast() {
             self.counters.drop_not_for_us += 1;
-            return;
+            return None;
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.on_arp(eth.payload(), now, out),
-            EthernetProtocol::Ipv4 => self.on_ipv4(eth.src_addr(), eth.payload(), now, out),
+            EthernetProtocol::Ipv4 => return self.on_ipv4(eth.src_addr(), eth.payload(), now, out),
             _ => self.counters.drop_unsupported += 1,
         }
+        None
     }
 
     fn on_arp(&mut self, payload: &[u8], now: Instant, out: &mut FrameBatch) {
@@ -192,35 +207,79 @@ impl NetStack {
         });
     }
 
-    fn on_ipv4(&mut self, _src_mac: EthernetAddress, payload: &[u8], now: Instant, out: &mut FrameBatch) {
+    fn on_ipv4(
+        &mut self,
+        _src_mac: EthernetAddress,
+        payload: &[u8],
+        now: Instant,
+        out: &mut FrameBatch,
+    ) -> Option<TcpIn> {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             self.counters.drop_malformed += 1;
-            return;
+            return None;
         };
         if !ip.verify_checksum() {
             self.counters.drop_bad_checksum += 1;
-            return;
+            return None;
         }
         if ip.dst_addr() != self.cfg.ip {
             self.counters.drop_not_our_ip += 1;
-            return;
+            return None;
         }
         if ip.more_frags() || ip.frag_offset() != 0 {
             self.counters.drop_fragment += 1;
-            return;
+            return None;
         }
         let Ok(repr) = Ipv4Repr::parse(&ip, &self.caps) else {
             self.counters.drop_malformed += 1;
-            return;
+            return None;
         };
         match repr.next_header {
             IpProtocol::Icmp => self.on_icmp(&repr, ip.payload(), now, out),
-            IpProtocol::Tcp => {
-                self.counters.tcp_segments += 1;
-                self.counters.drop_unsupported += 1;
-            }
+            IpProtocol::Tcp => return self.on_tcp(&repr, &ip),
             _ => self.counters.drop_unsupported += 1,
         }
+        None
+    }
+
+    fn on_tcp(&mut self, ip: &Ipv4Repr, packet: &Ipv4Packet<&[u8]>) -> Option<TcpIn> {
+        let header = usize::from(packet.header_len());
+        let payload = packet.payload();
+        let Ok(tcp) = TcpPacket::new_checked(payload) else {
+            self.counters.drop_malformed += 1;
+            return None;
+        };
+        if !tcp.verify_checksum(&ip.src_addr.into(), &ip.dst_addr.into()) {
+            self.counters.drop_bad_checksum += 1;
+            return None;
+        }
+        self.counters.tcp_segments += 1;
+        Some(TcpIn { src: ip.src_addr, dst: ip.dst_addr, start: 14 + header, len: payload.len() })
+    }
+
+    /// Sends an IPv4 packet of `len` bytes written in place by `fill` (no intermediate
+    /// copy when the next hop is known; parked like any packet while ARP runs).
+    pub fn send_ipv4_with(
+        &mut self,
+        dst: Ipv4Addr,
+        len: usize,
+        now: Instant,
+        out: &mut FrameBatch,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        let next_hop = if self.cfg.on_link(dst) { Some(dst) } else { self.cfg.gateway };
+        if let Some(mac) = next_hop.and_then(|h| self.neighbors.lookup(h, now)) {
+            let eth =
+                EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: EthernetProtocol::Ipv4 };
+            out.push_with(eth.buffer_len() + len, |buf| {
+                eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
+                fill(&mut buf[eth.buffer_len()..]);
+            });
+            return;
+        }
+        let mut packet = vec![0; len];
+        fill(&mut packet);
+        self.send_ipv4(dst, &packet, now, out);
     }
 
     fn on_icmp(&mut self, ip: &Ipv4Repr, payload: &[u8], now: Instant, out: &mut FrameBatch) {

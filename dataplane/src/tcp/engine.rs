@@ -537,6 +537,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if let (true, Some((tsval, _))) = (self.cfg.timestamps, seg.ts) {
             c.ts_ok = true;
             c.ts_recent = tsval;
+            // Every segment then carries 12 option bytes: keep the frame within the MTU.
+            c.mss -= 12;
         }
         c.cwnd = self.cfg.initial_cwnd_segments * c.mss;
     }

@@ -1,0 +1,160 @@
+//! The wire glue of the AF_XDP path: TCP segments in frames ↔ the TCP engine ↔ one
+//! HTTP engine per connection.
+//!
+//! [`HttpFlow`] is the TCP engine's application: its send queue is the HTTP engine's
+//! output buffer (no copy into a separate TCP buffer), acknowledged bytes are consumed
+//! from it, and so the connection's arena is rewound when the last byte of a burst of
+//! responses is acknowledged — or when the connection goes away and the flow is dropped.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+
+use crate::app::ControlHandle;
+use crate::http::{DateCache, Env, HttpConn, HttpLimits, HttpStats};
+use crate::mem::{Arena, ChunkPool};
+use crate::net::{FrameBatch, NetStack, TcpIn};
+use crate::runtime::AppSet;
+use crate::tcp::{ConnId, Engine, Segment, SegmentOut, TcpApp, TcpConfig};
+
+/// What every HTTP flow of one core shares.
+pub struct HttpCx {
+    /// Routes and shared state.
+    pub apps: Arc<AppSet>,
+    /// HTTP limits.
+    pub limits: HttpLimits,
+    /// Arena cap per connection.
+    pub arena_cap: usize,
+    /// The core's arena pool.
+    pub pool: Rc<ChunkPool>,
+    /// The core's control-plane handle.
+    pub control: ControlHandle,
+    /// The Date header cache.
+    pub date: DateCache,
+    /// HTTP counters.
+    pub stats: HttpStats,
+    /// Wall-clock time of this turn.
+    pub now: SystemTime,
+}
+
+impl HttpCx {
+    fn env(&mut self, id: ConnId) -> Env<'_> {
+        Env {
+            now: self.now,
+            date: &self.date,
+            limits: &self.limits,
+            router: &self.apps.router,
+            shared: &self.apps.shared,
+            control: &self.control,
+            conn_id: id.0,
+            stats: &mut self.stats,
+        }
+    }
+}
+
+/// One HTTP connection on the TCP engine.
+pub struct HttpFlow {
+    http: HttpConn,
+}
+
+impl TcpApp<HttpCx> for HttpFlow {
+    fn open(_: ConnId, cx: &mut HttpCx) -> Self {
+        HttpFlow { http: HttpConn::new(Arena::new(cx.pool.clone(), cx.arena_cap), &cx.limits) }
+    }
+
+    fn received(&mut self, data: &[u8], id: ConnId, cx: &mut HttpCx) {
+        self.http.receive(data, &mut cx.env(id));
+    }
+
+    fn peer_closed(&mut self, _: ConnId, _: &mut HttpCx) {
+        self.http.peer_closed();
+    }
+
+    fn send_queue(&self) -> &[u8] {
+        self.http.output()
+    }
+
+    fn acked(&mut self, n: usize, id: ConnId, cx: &mut HttpCx) {
+        self.http.consume(n, &mut cx.env(id));
+    }
+
+    fn finishing(&self) -> bool {
+        self.http.finishing()
+    }
+
+    fn buffered(&self) -> usize {
+        self.http.buffered_input()
+    }
+}
+
+/// The TCP engine with HTTP flows, as one core runs it.
+pub struct TcpHttp {
+    /// The engine.
+    pub engine: Engine<HttpFlow, HttpCx>,
+    /// Its context.
+    pub cx: HttpCx,
+    caps: ChecksumCapabilities,
+}
+
+impl TcpHttp {
+    /// An engine listening on `port`.
+    pub fn new(cfg: TcpConfig, port: u16, cx: HttpCx, now: Instant, secret: u64) -> TcpHttp {
+        let mut engine = Engine::new(cfg, now, secret);
+        engine.listen(port);
+        TcpHttp { engine, cx, caps: ChecksumCapabilities::default() }
+    }
+
+    /// Refreshes the clock-derived state once per turn.
+    pub fn tick(&mut self, wall: SystemTime) {
+        self.cx.now = wall;
+        self.cx.date.update(wall);
+    }
+
+    /// Hands one checksum-verified segment (located in `frame` by `t`) to the engine.
+    pub fn on_segment(&mut self, frame: &[u8], t: TcpIn, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+        let bytes = &frame[t.start..t.start + t.len];
+        let packet = TcpPacket::new_unchecked(bytes);
+        let mut no_verify = ChecksumCapabilities::ignored();
+        no_verify.ipv4 = smoltcp::phy::Checksum::None;
+        let Ok(repr) = TcpRepr::parse(&packet, &t.src.into(), &t.dst.into(), &no_verify) else { return };
+        let seg = Segment::from_repr(&repr);
+        let caps = &self.caps;
+        self.engine.on_segment(now, t.dst, t.src, &seg, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
+    }
+
+    /// Timers and control-thread answers.
+    pub fn poll(&mut self, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+        let caps = &self.caps;
+        self.engine.poll(now, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
+        let mut answers = Vec::new();
+        self.cx.control.drain(|id, r| answers.push((ConnId(id), r)));
+        for (id, resp) in answers {
+            if let Some(flow) = self.engine.app_mut(id) {
+                flow.http.complete_deferred(resp, &mut self.cx.env(id));
+                self.engine.kick(id, now, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
+            }
+        }
+    }
+}
+
+/// Builds IPv4 + TCP for `so` straight into the frame batch (via the neighbour table).
+fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+    let tcp = so.seg.to_repr();
+    let ip = Ipv4Repr {
+        src_addr: *so.src.ip(),
+        dst_addr: *so.dst.ip(),
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let len = ip.buffer_len() + tcp.buffer_len();
+    net.send_ipv4_with(*so.dst.ip(), len, now, out, |buf| {
+        let mut p = Ipv4Packet::new_unchecked(&mut *buf);
+        ip.emit(&mut p, caps);
+        let mut t = TcpPacket::new_unchecked(p.payload_mut());
+        tcp.emit(&mut t, &ip.src_addr.into(), &ip.dst_addr.into(), caps);
+    });
+}
