@@ -6,8 +6,12 @@
 //! from it, and so the connection's arena is rewound when the last byte of a burst of
 //! responses is acknowledged — or when the connection goes away and the flow is dropped.
 
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_queue::ArrayQueue;
 use std::time::{Instant, SystemTime};
 
 use smoltcp::phy::ChecksumCapabilities;
@@ -90,6 +94,35 @@ impl TcpApp<HttpCx> for HttpFlow {
     }
 }
 
+/// Which queue owns each TCP flow, for segments that arrive on another queue.
+///
+/// A NIC's RSS hashes the 4-tuple, so a flow's segments stay on one queue. Software
+/// steering does not always: on veth the receive queue follows the sender's transmit
+/// queue, and Linux picks a new one when it retransmits. The directory is consulted only
+/// for segments whose tuple the local engine does not know (new connections and strays),
+/// and a stray frame is handed to its owner's bounded inbox.
+pub struct FlowDirectory {
+    owners: Mutex<HashMap<(SocketAddrV4, SocketAddrV4), usize>>,
+    inboxes: Vec<ArrayQueue<Vec<u8>>>,
+}
+
+/// Frames waiting in one queue's inbox at most.
+const INBOX_FRAMES: usize = 4096;
+
+impl FlowDirectory {
+    /// A directory for `queues` queues.
+    pub fn new(queues: usize) -> Arc<FlowDirectory> {
+        Arc::new(FlowDirectory {
+            owners: Mutex::new(HashMap::new()),
+            inboxes: (0..queues).map(|_| ArrayQueue::new(INBOX_FRAMES)).collect(),
+        })
+    }
+
+    fn owner(&self, key: (SocketAddrV4, SocketAddrV4)) -> Option<usize> {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied()
+    }
+}
+
 /// The TCP engine with HTTP flows, as one core runs it.
 pub struct TcpHttp {
     /// The engine.
@@ -97,6 +130,11 @@ pub struct TcpHttp {
     /// Its context.
     pub cx: HttpCx,
     caps: ChecksumCapabilities,
+    directory: Option<(Arc<FlowDirectory>, usize)>,
+    /// Segments handed to another queue's inbox.
+    pub forwarded: u64,
+    /// Segments dropped because the owner's inbox was full.
+    pub forward_drops: u64,
 }
 
 impl TcpHttp {
@@ -104,7 +142,38 @@ impl TcpHttp {
     pub fn new(cfg: TcpConfig, port: u16, cx: HttpCx, now: Instant, secret: u64) -> TcpHttp {
         let mut engine = Engine::new(cfg, now, secret);
         engine.listen(port);
-        TcpHttp { engine, cx, caps: ChecksumCapabilities::default() }
+        TcpHttp { engine, cx, caps: ChecksumCapabilities::default(), directory: None, forwarded: 0, forward_drops: 0 }
+    }
+
+    /// Shares flow ownership with the other queues through `dir`; this is queue `me`.
+    pub fn with_directory(mut self, dir: Arc<FlowDirectory>, me: usize) -> Self {
+        self.engine.track_lifecycle(true);
+        self.directory = Some((dir, me));
+        self
+    }
+
+    /// Frames other queues handed to this one (call once per turn).
+    pub fn take_forwarded(&mut self, max: usize) -> Vec<Vec<u8>> {
+        let Some((dir, me)) = &self.directory else { return Vec::new() };
+        let inbox = &dir.inboxes[*me];
+        (0..max).map_while(|_| inbox.pop()).collect()
+    }
+
+    /// Publishes connections created and removed since the last call.
+    fn sync_directory(&mut self) {
+        let Some((dir, me)) = &self.directory else { return };
+        let changes = self.engine.take_lifecycle();
+        if changes.is_empty() {
+            return;
+        }
+        let mut owners = dir.owners.lock().unwrap_or_else(|e| e.into_inner());
+        for (local, remote, created) in changes {
+            if created {
+                owners.insert((local, remote), *me);
+            } else if owners.get(&(local, remote)) == Some(me) {
+                owners.remove(&(local, remote));
+            }
+        }
     }
 
     /// Refreshes the clock-derived state once per turn.
@@ -113,9 +182,25 @@ impl TcpHttp {
         self.cx.date.update(wall);
     }
 
-    /// Hands one checksum-verified segment (located in `frame` by `t`) to the engine.
+    /// Hands one checksum-verified segment (located in `frame` by `t`) to the engine,
+    /// or to the queue that owns its flow.
     pub fn on_segment(&mut self, frame: &[u8], t: TcpIn, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
         let bytes = &frame[t.start..t.start + t.len];
+        if let (Some((dir, me)), true) = (&self.directory, bytes.len() >= 4) {
+            let sport = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let dport = u16::from_be_bytes([bytes[2], bytes[3]]);
+            let (local, remote) = (SocketAddrV4::new(t.dst, dport), SocketAddrV4::new(t.src, sport));
+            if !self.engine.knows(local, remote) {
+                if let Some(owner) = dir.owner((local, remote)).filter(|o| o != me) {
+                    if dir.inboxes[owner].push(frame.to_vec()).is_ok() {
+                        self.forwarded += 1;
+                    } else {
+                        self.forward_drops += 1;
+                    }
+                    return;
+                }
+            }
+        }
         let packet = TcpPacket::new_unchecked(bytes);
         let mut no_verify = ChecksumCapabilities::ignored();
         no_verify.ipv4 = smoltcp::phy::Checksum::None;
@@ -123,6 +208,7 @@ impl TcpHttp {
         let seg = Segment::from_repr(&repr);
         let caps = &self.caps;
         self.engine.on_segment(now, t.dst, t.src, &seg, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
+        self.sync_directory();
     }
 
     /// Timers and control-thread answers.
@@ -137,6 +223,7 @@ impl TcpHttp {
                 self.engine.kick(id, now, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
             }
         }
+        self.sync_directory();
     }
 }
 

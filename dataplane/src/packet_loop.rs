@@ -63,6 +63,8 @@ pub struct QueueReport {
     pub tcp: TcpCounters,
     /// HTTP counters.
     pub http: HttpStats,
+    /// TCP segments handed to the queue owning their flow, and those dropped (inbox full).
+    pub forwarded: (u64, u64),
 }
 
 impl std::fmt::Display for QueueReport {
@@ -76,7 +78,8 @@ impl std::fmt::Display for QueueReport {
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
              injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
-             tcp_out_of_order={} tcp_syn_cookies_sent={} http_requests={} http_2xx={} http_4xx={} http_5xx={}",
+             tcp_out_of_order={} tcp_syn_cookies_sent={} http_requests={} http_2xx={} http_4xx={} http_5xx={} \
+             tcp_forwarded={} tcp_forward_drops={}",
             self.queue,
             self.cpu,
             io.rx_packets,
@@ -115,7 +118,9 @@ impl std::fmt::Display for QueueReport {
             self.http.requests,
             self.http.responses_by_class[2],
             self.http.responses_by_class[4],
-            self.http.responses_by_class[5]
+            self.http.responses_by_class[5],
+            self.forwarded.0,
+            self.forwarded.1
         )
     }
 }
@@ -168,6 +173,15 @@ impl<P: PacketIo> PacketLoop<P> {
                 }
             }
         });
+        let mut forwarded = 0;
+        if let Some(t) = tcp.as_mut() {
+            for frame in t.take_forwarded(*rx_batch) {
+                forwarded += 1;
+                if let Some(seg) = net.on_frame(&frame, now, out) {
+                    t.on_segment(&frame, seg, now, net, out);
+                }
+            }
+        }
         net.poll(now, out);
         if let Some(t) = tcp.as_mut() {
             t.poll(now, net, out);
@@ -186,7 +200,7 @@ impl<P: PacketIo> PacketLoop<P> {
             self.counters.tx_backlog_drops += extra as u64;
         }
         io.flush();
-        received + sent
+        received + sent + forwarded
     }
 
     /// Runs turns until `stop` is set; sleeps when idle.
@@ -221,6 +235,7 @@ impl<P: PacketIo> PacketLoop<P> {
             turns: self.counters,
             tcp: self.tcp.as_ref().map(|t| t.engine.counters()).unwrap_or_default(),
             http: self.tcp.as_ref().map(|t| t.cx.stats.clone()).unwrap_or_default(),
+            forwarded: self.tcp.as_ref().map_or((0, 0), |t| (t.forwarded, t.forward_drops)),
         }
     }
 
@@ -265,6 +280,9 @@ impl XdpServer {
             None => None,
         };
         let neighbors: Arc<SharedNeighbors> = Arc::default();
+        let directory = crate::flow::FlowDirectory::new(cfg.server.queues);
+        // One key for all queues: any queue can check a SYN cookie another one issued.
+        let secret = random_secret();
         let stop = Arc::new(AtomicBool::new(false));
         // Default pinning: the NIC's NUMA node's CPUs in order (all CPUs if sysfs is silent).
         let node_cpus = crate::mem::node_cpus(crate::nic::af_xdp::iface_numa_node(&x.iface));
@@ -293,7 +311,7 @@ impl XdpServer {
             let apps = apps.clone();
             let (tcp_cfg, limits, arena) = (cfg.tcp.clone(), cfg.http.clone(), cfg.arena.clone());
             let port = cfg.server.listen.port();
-            let secret = random_secret();
+            let directory = directory.clone();
             let (rx_batch, spin, sleep) =
                 (x.rx_batch, Duration::from_micros(x.idle_spin_us), Duration::from_millis(x.idle_sleep_ms));
             let stop = stop.clone();
@@ -325,7 +343,7 @@ impl XdpServer {
                         stats: HttpStats::default(),
                         now,
                     };
-                    let tcp = TcpHttp::new(tcp_cfg, port, cx, Instant::now(), secret);
+                    let tcp = TcpHttp::new(tcp_cfg, port, cx, Instant::now(), secret).with_directory(directory, queue);
                     let mut lp = PacketLoop::new(io, net, rx_batch, spin, sleep).with_tcp(tcp);
                     let _ = ready.send(Ok(()));
                     lp.run(&stop);

@@ -167,6 +167,8 @@ pub struct Engine<A, C> {
     half_open: usize,
     secret: u64,
     counters: TcpCounters,
+    lifecycle: Vec<(SocketAddrV4, SocketAddrV4, bool)>,
+    track_lifecycle: bool,
     _cx: std::marker::PhantomData<fn(&mut C)>,
 }
 
@@ -191,6 +193,8 @@ impl<A, C> Engine<A, C> {
             half_open: 0,
             secret,
             counters: TcpCounters::default(),
+            lifecycle: Vec::new(),
+            track_lifecycle: false,
             _cx: std::marker::PhantomData,
         }
     }
@@ -200,9 +204,25 @@ impl<A, C> Engine<A, C> {
         self.listening.insert(port);
     }
 
+    /// Records connection creation and removal for [`take_lifecycle`](Self::take_lifecycle).
+    pub fn track_lifecycle(&mut self, on: bool) {
+        self.track_lifecycle = on;
+    }
+
     /// Counters so far.
     pub fn counters(&self) -> TcpCounters {
         self.counters
+    }
+
+    /// True if the engine has a connection for this 4-tuple.
+    pub fn knows(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        self.table.contains_key(&Tuple { local, remote })
+    }
+
+    /// Connections created (`true`) and removed (`false`) since the last call, as
+    /// (local, remote): lets the caller keep a flow directory across engines.
+    pub fn take_lifecycle(&mut self) -> Vec<(SocketAddrV4, SocketAddrV4, bool)> {
+        std::mem::take(&mut self.lifecycle)
     }
 
     /// Connections in the table (any state).
@@ -471,6 +491,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             (self.slab.len() - 1) as u32
         });
         conn.gen = self.gens[idx as usize];
+        if self.track_lifecycle {
+            self.lifecycle.push((conn.tuple.local, conn.tuple.remote, true));
+        }
         self.table.insert(conn.tuple, idx);
         self.slab[idx as usize] = Some(conn);
         ConnId::new(idx, self.gens[idx as usize])
@@ -485,6 +508,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             self.counters.closed += 1;
         }
         self.table.remove(&c.tuple);
+        if self.track_lifecycle {
+            self.lifecycle.push((c.tuple.local, c.tuple.remote, false));
+        }
         self.gens[id.idx() as usize] = self.gens[id.idx() as usize].wrapping_add(1);
         self.free.push(id.idx());
     }
