@@ -433,3 +433,17 @@ fn transfers_are_byte_exact_under_loss_duplication_and_reordering() {
         eprintln!("{name}: ok");
     }
 }
+
+#[test]
+fn ten_thousand_concurrent_keep_alive_connections_all_answered() {
+    let Some(_tb) = testbed(2) else { return };
+    let app = Appliance::start(&["--queues", "2"]);
+    let client = script("conn-scale.py");
+    let out = in_client(&["python3", client.to_str().unwrap(), "10.99.0.1", "8080", "10000"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("\"opened\": 10000") && text.contains("\"answered\": 10000"), "{text}");
+    let report = app.stop();
+    assert!(counter(&report, "tcp_established") >= 10_000, "{report}");
+    assert!(counter(&report, "http_2xx") >= 10_000, "{report}");
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Open N concurrent keep-alive connections to HOST:PORT, then send one request on
+every one of them while all are open, and check every answer (status 200, the body).
+Prints one JSON line: opened, answered, errors, seconds. A small client of our own for
+the scale test; testbed and loopback addresses only.
+Usage: conn-scale.py HOST PORT N [PATH]"""
+import asyncio, json, resource, sys, time
+
+async def main(host, port, n, path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+    t0 = time.monotonic()
+    sem = asyncio.Semaphore(512)            # connect in waves, all stay open
+
+    async def connect():
+        async with sem:
+            for attempt in range(5):
+                try:
+                    return await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+                except (OSError, asyncio.TimeoutError):
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            return None
+
+    conns = await asyncio.gather(*(connect() for _ in range(n)))
+    opened = [c for c in conns if c]
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+    async def ask(rw):
+        r, w = rw
+        try:
+            w.write(req)
+            await w.drain()
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+            body = await asyncio.wait_for(r.readexactly(length), 30)
+            return head.startswith(b"HTTP/1.1 200") and body == b"Hello, World!"
+        except Exception:
+            return False
+
+    results = await asyncio.gather(*(ask(c) for c in opened))
+    for _, w in opened:
+        w.close()
+    print(json.dumps({"opened": len(opened), "answered": sum(results),
+                      "errors": n - sum(results), "seconds": round(time.monotonic() - t0, 2)}))
+
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+asyncio.run(main(host, port, n, sys.argv[4] if len(sys.argv) > 4 else "/plaintext"))
