@@ -13,6 +13,8 @@
 pub mod app;
 pub mod config;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 #[allow(unsafe_code)]
 pub mod mem;
