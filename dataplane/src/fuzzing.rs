@@ -91,7 +91,7 @@ impl FrameHarness {
             }
         }
         self.frames += 1;
-        if self.frames % 8 == 0 {
+        if self.frames.is_multiple_of(8) {
             self.now += Duration::from_millis(tick_ms);
             self.engine.poll(self.now, &mut (), &mut |_| {});
             self.net.poll(self.now, &mut self.out);
