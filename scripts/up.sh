@@ -1,12 +1,40 @@
 #!/usr/bin/env bash
-# Bring the appliance up. The AF_XDP backend is not in this build yet, so this serves
-# over kernel sockets on 127.0.0.1:8080 (say so loudly) with one queue per core.
-# Extra arguments are passed to px-appliance (e.g. --apps tfb,bytes,demo).
+# Bring the appliance up. As root on a kernel with AF_XDP: the veth testbed, and
+# px-appliance on AF_XDP with our TCP engine at http://10.99.0.1:8080 (reach it from the
+# px-client namespace). Otherwise — or if the AF_XDP start fails — kernel sockets on
+# http://127.0.0.1:8080, and it says so. Extra arguments go to px-appliance
+# (e.g. --apps tfb,bytes,demo). Ctrl-C stops it gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
-[ "$(id -u)" -eq 0 ] && scripts/hugepages.sh 128 || true
 queues=$(nproc)
-echo "up.sh: AF_XDP backend not available in this build; serving over KERNEL SOCKETS on http://127.0.0.1:8080 ($queues queues)" >&2
-echo "up.sh: try: curl http://127.0.0.1:8080/plaintext   (Ctrl-C stops it gracefully)" >&2
-exec target/release/px-appliance --backend kernel --listen 127.0.0.1:8080 --queues "$queues" "$@"
+bin=target/release/px-appliance
+
+kernel() {
+  echo "up.sh: serving over KERNEL SOCKETS on http://127.0.0.1:8080 ($queues queues): $1" >&2
+  echo "up.sh: try: curl http://127.0.0.1:8080/plaintext" >&2
+  exec "$bin" --backend kernel --listen 127.0.0.1:8080 --queues "$queues" "$@"
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+  kernel "AF_XDP needs root" "$@"
+fi
+if ! scripts/testbed.sh up --queues "$queues" >&2; then
+  kernel "the veth testbed could not be created" "$@"
+fi
+log=$(mktemp)
+ip netns exec px-app "$bin" --backend af-xdp --iface px-app0 --queues "$queues" --ip 10.99.0.1/24 "$@" > "$log" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null || true' INT TERM
+for _ in $(seq 200); do
+  grep -q listening "$log" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
+if ! grep -q listening "$log"; then
+  wait "$pid" 2>/dev/null || true
+  kernel "the AF_XDP start failed (see the error above)" "$@"
+fi
+cat "$log"
+echo "up.sh: AF_XDP on the veth testbed. Try: ip netns exec px-client curl http://10.99.0.1:8080/plaintext" >&2
+wait "$pid"
