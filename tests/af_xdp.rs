@@ -447,3 +447,37 @@ fn ten_thousand_concurrent_keep_alive_connections_all_answered() {
     assert!(counter(&report, "tcp_established") >= 10_000, "{report}");
     assert!(counter(&report, "http_2xx") >= 10_000, "{report}");
 }
+
+#[test]
+fn sigterm_refuses_new_connections_and_finishes_in_flight_responses() {
+    let Some(_tb) = testbed(2) else { return };
+    let app = Appliance::start(&["--queues", "2"]);
+    // A 16 MiB response read at 8 MB/s is in flight (~2 s) when SIGTERM arrives.
+    let download = Command::new("ip")
+        .args(["netns", "exec", "px-client", "bash", "-c"])
+        .arg("set -o pipefail; curl -sS --limit-rate 8M http://10.99.0.1:8080/bytes/16777216 | sha256sum")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&in_client(&["ss", "-tn", "state", "established", "dport", "= :8080"]).stdout)
+        .contains("10.99.0.1")
+    {
+        assert!(Instant::now() < deadline, "download started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &app.pid()]).status().unwrap().success());
+    // New connections are refused at once (RST), not left hanging.
+    let refused = in_client(&["curl", "-sS", "--max-time", "2", "http://10.99.0.1:8080/plaintext"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Couldn't connect"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let report = app.stop();
+    let out = download.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sum = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+    assert_eq!(sum, sha256_of_pattern(16 << 20), "the in-flight response finished whole");
+    assert!(counter(&report, "http_2xx") >= 1, "{report}");
+}

@@ -152,6 +152,26 @@ impl TcpHttp {
         self
     }
 
+    /// Graceful shutdown: refuse new connections, let every HTTP connection finish what
+    /// it is answering (then FIN), and send what that produced.
+    pub fn begin_drain(&mut self, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+        self.engine.stop_listening();
+        let mut ids = Vec::new();
+        self.engine.for_each_app(|id, flow| {
+            flow.http.begin_drain();
+            ids.push(id);
+        });
+        let caps = &self.caps;
+        for id in ids {
+            self.engine.kick(id, now, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
+        }
+    }
+
+    /// Connections not yet done (TIME-WAIT excluded).
+    pub fn active(&self) -> usize {
+        self.engine.active_connections()
+    }
+
     /// Frames other queues handed to this one (call once per turn).
     pub fn take_forwarded(&mut self, max: usize) -> Vec<Vec<u8>> {
         let Some((dir, me)) = &self.directory else { return Vec::new() };

@@ -8,7 +8,7 @@
 //! shutdown are still seen), so an idle appliance uses about no CPU and a loaded one
 //! never sleeps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -203,10 +203,38 @@ impl<P: PacketIo> PacketLoop<P> {
         received + sent + forwarded
     }
 
-    /// Runs turns until `stop` is set; sleeps when idle.
-    pub fn run(&mut self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
+    /// Runs turns until `stop` is set, then drains (in-flight responses finish, new
+    /// connections are refused) until no connection is active or `drain` has passed.
+    pub fn run(&mut self, stop: &AtomicBool, drain: Duration) {
+        self.run_with(stop, drain, &AtomicUsize::new(1));
+    }
+
+    /// As [`run`](Self::run), for one of several queues: a queue whose connections are
+    /// done keeps answering (refusing new connections with RST) until `draining` — the
+    /// number of queues still draining — reaches zero.
+    pub fn run_with(&mut self, stop: &AtomicBool, drain: Duration, draining: &AtomicUsize) {
+        let mut deadline: Option<Instant> = None;
+        let mut done = false;
+        loop {
             let now = Instant::now();
+            if deadline.is_none() && stop.load(Ordering::Relaxed) {
+                deadline = Some(now + drain);
+                let PacketLoop { net, out, tcp, .. } = self;
+                if let Some(t) = tcp.as_mut() {
+                    t.begin_drain(now, net, out);
+                }
+            }
+            if let Some(d) = deadline {
+                if !done && self.tcp.as_ref().is_none_or(|t| t.active() == 0) {
+                    done = true;
+                    draining.fetch_sub(1, Ordering::AcqRel);
+                }
+                if now >= d || draining.load(Ordering::Acquire) == 0 {
+                    // One last turn sends the final ACKs.
+                    self.turn(now);
+                    break;
+                }
+            }
             if self.turn(now) > 0 {
                 self.counters.busy_turns += 1;
                 self.last_work = now;
@@ -281,6 +309,7 @@ impl XdpServer {
         };
         let neighbors: Arc<SharedNeighbors> = Arc::default();
         let directory = crate::flow::FlowDirectory::new(cfg.server.queues);
+        let draining = Arc::new(AtomicUsize::new(cfg.server.queues));
         // One key for all queues: any queue can check a SYN cookie another one issued.
         let secret = random_secret();
         let stop = Arc::new(AtomicBool::new(false));
@@ -312,6 +341,8 @@ impl XdpServer {
             let (tcp_cfg, limits, arena) = (cfg.tcp.clone(), cfg.http.clone(), cfg.arena.clone());
             let port = cfg.server.listen.port();
             let directory = directory.clone();
+            let drain = Duration::from_millis(cfg.server.shutdown_timeout_ms);
+            let draining = draining.clone();
             let (rx_batch, spin, sleep) =
                 (x.rx_batch, Duration::from_micros(x.idle_spin_us), Duration::from_millis(x.idle_sleep_ms));
             let stop = stop.clone();
@@ -346,7 +377,7 @@ impl XdpServer {
                     let tcp = TcpHttp::new(tcp_cfg, port, cx, Instant::now(), secret).with_directory(directory, queue);
                     let mut lp = PacketLoop::new(io, net, rx_batch, spin, sleep).with_tcp(tcp);
                     let _ = ready.send(Ok(()));
-                    lp.run(&stop);
+                    lp.run_with(&stop, drain, &draining);
                     lp.report(queue, pinned.then_some(cpu))
                 })
                 .map_err(|source| StartError::Io { what: "spawning a queue thread", source })?;

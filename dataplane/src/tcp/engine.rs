@@ -204,6 +204,26 @@ impl<A, C> Engine<A, C> {
         self.listening.insert(port);
     }
 
+    /// Stops accepting connections on every port (new SYNs get RST).
+    pub fn stop_listening(&mut self) {
+        self.listening.clear();
+    }
+
+    /// Connections that still have work: any state but TIME-WAIT.
+    pub fn active_connections(&self) -> usize {
+        self.slab.iter().flatten().filter(|c| c.state != State::TimeWait).count()
+    }
+
+    /// Calls `f` on every connection's application (graceful shutdown).
+    pub fn for_each_app(&mut self, mut f: impl FnMut(ConnId, &mut A)) {
+        for c in self.slab.iter_mut().flatten() {
+            let idx = self.table.get(&c.tuple).copied().unwrap_or(0);
+            if let Some(app) = c.app.as_mut() {
+                f(ConnId::new(idx, c.gen), app);
+            }
+        }
+    }
+
     /// Records connection creation and removal for [`take_lifecycle`](Self::take_lifecycle).
     pub fn track_lifecycle(&mut self, on: bool) {
         self.track_lifecycle = on;

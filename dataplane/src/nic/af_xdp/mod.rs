@@ -165,6 +165,16 @@ pub enum XdpError {
         /// Queues the interface has.
         has: usize,
     },
+    /// Another AF_XDP socket is bound to the queue.
+    #[error(
+        "queue {queue} of {iface} is already bound by another AF_XDP socket (is another px-appliance running on it?)"
+    )]
+    QueueBusy {
+        /// Interface.
+        iface: String,
+        /// Queue.
+        queue: u32,
+    },
     /// UMEM memory could not be mapped.
     #[error("UMEM: {0}")]
     Umem(String),
@@ -255,7 +265,12 @@ impl XdpInterface {
             .map_err(|source| XdpError::Program { what: "creating the XSKMAP", source })?;
         let mut socks = Vec::with_capacity(queues);
         for q in 0..queues as u32 {
-            let s = XskQueue::open(ifindex, q, cfg, Some(node))?;
+            let s = XskQueue::open(ifindex, q, cfg, Some(node)).map_err(|e| match e {
+                XdpError::Setup { what: "bind", queue, source } if source.raw_os_error() == Some(libc::EBUSY) => {
+                    XdpError::QueueBusy { iface: cfg.iface.clone(), queue }
+                }
+                e => e,
+            })?;
             map.set(q, s.fd()).map_err(|source| XdpError::Program { what: "XSKMAP update", source })?;
             socks.push(s);
         }
