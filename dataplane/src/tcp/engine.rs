@@ -372,6 +372,32 @@ impl<A> Conn<A> {
     fn flight(&self) -> u32 {
         dist(self.snd_una, self.snd_nxt)
     }
+
+    /// A segment of this connection at `seq` with ACK, window and timestamps filled in.
+    fn segment<'p>(&self, seq: u32, window: u16, ts_now: u32) -> Segment<'p> {
+        Segment {
+            src_port: self.tuple.local.port(),
+            dst_port: self.tuple.remote.port(),
+            seq,
+            ack: Some(self.rcv_nxt),
+            window,
+            ts: self.ts_ok.then_some((ts_now, self.ts_recent)),
+            ..Default::default()
+        }
+    }
+}
+
+/// Emits `seg` on the connection with 4-tuple `t`.
+fn send_on(counters: &mut TcpCounters, tx: &mut Tx<'_>, t: Tuple, seg: Segment<'_>) {
+    counters.segments_out += 1;
+    tx(&SegmentOut { src: t.local, dst: t.remote, seg });
+}
+
+/// Records the right window edge a sent segment advertised (it never moves left).
+fn advertise<A>(c: &mut Conn<A>, adv: u32) {
+    if gt(adv, c.rcv_adv) {
+        c.rcv_adv = adv;
+    }
 }
 
 impl<C, A: TcpApp<C>> Engine<A, C> {
@@ -737,12 +763,6 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         (field as u16, c.rcv_nxt.wrapping_add(field << c.rcv_wscale))
     }
 
-    fn advertised(c: &mut Conn<A>, adv: u32) {
-        if gt(adv, c.rcv_adv) {
-            c.rcv_adv = adv;
-        }
-    }
-
     fn on_synchronized(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C, tx: &mut Tx<'_>) {
         let tick = self.tick(now);
         let Some(c) = self.conn_mut(id) else { return };
@@ -971,21 +991,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment {
-            src_port: c.tuple.local.port(),
-            dst_port: c.tuple.remote.port(),
-            seq: c.snd_una,
-            ack: Some(c.rcv_nxt),
-            fin,
-            psh: true,
-            window: win,
-            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
-            payload: &q[..len],
-            ..Default::default()
-        };
-        self.counters.segments_out += 1;
-        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
-        Self::advertised(c, adv);
+        let seg = Segment { fin, psh: true, payload: &q[..len], ..c.segment(c.snd_una, win, ts_now) };
+        send_on(&mut self.counters, tx, c.tuple, seg);
+        advertise(c, adv);
     }
 
     fn on_data(&mut self, id: ConnId, now: Instant, seg: &Segment<'_>, cx: &mut C) {
@@ -1108,20 +1116,13 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             }
             let (win, adv) = Self::window_calc(&self.cfg, c);
             let seg = Segment {
-                src_port: c.tuple.local.port(),
-                dst_port: c.tuple.remote.port(),
-                seq: c.snd_nxt,
-                ack: Some(c.rcv_nxt),
                 fin: may_fin,
                 psh: len > 0 && off + len == q.len(),
-                window: win,
-                ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
                 payload: &q[off..off + len],
-                ..Default::default()
+                ..c.segment(c.snd_nxt, win, ts_now)
             };
-            self.counters.segments_out += 1;
-            tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
-            Self::advertised(c, adv);
+            send_on(&mut self.counters, tx, c.tuple, seg);
+            advertise(c, adv);
             let used = len as u32 + u32::from(may_fin);
             if c.rtt_seq.is_none() && !c.ts_ok && len > 0 && ge(c.snd_nxt, c.snd_max) {
                 c.rtt_seq = Some((c.snd_nxt.wrapping_add(used), tick));
@@ -1153,18 +1154,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             // A pure ACK carries SND.MAX, not SND.NXT: while retransmitting, SND.NXT is
             // behind what the peer already holds and the ACK would be out of its window
             // (the BSD rule in tcp_output).
-            let seg = Segment {
-                src_port: c.tuple.local.port(),
-                dst_port: c.tuple.remote.port(),
-                seq: c.snd_max,
-                ack: Some(c.rcv_nxt),
-                window: win,
-                ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
-                ..Default::default()
-            };
-            self.counters.segments_out += 1;
-            tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
-            Self::advertised(c, adv);
+            let seg = c.segment(c.snd_max, win, ts_now);
+            send_on(&mut self.counters, tx, c.tuple, seg);
+            advertise(c, adv);
             c.ack_now = false;
             c.unacked_segs = 0;
             c.delack_at = None;
@@ -1256,19 +1248,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let ts_now = self.ts_now(now);
         let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment {
-            src_port: c.tuple.local.port(),
-            dst_port: c.tuple.remote.port(),
-            seq: c.snd_nxt,
-            ack: Some(c.rcv_nxt),
-            fin: true,
-            window: win,
-            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
-            ..Default::default()
-        };
-        self.counters.segments_out += 1;
-        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
-        Self::advertised(c, adv);
+        let seg = Segment { fin: true, ..c.segment(c.snd_nxt, win, ts_now) };
+        send_on(&mut self.counters, tx, c.tuple, seg);
+        advertise(c, adv);
         c.fin_seq = Some(c.snd_nxt);
         c.state = State::FinWait1;
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
@@ -1338,20 +1320,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment {
-            src_port: c.tuple.local.port(),
-            dst_port: c.tuple.remote.port(),
-            seq: c.snd_nxt,
-            ack: Some(c.rcv_nxt),
-            window: win,
-            ts: c.ts_ok.then_some((ts_now, c.ts_recent)),
-            payload: &q[off..off + 1],
-            ..Default::default()
-        };
-        self.counters.segments_out += 1;
+        let seg = Segment { payload: &q[off..off + 1], ..c.segment(c.snd_nxt, win, ts_now) };
         self.counters.window_probes += 1;
-        tx(&SegmentOut { src: c.tuple.local, dst: c.tuple.remote, seg });
-        Self::advertised(c, adv);
+        send_on(&mut self.counters, tx, c.tuple, seg);
+        advertise(c, adv);
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         if gt(c.snd_nxt, c.snd_max) {
             c.snd_max = c.snd_nxt;
