@@ -321,7 +321,12 @@ impl XdpServer {
         let plane = ControlPlane::start(cfg.control.queue_depth)
             .map_err(|source| StartError::Io { what: "spawning the control thread", source })?;
         let mut threads = Vec::new();
-        for (queue, sock) in socks.into_iter().enumerate() {
+        for (queue, mut sock) in socks.into_iter().enumerate() {
+            let bell = Arc::new(
+                crate::nic::af_xdp::Doorbell::new()
+                    .map_err(|source| StartError::Io { what: "creating an eventfd", source })?,
+            );
+            sock.set_doorbell(bell.clone());
             let cpu = match (cfg.server.cores.is_empty(), node_cpus.is_empty()) {
                 (true, false) => node_cpus[queue % node_cpus.len()],
                 _ => cfg.core_for_queue(queue, cpus),
@@ -337,6 +342,7 @@ impl XdpServer {
             }
             let net = NetStack::new(net_cfg, neighbors.clone());
             let control = plane.handle();
+            control.set_waker(Box::new(move || bell.ring()));
             let apps = apps.clone();
             let (tcp_cfg, limits, arena) = (cfg.tcp.clone(), cfg.http.clone(), cfg.arena.clone());
             let port = cfg.server.listen.port();

@@ -25,6 +25,30 @@ use serde::{Deserialize, Serialize};
 
 pub use socket::XskQueue;
 
+/// Wakes a queue's loop from its idle sleep (an eventfd in the loop's poll set): the
+/// control thread rings it after posting an answer for that queue.
+pub struct Doorbell {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Doorbell {
+    /// A new doorbell.
+    pub fn new() -> io::Result<Doorbell> {
+        Ok(Doorbell { fd: syscall::eventfd()? })
+    }
+
+    /// Wakes the loop (from any thread).
+    pub fn ring(&self) {
+        use std::os::fd::AsRawFd;
+        syscall::eventfd_signal(self.fd.as_raw_fd());
+    }
+
+    fn raw(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+}
+
 use crate::mem::{HugepagePolicy, NumaNode};
 use crate::nic::fault::FaultConfig;
 

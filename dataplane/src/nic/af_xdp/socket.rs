@@ -8,9 +8,10 @@ use std::time::Duration;
 use super::mmap::Mmap;
 use super::ring::{Consumer, Producer, RingLayout};
 use super::umem::Umem;
-use super::{syscall, BindMode, XdpConfig, XdpError};
+use super::{syscall, BindMode, Doorbell, XdpConfig, XdpError};
 use crate::mem::{NumaNode, Region, HUGEPAGE_BYTES};
 use crate::nic::{IoCounters, PacketIo, TxFull};
+use std::sync::Arc;
 
 /// An AF_XDP socket on one queue.
 pub struct XskQueue {
@@ -26,6 +27,7 @@ pub struct XskQueue {
     tx_batch: u32,
     counters: IoCounters,
     zerocopy: bool,
+    doorbell: Option<Arc<Doorbell>>,
 }
 
 fn layout(off: &libc::xdp_ring_offset, size: u32) -> RingLayout {
@@ -85,6 +87,7 @@ impl XskQueue {
             tx_batch: cfg.tx_batch as u32,
             counters: IoCounters::default(),
             zerocopy,
+            doorbell: None,
         };
         let frames = q.umem.frames();
         let to_fill = n.min(frames / 2);
@@ -97,6 +100,11 @@ impl XskQueue {
     /// The socket, for the XSKMAP.
     pub(super) fn fd(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// Also wake from idle sleep when `bell` rings.
+    pub fn set_doorbell(&mut self, bell: Arc<Doorbell>) {
+        self.doorbell = Some(bell);
     }
 
     /// Whether the bind got zero-copy mode.
@@ -234,8 +242,12 @@ impl PacketIo for XskQueue {
             syscall::kick_rx(self.fd.as_raw_fd());
         }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        if let Err(e) = syscall::poll_in(self.fd.as_raw_fd(), ms) {
+        let bell = self.doorbell.as_ref().map(|b| b.raw());
+        if let Err(e) = syscall::poll_in(self.fd.as_raw_fd(), bell, ms) {
             tracing::warn!("poll on the XSK socket failed: {e}");
+        }
+        if let Some(fd) = bell {
+            syscall::eventfd_drain(fd);
         }
     }
 

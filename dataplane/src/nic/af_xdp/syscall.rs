@@ -90,16 +90,41 @@ pub(super) fn kick_rx(fd: RawFd) {
     };
 }
 
-/// Waits until `fd` is readable or `timeout_ms` passes.
-pub(super) fn poll_in(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+/// Waits until `fd` (or `also`, when given) is readable or `timeout_ms` passes.
+pub(super) fn poll_in(fd: RawFd, also: Option<RawFd>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = [
+        libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: also.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+    ];
+    // SAFETY: two valid pollfds for the duration of the call (fd -1 is ignored by poll).
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
     }
     Ok(rc > 0)
+}
+
+/// A non-blocking eventfd.
+pub(super) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) has no memory arguments; the result is checked.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: fd is a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd's counter (wakes a poller).
+pub(super) fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, which lives for the call.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// Resets an eventfd's counter.
+pub(super) fn eventfd_drain(fd: RawFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reads at most 8 bytes into `v`, which lives for the call.
+    unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
 }
 
 /// The interface index of `name`.
