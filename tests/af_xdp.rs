@@ -152,7 +152,9 @@ fn ping_and_arp_answered_from_userspace_with_counters() {
     let neigh = String::from_utf8(in_client(&["ip", "neigh", "show", "10.99.0.1"]).stdout).unwrap();
     assert!(neigh.contains(&app_mac()), "client learned our MAC by ARP: {neigh}");
     std::thread::sleep(Duration::from_millis(300)); // idle, so the loops sleep in poll(2)
+    assert_eq!(xdp_attached().as_deref(), Some("xdp"));
     let report = app.stop();
+    assert_eq!(xdp_attached(), None, "a clean exit leaves no XDP program on the interface");
     assert!(counter(&report, "icmp_echo_replies") >= 3, "{report}");
     assert!(counter(&report, "arp_replies_sent") >= 1, "{report}");
     assert!(counter(&report, "arp_learned") >= 1, "{report}");
