@@ -7,31 +7,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-server_cpu=${SERVER_CPU:-1}
-load_cpu=${LOAD_CPU:-0}
+. scripts/lib/bench-common.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench-af-xdp: needs root (testbed)" >&2; exit 1; }
 cargo build --release -q
 scripts/testbed.sh up --queues 1 >/dev/null
-hz=$(getconf CLK_TCK)
-machine_ticks() { awk '/^cpu / {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
 
 run() {
   local label=$1 pid=$2 conns=$3 depth=$4 path=$5
   local p0 m0 p1 m1 out reqs
-  p0=$(awk '{print $14+$15}' /proc/$pid/stat); m0=$(machine_ticks)
+  p0=$(proc_ticks "$pid"); m0=$(machine_ticks)
   out=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${secs}s" --latency \
         -s benches/wrk/pipeline.lua "http://10.99.0.1:8080$path" -- "$depth")
-  p1=$(awk '{print $14+$15}' /proc/$pid/stat); m1=$(machine_ticks)
+  p1=$(proc_ticks "$pid"); m1=$(machine_ticks)
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   printf "%-22s %-26s c=%-4s x%-3s %10s req/s  p50 %-8s p99 %-8s server %5.2f us/req  machine %5.2f us/req %s\n" \
     "$label" "$path" "$conns" "$depth" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
     "$(echo "$out" | awk '$1=="50%" {print $2}')" "$(echo "$out" | awk '$1=="99%" {print $2}')" \
-    "$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v n="$reqs" 'BEGIN {print (b-a)/hz*1e6/n}')" \
-    "$(awk -v a="$m0" -v b="$m1" -v hz="$hz" -v n="$reqs" 'BEGIN {print (b-a)/hz*1e6/n}')" \
+    "$(us_per "$p0" "$p1" "$reqs")" "$(us_per "$m0" "$m1" "$reqs")" \
     "$(echo "$out" | grep -E 'Socket errors|Non-2xx' | tr '\n' ' ' || true)"
 }
-
-wait_ready() { for _ in $(seq 100); do grep -q listening "$1" 2>/dev/null && return; sleep 0.1; done; echo "not ready" >&2; exit 1; }
 
 suite() {
   local label=$1 pid=$2

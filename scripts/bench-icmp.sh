@@ -9,14 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-300000}
-server_cpu=${SERVER_CPU:-1}
-load_cpu=${LOAD_CPU:-0}
+. scripts/lib/bench-common.sh
 preload=${PRELOAD:-64}
 [ "$(id -u)" -eq 0 ] || { echo "bench-icmp: needs root (testbed)" >&2; exit 1; }
 cargo build --release -q
 scripts/testbed.sh up --queues 1 >/dev/null
-hz=$(getconf CLK_TCK)
-machine_ticks() { awk '/^cpu / {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
 
 flood() {
   ip netns exec px-client taskset -c "$load_cpu" ping -f -q -l "$preload" -c "$count" -W 1 10.99.0.1 2>&1
@@ -40,11 +37,11 @@ ip netns exec px-app target/release/px-appliance --backend af-xdp --iface px-app
   --cores "$server_cpu" --ip 10.99.0.1/24 --log-level warn > /tmp/px-bench-icmp.out 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q "af-xdp up" /tmp/px-bench-icmp.out 2>/dev/null && break; sleep 0.1; done
+wait_ready /tmp/px-bench-icmp.out
 ip netns exec px-client ping -c 1 -W 1 10.99.0.1 >/dev/null
-p0=$(awk '{print $14+$15}' /proc/$pid/stat); m0=$(machine_ticks); t0=$(date +%s%N)
+p0=$(proc_ticks "$pid"); m0=$(machine_ticks); t0=$(date +%s%N)
 out=$(flood)
-t1=$(date +%s%N); m1=$(machine_ticks); p1=$(awk '{print $14+$15}' /proc/$pid/stat)
+t1=$(date +%s%N); m1=$(machine_ticks); p1=$(proc_ticks "$pid")
 report "px-appliance af-xdp (1 queue)" "$out" "$t0" "$t1" "$m0" "$m1" "$p0" "$p1"
 kill -TERM $pid; wait $pid 2>/dev/null || true
 trap - EXIT

@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-server_cpu=${SERVER_CPU:-1}
-load_cpu=${LOAD_CPU:-0}
+. scripts/lib/bench-common.sh
 port=${PORT:-18080}
 command -v wrk >/dev/null || { echo "bench-kernel: wrk is not installed (scripts/install-test-deps.sh)" >&2; exit 1; }
 cargo build --release -q
@@ -15,28 +14,23 @@ target/release/px-appliance --backend kernel --listen 127.0.0.1:$port --queues 1
   --log-level warn > /tmp/px-bench.out &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q listening /tmp/px-bench.out 2>/dev/null && break; sleep 0.1; done
-grep -q listening /tmp/px-bench.out || { echo "server did not start" >&2; exit 1; }
+wait_ready /tmp/px-bench.out
 
-hz=$(getconf CLK_TCK)
-proc_ticks() { awk '{print $14+$15}' /proc/$pid/stat; }
-machine_ticks() { awk '/^cpu / {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
 
 run() {
   local name=$1 conns=$2 depth=$3 path=$4
   local p0 m0 p1 m1 out reqs rps
-  p0=$(proc_ticks); m0=$(machine_ticks)
+  p0=$(proc_ticks "$pid"); m0=$(machine_ticks)
   out=$(taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${secs}s" --latency -s benches/wrk/pipeline.lua \
         "http://127.0.0.1:$port$path" -- "$depth")
-  p1=$(proc_ticks); m1=$(machine_ticks)
+  p1=$(proc_ticks "$pid"); m1=$(machine_ticks)
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   errs=$(echo "$out" | grep -E "Socket errors|Non-2xx" || true)
   printf "%-28s c=%-4s depth=%-3s %12s req/s  p50 %-8s p99 %-8s server %6.2f us/req  machine %6.2f us/req %s\n" \
     "$name" "$conns" "$depth" "$rps" \
     "$(echo "$out" | awk '$1=="50%" {print $2}')" "$(echo "$out" | awk '$1=="99%" {print $2}')" \
-    "$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v n="$reqs" 'BEGIN {print (b-a)/hz*1e6/n}')" \
-    "$(awk -v a="$m0" -v b="$m1" -v hz="$hz" -v n="$reqs" 'BEGIN {print (b-a)/hz*1e6/n}')" "$errs"
+    "$(us_per "$p0" "$p1" "$reqs")" "$(us_per "$m0" "$m1" "$reqs")" "$errs"
 }
 
 echo "px-appliance kernel backend, server CPU $server_cpu, wrk CPU $load_cpu, ${secs}s per run, $(uname -r)"

@@ -1,0 +1,22 @@
+# Shared by the bench-*.sh scripts (source it): CPU choice, CPU-time counters from /proc,
+# and the readiness wait. Not a benchmark by itself.
+server_cpu=${SERVER_CPU:-1}
+load_cpu=${LOAD_CPU:-0}
+hz=$(getconf CLK_TCK)
+
+# CPU ticks (user+system) of process $1.
+proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+# CPU ticks of the whole machine, all CPUs (user, nice, system, iowait, irq, softirq).
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
+
+# Microseconds of CPU per item: us_per TICKS_BEFORE TICKS_AFTER ITEMS
+us_per() { awk -v a="$1" -v b="$2" -v hz="$hz" -v n="$3" 'BEGIN {print (b-a)/hz*1e6/n}'; }
+
+# Waits (10 s at most) for px-appliance's readiness line in log file $1; exits if absent.
+wait_ready() {
+  for _ in $(seq 100); do grep -q listening "$1" 2>/dev/null && return; sleep 0.1; done
+  echo "server did not start; its log:" >&2
+  cat "$1" >&2
+  exit 1
+}
