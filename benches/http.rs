@@ -53,7 +53,7 @@ fn bench_http(c: &mut Criterion) {
                     stats: &mut stats,
                 };
                 conn.receive(&input, &mut env);
-                let n = conn.output().len();
+                let n = conn.output_len();
                 assert!(n > 0);
                 conn.consume(n, &mut env);
             })

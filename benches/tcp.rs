@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use px_dataplane::tcp::{ConnId, Engine, Segment, TcpApp, TcpConfig};
+use px_dataplane::tcp::{ConnId, Engine, Segment, SendQueue, TcpApp, TcpConfig};
 
 /// An application that takes bytes and answers nothing (pure ingress).
 struct Sink;
@@ -18,8 +18,9 @@ impl TcpApp<()> for Sink {
     }
     fn received(&mut self, _: &[u8], _: ConnId, _: &mut ()) {}
     fn peer_closed(&mut self, _: ConnId, _: &mut ()) {}
-    fn send_queue(&self) -> &[u8] {
-        &[]
+    fn send_queue(&self) -> &dyn SendQueue {
+        static NOTHING: Vec<u8> = Vec::new();
+        &NOTHING
     }
     fn acked(&mut self, _: usize, _: ConnId, _: &mut ()) {}
     fn finishing(&self) -> bool {

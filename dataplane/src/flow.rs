@@ -2,9 +2,14 @@
 //! HTTP engine per connection.
 //!
 //! [`HttpFlow`] is the TCP engine's application: its send queue is the HTTP engine's
-//! output buffer (no copy into a separate TCP buffer), acknowledged bytes are consumed
+//! output queue (no copy into a separate TCP buffer), acknowledged bytes are consumed
 //! from it, and so the connection's arena is rewound when the last byte of a burst of
 //! responses is acknowledged — or when the connection goes away and the flow is dropped.
+//!
+//! Segments are built in place in the sink's frame (a UMEM TX frame on AF_XDP): headers
+//! emitted there, the payload gathered there from the output queue's pieces — response
+//! heads, and bodies still in the arena — and the TCP checksum computed over the frame.
+//! A body the arena holds is copied exactly once, into the frame.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -20,9 +25,9 @@ use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use crate::app::ControlHandle;
 use crate::http::{DateCache, Env, HttpConn, HttpLimits, HttpStats};
 use crate::mem::{Arena, ChunkPool};
-use crate::net::{FrameBatch, NetStack, TcpIn};
+use crate::net::{NetStack, TcpIn, TxSink};
 use crate::runtime::AppSet;
-use crate::tcp::{ConnId, Engine, Segment, SegmentOut, TcpApp, TcpConfig};
+use crate::tcp::{ConnId, Engine, Segment, SegmentOut, SendQueue, TcpApp, TcpConfig};
 
 /// What every HTTP flow of one core shares.
 pub struct HttpCx {
@@ -77,8 +82,8 @@ impl TcpApp<HttpCx> for HttpFlow {
         self.http.peer_closed();
     }
 
-    fn send_queue(&self) -> &[u8] {
-        self.http.output()
+    fn send_queue(&self) -> &dyn SendQueue {
+        self
     }
 
     fn acked(&mut self, n: usize, id: ConnId, cx: &mut HttpCx) {
@@ -91,6 +96,15 @@ impl TcpApp<HttpCx> for HttpFlow {
 
     fn buffered(&self) -> usize {
         self.http.buffered_input()
+    }
+}
+
+impl SendQueue for HttpFlow {
+    fn len(&self) -> usize {
+        self.http.output_len()
+    }
+    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        self.http.copy_output(off, dst);
     }
 }
 
@@ -154,7 +168,7 @@ impl TcpHttp {
 
     /// Graceful shutdown: refuse new connections, let every HTTP connection finish what
     /// it is answering (then FIN), and send what that produced.
-    pub fn begin_drain(&mut self, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+    pub fn begin_drain(&mut self, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
         self.engine.stop_listening();
         let mut ids = Vec::new();
         self.engine.for_each_app(|id, flow| {
@@ -204,7 +218,7 @@ impl TcpHttp {
 
     /// Hands one checksum-verified segment (located in `frame` by `t`) to the engine,
     /// or to the queue that owns its flow.
-    pub fn on_segment(&mut self, frame: &[u8], t: TcpIn, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+    pub fn on_segment(&mut self, frame: &[u8], t: TcpIn, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
         let bytes = &frame[t.start..t.start + t.len];
         if let (Some((dir, me)), true) = (&self.directory, bytes.len() >= 4) {
             let sport = u16::from_be_bytes([bytes[0], bytes[1]]);
@@ -232,7 +246,7 @@ impl TcpHttp {
     }
 
     /// Timers and control-thread answers.
-    pub fn poll(&mut self, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+    pub fn poll(&mut self, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
         let caps = &self.caps;
         self.engine.poll(now, &mut self.cx, &mut |so| emit(caps, so, now, net, out));
         let mut answers = Vec::new();
@@ -247,21 +261,30 @@ impl TcpHttp {
     }
 }
 
-/// Builds IPv4 + TCP for `so` straight into the frame batch (via the neighbour table).
-fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut FrameBatch) {
+/// Builds IPv4 + TCP for `so` in place in the sink's frame (via the neighbour table):
+/// headers emitted, payload gathered from the send queue, then the TCP checksum.
+fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
     let tcp = so.seg.to_repr();
+    let header = tcp.header_len();
     let ip = Ipv4Repr {
         src_addr: *so.src.ip(),
         dst_addr: *so.dst.ip(),
         next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
+        payload_len: header + so.payload.len(),
         hop_limit: 64,
     };
-    let len = ip.buffer_len() + tcp.buffer_len();
+    let len = ip.buffer_len() + header + so.payload.len();
+    let mut no_tcp_sum = caps.clone();
+    no_tcp_sum.tcp = smoltcp::phy::Checksum::None;
     net.send_ipv4_with(*so.dst.ip(), len, now, out, |buf| {
         let mut p = Ipv4Packet::new_unchecked(&mut *buf);
         ip.emit(&mut p, caps);
-        let mut t = TcpPacket::new_unchecked(p.payload_mut());
-        tcp.emit(&mut t, &ip.src_addr.into(), &ip.dst_addr.into(), caps);
+        let seg = p.payload_mut();
+        // The frame may hold an old frame's bytes; option padding must be zero.
+        seg[..header].fill(0);
+        let mut t = TcpPacket::new_unchecked(&mut *seg);
+        tcp.emit(&mut t, &ip.src_addr.into(), &ip.dst_addr.into(), &no_tcp_sum);
+        so.payload.copy_to(&mut seg[header..]);
+        TcpPacket::new_unchecked(&mut *seg).fill_checksum(&ip.src_addr.into(), &ip.dst_addr.into());
     });
 }

@@ -32,7 +32,7 @@ impl TcpApp<()> for Echo {
     fn peer_closed(&mut self, _: ConnId, _: &mut ()) {
         self.done = true;
     }
-    fn send_queue(&self) -> &[u8] {
+    fn send_queue(&self) -> &dyn crate::tcp::SendQueue {
         &self.queue
     }
     fn acked(&mut self, n: usize, _: ConnId, _: &mut ()) {

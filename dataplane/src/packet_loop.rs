@@ -125,6 +125,19 @@ impl std::fmt::Display for QueueReport {
     }
 }
 
+/// Sends what the backlog holds until the ring is full; returns frames sent.
+fn send_backlog<P: PacketIo>(io: &mut P, out: &mut FrameBatch) -> usize {
+    let mut sent = 0;
+    for frame in out.iter() {
+        if io.send(frame).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    out.consume(sent);
+    sent
+}
+
 /// A core loop over `io`.
 pub struct PacketLoop<P> {
     io: P,
@@ -166,34 +179,31 @@ impl<P: PacketIo> PacketLoop<P> {
         if let Some(t) = tcp.as_mut() {
             t.tick(SystemTime::now());
         }
-        let received = io.recv(*rx_batch, &mut |frame| {
-            if let Some(seg) = net.on_frame(frame, now, out) {
+        // Frames a full ring left behind go first, so order on the wire is kept.
+        let mut sent = send_backlog(io, out);
+        let received = io.recv_tx(*rx_batch, out, &mut |frame, sink| {
+            if let Some(seg) = net.on_frame(frame, now, sink) {
                 if let Some(t) = tcp.as_mut() {
-                    t.on_segment(frame, seg, now, net, out);
+                    t.on_segment(frame, seg, now, net, sink);
                 }
             }
         });
         let mut forwarded = 0;
-        if let Some(t) = tcp.as_mut() {
-            for frame in t.take_forwarded(*rx_batch) {
-                forwarded += 1;
-                if let Some(seg) = net.on_frame(&frame, now, out) {
-                    t.on_segment(&frame, seg, now, net, out);
+        sent += io.tx(out, &mut |sink| {
+            if let Some(t) = tcp.as_mut() {
+                for frame in t.take_forwarded(*rx_batch) {
+                    forwarded += 1;
+                    if let Some(seg) = net.on_frame(&frame, now, sink) {
+                        t.on_segment(&frame, seg, now, net, sink);
+                    }
                 }
             }
-        }
-        net.poll(now, out);
-        if let Some(t) = tcp.as_mut() {
-            t.poll(now, net, out);
-        }
-        let mut sent = 0;
-        for frame in out.iter() {
-            if io.send(frame).is_err() {
-                break;
+            net.poll(now, sink);
+            if let Some(t) = tcp.as_mut() {
+                t.poll(now, net, sink);
             }
-            sent += 1;
-        }
-        out.consume(sent);
+        });
+        sent += send_backlog(io, out);
         if out.len() > TX_BACKLOG_MAX {
             let extra = out.len() - TX_BACKLOG_MAX;
             out.consume(extra);

@@ -19,7 +19,7 @@ use super::head::{reject_for, HeadScan, Reject, Scan};
 use super::limits::MAX_HEADERS_CEILING;
 use super::request::MAX_PARAMS;
 use super::response::write_head;
-use super::{BodySource, DateCache, HttpLimits, Method, OwnedResponse, Request, Response, Version};
+use super::{BodySource, DateCache, HttpLimits, Method, OutQueue, OwnedResponse, Request, Response, Version};
 use crate::app::{ConnState, ControlHandle, Ctx, HandlerError, Reply, Routed, Router, Shared};
 use crate::mem::{Arena, Mark};
 
@@ -45,6 +45,8 @@ pub struct HttpStats {
     pub bytes_in: u64,
     /// Bytes handed to the transport.
     pub bytes_out: u64,
+    /// Body bytes queued by reference (arena or static), not copied before the transport.
+    pub body_bytes_by_reference: u64,
 }
 
 /// What the engine needs from its core for one call.
@@ -95,8 +97,7 @@ struct Deferred {
 /// One connection's engine state.
 pub struct HttpConn {
     inbuf: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutQueue,
     scan: HeadScan,
     pending: Option<Pending>,
     body_buf: Vec<u8>,
@@ -116,8 +117,7 @@ impl HttpConn {
     pub fn new(arena: Arena, limits: &HttpLimits) -> HttpConn {
         HttpConn {
             inbuf: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutQueue::default(),
             scan: HeadScan::default(),
             pending: None,
             body_buf: Vec::new(),
@@ -149,29 +149,40 @@ impl HttpConn {
     }
 
     /// Bytes waiting to be sent.
-    pub fn output(&self) -> &[u8] {
-        &self.out[self.out_pos..]
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
-    /// The transport sent `n` bytes of [`output`](Self::output).
+    /// Copies bytes `off..off + dst.len()` of the waiting output into `dst` (a transport
+    /// gathering a segment straight into its frame).
+    pub fn copy_output(&self, off: usize, dst: &mut [u8]) {
+        self.out.copy_out(&self.arena, off, dst);
+    }
+
+    /// Up to `bufs.len()` pieces of the waiting output, for `writev`; returns how many.
+    pub fn output_slices<'a>(&'a self, bufs: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.out.io_slices(&self.arena, bufs)
+    }
+
+    /// The waiting output as one vector (tests and diagnostics; transports gather).
+    pub fn output_vec(&self) -> Vec<u8> {
+        self.out.to_vec(&self.arena)
+    }
+
+    /// The transport sent `n` bytes of the waiting output.
     pub fn consume(&mut self, n: usize, env: &mut Env<'_>) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
+        let n = n.min(self.out.len());
+        self.out.consume(n);
         env.stats.bytes_out += n as u64;
-        if self.out_pos < self.out.len() {
+        if !self.out.is_empty() {
             // A transport that holds unacknowledged bytes (our TCP engine) drains slowly:
             // keep a streamed body flowing once half the high-water mark is gone.
             if self.stream.is_some() && self.pending_out() < self.out_high_water / 2 {
-                self.out.drain(..self.out_pos);
-                self.out_pos = 0;
                 self.pump_stream();
             }
             return;
         }
-        self.out.clear();
-        self.out_pos = 0;
-        if self.out.capacity() > OUT_KEEP_BYTES {
-            self.out = Vec::new();
-        }
+        self.out.clear(OUT_KEEP_BYTES);
         self.pump_stream();
         if self.out.is_empty() && self.stream.is_none() && self.deferred.is_none() {
             if let Some(mark) = self.mark.take() {
@@ -196,7 +207,7 @@ impl HttpConn {
 
     /// True when the transport should close: closing and everything sent.
     pub fn wants_close(&self) -> bool {
-        self.closing && self.output().is_empty() && self.stream.is_none() && self.deferred.is_none()
+        self.closing && self.out.is_empty() && self.stream.is_none() && self.deferred.is_none()
     }
 
     /// True once no more output will be queued: the transport may send FIN after it.
@@ -212,7 +223,7 @@ impl HttpConn {
     /// No request in progress and nothing to send.
     pub fn is_idle(&self) -> bool {
         self.inbuf.is_empty()
-            && self.output().is_empty()
+            && self.out.is_empty()
             && self.pending.is_none()
             && self.stream.is_none()
             && self.deferred.is_none()
@@ -229,7 +240,7 @@ impl HttpConn {
     /// The peer closed its sending side: answer what is buffered, then close.
     pub fn peer_closed(&mut self) {
         self.draining = true;
-        if self.is_idle() || (self.deferred.is_none() && self.stream.is_none() && self.output().is_empty()) {
+        if self.is_idle() || (self.deferred.is_none() && self.stream.is_none() && self.out.is_empty()) {
             self.closing = true;
         }
     }
@@ -240,7 +251,7 @@ impl HttpConn {
     }
 
     fn pending_out(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len()
     }
 
     fn high_water(&self) -> usize {
@@ -373,7 +384,7 @@ impl HttpConn {
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue"));
         if expects_continue && version == Version::Http11 && !self.sent_continue {
-            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.out.push_copy(b"HTTP/1.1 100 Continue\r\n\r\n");
             env.stats.responses_by_class[1] += 1;
             self.sent_continue = true;
         }
@@ -446,7 +457,17 @@ impl HttpConn {
             }
         };
         // `resp` may borrow the arena; it is serialised (or its stream taken) right here.
-        write_response_into(&mut self.out, &mut self.stream, &mut self.closing, resp, head, keep_alive, version, env);
+        write_response_into(
+            &mut self.out,
+            &self.arena,
+            &mut self.stream,
+            &mut self.closing,
+            resp,
+            head,
+            keep_alive,
+            version,
+            env,
+        );
         self.pump_stream();
     }
 
@@ -459,7 +480,17 @@ impl HttpConn {
         env: &mut Env<'_>,
     ) {
         let keep_alive = keep_alive && !self.draining;
-        write_response_into(&mut self.out, &mut self.stream, &mut self.closing, resp, head, keep_alive, version, env);
+        write_response_into(
+            &mut self.out,
+            &self.arena,
+            &mut self.stream,
+            &mut self.closing,
+            resp,
+            head,
+            keep_alive,
+            version,
+            env,
+        );
         self.pump_stream();
     }
 
@@ -468,6 +499,7 @@ impl HttpConn {
         let resp = Response::text(r.0, format!("{}\n", r.1));
         write_response_into(
             &mut self.out,
+            &self.arena,
             &mut self.stream,
             &mut self.closing,
             resp,
@@ -482,21 +514,25 @@ impl HttpConn {
 
     fn pump_stream(&mut self) {
         while let Some(s) = &mut self.stream {
-            if self.out.len() - self.out_pos >= self.out_high_water {
+            if self.out.len() >= self.out_high_water {
                 return;
             }
             let want = (s.left.min(STREAM_FILL_BYTES as u64)) as usize;
-            let before = self.out.len();
-            match s.source.fill(&mut self.out, want) {
-                Ok(n) if n > 0 && n <= want && self.out.len() == before + n => {
+            let before = self.out.inline_len();
+            let outcome = self.out.append_inline(|v| {
+                let r = s.source.fill(v, want);
+                (r, v.len() - before)
+            });
+            match outcome {
+                (Ok(n), added) if n > 0 && n <= want && added == n => {
                     s.left -= n as u64;
                     if s.left == 0 {
                         self.stream = None;
                     }
                 }
-                outcome => {
+                (outcome, _) => {
                     tracing::warn!("body source failed ({outcome:?}); closing the connection");
-                    self.out.truncate(before);
+                    self.out.truncate_inline(before);
                     self.stream = None;
                     self.closing = true;
                 }
@@ -513,7 +549,8 @@ enum Step {
 
 #[allow(clippy::too_many_arguments)]
 fn write_response_into(
-    out: &mut Vec<u8>,
+    out: &mut OutQueue,
+    arena: &Arena,
     stream: &mut Option<Stream>,
     closing: &mut bool,
     resp: Response<'_>,
@@ -527,7 +564,7 @@ fn write_response_into(
         (true, Version::Http10) => Some(b"keep-alive"),
         (true, Version::Http11) => None,
     };
-    write_head(out, &resp, env.date, conn_header);
+    out.append_inline(|v| write_head(v, &resp, env.date, conn_header));
     env.stats.responses_by_class[(resp.status / 100).min(5) as usize] += 1;
     if !keep_alive {
         *closing = true;
@@ -537,9 +574,9 @@ fn write_response_into(
     }
     match resp.body {
         super::Body::Empty => {}
-        super::Body::Static(b) => out.extend_from_slice(b),
-        super::Body::Slice(b) => out.extend_from_slice(b),
-        super::Body::Owned(b) => out.extend_from_slice(&b),
+        super::Body::Static(b) => env.stats.body_bytes_by_reference += out.push_static(b) as u64,
+        super::Body::Slice(b) => env.stats.body_bytes_by_reference += out.push_body(b, arena) as u64,
+        super::Body::Owned(b) => out.push_copy(&b),
         super::Body::Stream { len, source } => {
             if len > 0 {
                 *stream = Some(Stream { source, left: len });

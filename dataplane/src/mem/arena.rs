@@ -54,6 +54,45 @@ pub struct Arena {
     used: Cell<usize>,
     high_water: Cell<usize>,
     cap: usize,
+    epoch: Cell<u64>,
+}
+
+/// Bytes of an [`Arena`] remembered past the borrow that produced them, to be read back
+/// with [`Arena::pinned`] while no rewind has happened: how a response body the
+/// arena already holds is queued for sending without copying it.
+///
+/// It holds no pointer, only where the bytes are (chunk slot or large allocation, and
+/// offset), so reading it back derives the address from the arena's own memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    at: PinnedAt,
+    offset: usize,
+    len: usize,
+    epoch: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinnedAt {
+    Chunk(usize),
+    Large(usize),
+}
+
+impl Pinned {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes `from..` of this pin (a suffix, for partly sent bodies).
+    pub fn suffix(&self, from: usize) -> Pinned {
+        let from = from.min(self.len);
+        Pinned { offset: self.offset + from, len: self.len - from, ..*self }
+    }
 }
 
 impl fmt::Debug for Arena {
@@ -75,7 +114,57 @@ impl Arena {
             used: Cell::new(0),
             high_water: Cell::new(0),
             cap: cap_bytes,
+            epoch: Cell::new(0),
         }
+    }
+
+    /// Remembers `bytes` if they lie inside this arena's memory (None otherwise: a
+    /// static, shared or request slice, which the caller copies instead).
+    pub fn pin(&self, bytes: &[u8]) -> Option<Pinned> {
+        let (start, len) = (bytes.as_ptr() as usize, bytes.len());
+        let chunk_bytes = self.pool.chunk_bytes();
+        let epoch = self.epoch.get();
+        for (slot, &id) in self.chunks.borrow().iter().enumerate() {
+            let base = self.pool.chunk_ptr(id).as_ptr() as usize;
+            if start >= base && start + len <= base + chunk_bytes {
+                return Some(Pinned { at: PinnedAt::Chunk(slot), offset: start - base, len, epoch });
+            }
+        }
+        for (slot, (ptr, layout)) in self.large.borrow().iter().enumerate() {
+            let base = ptr.as_ptr() as usize;
+            if start >= base && start + len <= base + layout.size() {
+                return Some(Pinned { at: PinnedAt::Large(slot), offset: start - base, len, epoch });
+            }
+        }
+        None
+    }
+
+    /// The bytes `p` remembers.
+    ///
+    /// # Panics
+    /// If the arena was rewound since `p` was pinned (the bytes may be gone).
+    pub fn pinned(&self, p: &Pinned) -> &[u8] {
+        assert_eq!(p.epoch, self.epoch.get(), "arena bytes read after a rewind");
+        let base = match p.at {
+            PinnedAt::Chunk(slot) => {
+                let chunk_bytes = self.pool.chunk_bytes();
+                assert!(p.offset + p.len <= chunk_bytes, "pin outside its chunk");
+                self.pool.chunk_ptr(self.chunks.borrow()[slot])
+            }
+            PinnedAt::Large(slot) => {
+                let (ptr, layout) = self.large.borrow()[slot];
+                assert!(p.offset + p.len <= layout.size(), "pin outside its allocation");
+                ptr
+            }
+        };
+        // SAFETY: the range lies inside a chunk or large allocation this arena still
+        // holds (same epoch: no rewind since the pin, and only a rewind gives memory
+        // back), checked against its size above. The bytes were initialised when pinned
+        // and nothing writes them since: the bump allocator never hands out memory twice
+        // between rewinds, and the `&mut` that wrote them ended with the borrow of the
+        // arena that produced them. A rewind needs `&mut self`, so it cannot happen while
+        // the returned borrow of `&self` lives.
+        unsafe { std::slice::from_raw_parts(base.as_ptr().add(p.offset), p.len) }
     }
 
     /// The current fill level.
@@ -88,6 +177,7 @@ impl Arena {
     /// # Panics
     /// If `mark` is newer than the arena's state (taken after a deeper rewind).
     pub fn rewind(&mut self, mark: Mark) {
+        *self.epoch.get_mut() += 1;
         let chunks = self.chunks.get_mut();
         assert!(mark.chunks <= chunks.len(), "rewind to a mark from the future");
         for id in chunks.drain(mark.chunks..) {
@@ -433,6 +523,28 @@ mod tests {
         let mut big = arena.vec();
         let err = big.extend_from_slice(&vec![0; 2 << 20]).unwrap_err();
         assert_eq!(err, ArenaError::CapExceeded { cap: 1 << 20 });
+    }
+
+    #[test]
+    fn pinned_bytes_read_back_until_rewind() {
+        let mut a = Arena::new(pool(4096), 1 << 20);
+        let small: &[u8] = a.alloc_slice(b"hello arena").unwrap();
+        let big: &[u8] = a.alloc_slice(&[7u8; 10_000]).unwrap();
+        let p = a.pin(small).unwrap();
+        let q = a.pin(big).unwrap();
+        assert!(a.pin(b"static bytes").is_none());
+        let on_stack = [1u8; 4];
+        assert!(a.pin(&on_stack).is_none());
+        for _ in 0..100 {
+            a.alloc_slice(&[0xAA; 200]).unwrap();
+        }
+        assert_eq!(a.pinned(&p), b"hello arena");
+        assert_eq!(a.pinned(&p.suffix(6)), b"arena");
+        assert_eq!(a.pinned(&q).len(), 10_000);
+        assert!(a.pinned(&q).iter().all(|&b| b == 7));
+        a.reset();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.pinned(&p).len()));
+        assert!(r.is_err(), "a pin must not be readable after a rewind");
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod numa;
 mod pool;
 mod region;
 
-pub use arena::{Arena, ArenaError, ArenaVec, Mark};
+pub use arena::{Arena, ArenaError, ArenaVec, Mark, Pinned};
 pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, NumaNode};
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};

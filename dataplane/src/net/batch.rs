@@ -1,4 +1,14 @@
-//! Frames to send, packed into one reusable buffer (no allocation per frame).
+//! Where frames are built: [`TxSink`], implemented by the AF_XDP transmit side (frames
+//! written in place in UMEM) and by [`FrameBatch`] (frames packed into one reusable
+//! buffer, no allocation per frame: tests, the fuzz harness, and the backlog of frames
+//! a full TX ring could not take).
+
+/// Somewhere to build frames to send.
+pub trait TxSink {
+    /// Builds one frame of `len` bytes with `fill`. The buffer's previous contents are
+    /// unspecified (an old frame's bytes): `fill` writes all `len` bytes.
+    fn push_frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]));
+}
 
 /// A batch of frames.
 #[derive(Debug, Default)]
@@ -55,5 +65,11 @@ impl FrameBatch {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
+    }
+}
+
+impl TxSink for FrameBatch {
+    fn push_frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) {
+        self.push_with(len, fill);
     }
 }

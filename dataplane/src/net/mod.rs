@@ -2,7 +2,7 @@
 //! IPv4 checks and ICMP echo, on `smoltcp::wire` packet views.
 //!
 //! [`NetStack::on_frame`] takes one received frame and the current time and appends any
-//! frames to send to a [`FrameBatch`]; [`NetStack::poll`] retries ARP resolution and
+//! frames to send to a [`TxSink`]; [`NetStack::poll`] retries ARP resolution and
 //! expires what waited too long. Checksums are verified on receive; every frame that is
 //! not answered is counted under its cause in [`NetCounters`].
 //!
@@ -21,7 +21,7 @@ use smoltcp::wire::{
     Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
 
-pub use batch::FrameBatch;
+pub use batch::{FrameBatch, TxSink};
 
 /// A checksum-verified TCP segment for our address, located inside its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl NetStack {
 
     /// Handles one received frame; replies go to `out`. A TCP segment for us with a
     /// valid checksum is not handled here but returned, for the TCP engine.
-    pub fn on_frame(&mut self, frame: &[u8], now: Instant, out: &mut FrameBatch) -> Option<TcpIn> {
+    pub fn on_frame(&mut self, frame: &[u8], now: Instant, out: &mut dyn TxSink) -> Option<TcpIn> {
         self.counters.rx_frames += 1;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.counters.drop_malformed += 1;
@@ -163,7 +163,7 @@ impl NetStack {
         None
     }
 
-    fn on_arp(&mut self, payload: &[u8], now: Instant, out: &mut FrameBatch) {
+    fn on_arp(&mut self, payload: &[u8], now: Instant, out: &mut dyn TxSink) {
         let repr = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p));
         let Ok(ArpRepr::EthernetIpv4 {
             operation,
@@ -198,9 +198,9 @@ impl NetStack {
         }
     }
 
-    fn emit_arp(&mut self, repr: ArpRepr, to: EthernetAddress, out: &mut FrameBatch) {
+    fn emit_arp(&mut self, repr: ArpRepr, to: EthernetAddress, out: &mut dyn TxSink) {
         let eth = EthernetRepr { src_addr: self.mac, dst_addr: to, ethertype: EthernetProtocol::Arp };
-        out.push_with(eth.buffer_len() + repr.buffer_len(), |buf| {
+        out.push_frame(eth.buffer_len() + repr.buffer_len(), &mut |buf| {
             let mut frame = EthernetFrame::new_unchecked(&mut *buf);
             eth.emit(&mut frame);
             repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
@@ -212,7 +212,7 @@ impl NetStack {
         _src_mac: EthernetAddress,
         payload: &[u8],
         now: Instant,
-        out: &mut FrameBatch,
+        out: &mut dyn TxSink,
     ) -> Option<TcpIn> {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             self.counters.drop_malformed += 1;
@@ -264,16 +264,19 @@ impl NetStack {
         dst: Ipv4Addr,
         len: usize,
         now: Instant,
-        out: &mut FrameBatch,
+        out: &mut dyn TxSink,
         fill: impl FnOnce(&mut [u8]),
     ) {
         let next_hop = if self.cfg.on_link(dst) { Some(dst) } else { self.cfg.gateway };
         if let Some(mac) = next_hop.and_then(|h| self.neighbors.lookup(h, now)) {
             let eth =
                 EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: EthernetProtocol::Ipv4 };
-            out.push_with(eth.buffer_len() + len, |buf| {
+            let mut fill = Some(fill);
+            out.push_frame(eth.buffer_len() + len, &mut |buf| {
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
-                fill(&mut buf[eth.buffer_len()..]);
+                if let Some(fill) = fill.take() {
+                    fill(&mut buf[eth.buffer_len()..]);
+                }
             });
             return;
         }
@@ -282,7 +285,7 @@ impl NetStack {
         self.send_ipv4(dst, &packet, now, out);
     }
 
-    fn on_icmp(&mut self, ip: &Ipv4Repr, payload: &[u8], now: Instant, out: &mut FrameBatch) {
+    fn on_icmp(&mut self, ip: &Ipv4Repr, payload: &[u8], now: Instant, out: &mut dyn TxSink) {
         let Ok(pkt) = Icmpv4Packet::new_checked(payload) else {
             self.counters.drop_malformed += 1;
             return;
@@ -318,7 +321,7 @@ impl NetStack {
 
     /// Sends an IPv4 packet to `dst`, resolving the next hop first (the packet waits,
     /// bounded, while ARP runs).
-    pub fn send_ipv4(&mut self, dst: Ipv4Addr, packet: &[u8], now: Instant, out: &mut FrameBatch) {
+    pub fn send_ipv4(&mut self, dst: Ipv4Addr, packet: &[u8], now: Instant, out: &mut dyn TxSink) {
         let next_hop = if self.cfg.on_link(dst) {
             dst
         } else if let Some(gw) = self.cfg.gateway {
@@ -343,16 +346,16 @@ impl NetStack {
         }
     }
 
-    fn emit_ipv4(&self, to: EthernetAddress, packet: &[u8], out: &mut FrameBatch) {
+    fn emit_ipv4(&self, to: EthernetAddress, packet: &[u8], out: &mut dyn TxSink) {
         let eth = EthernetRepr { src_addr: self.mac, dst_addr: to, ethertype: EthernetProtocol::Ipv4 };
-        out.push_with(eth.buffer_len() + packet.len(), |buf| {
+        out.push_frame(eth.buffer_len() + packet.len(), &mut |buf| {
             let mut frame = EthernetFrame::new_unchecked(&mut *buf);
             eth.emit(&mut frame);
             frame.payload_mut().copy_from_slice(packet);
         });
     }
 
-    fn request(&mut self, ip: Ipv4Addr, out: &mut FrameBatch) {
+    fn request(&mut self, ip: Ipv4Addr, out: &mut dyn TxSink) {
         let req = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Request,
             source_hardware_addr: self.mac,
@@ -364,7 +367,7 @@ impl NetStack {
         self.counters.arp_requests_sent += 1;
     }
 
-    fn flush_pending(&mut self, ip: Ipv4Addr, now: Instant, out: &mut FrameBatch) {
+    fn flush_pending(&mut self, ip: Ipv4Addr, now: Instant, out: &mut dyn TxSink) {
         let Some(mac) = self.neighbors.lookup(ip, now) else { return };
         let mut i = 0;
         while i < self.pending.len() {
@@ -379,7 +382,7 @@ impl NetStack {
 
     /// Timers: sends waiting packets whose neighbour another core learned, re-asks ARP
     /// once a second, drops what waited too long. Costs nothing when nothing waits.
-    pub fn poll(&mut self, now: Instant, out: &mut FrameBatch) {
+    pub fn poll(&mut self, now: Instant, out: &mut dyn TxSink) {
         if self.pending.is_empty() {
             return;
         }

@@ -15,6 +15,8 @@ pub mod pcap;
 
 use std::time::Duration;
 
+use crate::net::{FrameBatch, TxSink};
+
 /// The TX ring (or queue) is full; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("transmit ring full")]
@@ -47,6 +49,19 @@ pub struct IoCounters {
 pub trait PacketIo {
     /// Hands up to `max` received frames to `f`, in arrival order; returns how many.
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize;
+    /// As [`recv`](Self::recv), handing `f` with each frame a sink for the frames it
+    /// answers with. A backend whose TX buffers can be written while a received frame
+    /// is borrowed (AF_XDP: disjoint UMEM frames) builds them there in place; the
+    /// default builds them in `backlog`, which the caller then [`send`](Self::send)s.
+    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
+        self.recv(max, &mut |frame| f(frame, &mut *backlog))
+    }
+    /// Gives `f` a sink for frames to send outside a receive (timers, late answers), as
+    /// [`recv_tx`](Self::recv_tx) does; returns how many went straight to TX buffers.
+    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+        f(backlog);
+        0
+    }
     /// Queues one frame for transmission (copied into a TX buffer).
     fn send(&mut self, frame: &[u8]) -> Result<(), TxFull>;
     /// Makes queued frames go out (kicks the kernel when it asks to be woken).
@@ -60,6 +75,12 @@ pub trait PacketIo {
 impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         (**self).recv(max, f)
+    }
+    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
+        (**self).recv_tx(max, backlog, f)
+    }
+    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+        (**self).tx(backlog, f)
     }
     fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
         (**self).send(frame)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::rtt::Rtt;
 use super::seq::{dist, ge, gt, le, lt};
 use super::wheel::{Tick, Wheel};
-use super::{Segment, TcpApp, TcpConfig};
+use super::{Segment, SendQueue, TcpApp, TcpConfig};
 
 /// A connection handle: slab index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,8 +100,61 @@ pub struct SegmentOut<'a> {
     pub src: SocketAddrV4,
     /// Theirs.
     pub dst: SocketAddrV4,
-    /// The segment.
+    /// The segment; its `payload` field is empty: the data is in [`payload`](Self::payload).
     pub seg: Segment<'a>,
+    /// The data, still in the application's send queue.
+    pub payload: Payload<'a>,
+}
+
+/// Data of an outgoing segment: a range of the application's send queue, copied by the
+/// caller straight into the frame it builds.
+#[derive(Clone, Copy)]
+pub struct Payload<'a> {
+    queue: Option<&'a dyn SendQueue>,
+    off: usize,
+    len: usize,
+}
+
+impl Payload<'_> {
+    /// No data.
+    pub const NONE: Payload<'static> = Payload { queue: None, off: 0, len: 0 };
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the segment carries no data.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the data into `dst` (exactly [`len`](Self::len) bytes long).
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        assert_eq!(dst.len(), self.len, "payload destination of the wrong size");
+        if let Some(q) = self.queue {
+            q.copy_out(self.off, dst);
+        }
+    }
+
+    /// The data as a vector (tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len];
+        self.copy_to(&mut v);
+        v
+    }
+}
+
+impl<'a> Payload<'a> {
+    fn of(queue: &'a dyn SendQueue, off: usize, len: usize) -> Payload<'a> {
+        Payload { queue: Some(queue), off, len }
+    }
+}
+
+impl std::fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({} bytes at {})", self.len, self.off)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -334,7 +387,7 @@ pub type Tx<'t> = dyn FnMut(&SegmentOut<'_>) + 't;
 impl<A, C> Engine<A, C> {
     fn emit(&mut self, tx: &mut Tx<'_>, src: SocketAddrV4, dst: SocketAddrV4, seg: Segment<'_>) {
         self.counters.segments_out += 1;
-        tx(&SegmentOut { src, dst, seg });
+        tx(&SegmentOut { src, dst, seg, payload: Payload::NONE });
     }
 
     /// RST in answer to `seg` for a connection we do not have (RFC 9293 §3.10.7.1).
@@ -389,8 +442,12 @@ impl<A> Conn<A> {
 
 /// Emits `seg` on the connection with 4-tuple `t`.
 fn send_on(counters: &mut TcpCounters, tx: &mut Tx<'_>, t: Tuple, seg: Segment<'_>) {
+    send_data(counters, tx, t, seg, Payload::NONE);
+}
+
+fn send_data(counters: &mut TcpCounters, tx: &mut Tx<'_>, t: Tuple, seg: Segment<'_>, payload: Payload<'_>) {
     counters.segments_out += 1;
-    tx(&SegmentOut { src: t.local, dst: t.remote, seg });
+    tx(&SegmentOut { src: t.local, dst: t.remote, seg, payload });
 }
 
 /// Records the right window edge a sent segment advertised (it never moves left).
@@ -991,8 +1048,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment { fin, psh: true, payload: &q[..len], ..c.segment(c.snd_una, win, ts_now) };
-        send_on(&mut self.counters, tx, c.tuple, seg);
+        let seg = Segment { fin, psh: true, ..c.segment(c.snd_una, win, ts_now) };
+        send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, 0, len));
         advertise(c, adv);
     }
 
@@ -1115,13 +1172,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 break;
             }
             let (win, adv) = Self::window_calc(&self.cfg, c);
-            let seg = Segment {
-                fin: may_fin,
-                psh: len > 0 && off + len == q.len(),
-                payload: &q[off..off + len],
-                ..c.segment(c.snd_nxt, win, ts_now)
-            };
-            send_on(&mut self.counters, tx, c.tuple, seg);
+            let seg =
+                Segment { fin: may_fin, psh: len > 0 && off + len == q.len(), ..c.segment(c.snd_nxt, win, ts_now) };
+            send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, len));
             advertise(c, adv);
             let used = len as u32 + u32::from(may_fin);
             if c.rtt_seq.is_none() && !c.ts_ok && len > 0 && ge(c.snd_nxt, c.snd_max) {
@@ -1320,9 +1373,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment { payload: &q[off..off + 1], ..c.segment(c.snd_nxt, win, ts_now) };
+        let seg = c.segment(c.snd_nxt, win, ts_now);
         self.counters.window_probes += 1;
-        send_on(&mut self.counters, tx, c.tuple, seg);
+        send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, 1));
         advertise(c, adv);
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         if gt(c.snd_nxt, c.snd_max) {

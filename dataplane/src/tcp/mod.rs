@@ -5,9 +5,10 @@
 //! map in front of a slab (O(1) per segment at any connection count), listening ports, a
 //! bounded SYN queue with SYN cookies when it overflows, and a hashed timer wheel in
 //! which each connection keeps one entry for its earliest deadline (nothing scans all
-//! connections). The application owns the send queue: the engine reads unacknowledged
-//! bytes from [`TcpApp::send_queue`] to (re)transmit and releases them with
-//! [`TcpApp::acked`], so the HTTP engine's output buffer *is* the TCP send buffer, and
+//! connections). The application owns the send queue: the engine names unacknowledged
+//! bytes of [`TcpApp::send_queue`] in the segments it emits ([`Payload`]: queue, offset,
+//! length; the caller gathers them straight into the frame) and releases them with
+//! [`TcpApp::acked`], so the HTTP engine's output queue *is* the TCP send buffer, and
 //! its arena is rewound when the response's last byte is acknowledged.
 //!
 //! What is implemented, with its RFC, is listed in docs/tcp.md.
@@ -20,7 +21,7 @@ mod wheel;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{ConnId, Engine, SegmentOut, State, TcpCounters};
+pub use engine::{ConnId, Engine, Payload, SegmentOut, State, TcpCounters};
 pub use segment::Segment;
 
 /// What the engine needs from the application on each connection. `C` is context the
@@ -33,13 +34,35 @@ pub trait TcpApp<C>: Sized {
     /// The peer sent FIN (no more bytes will arrive).
     fn peer_closed(&mut self, id: ConnId, cx: &mut C);
     /// Bytes to send, from the oldest unacknowledged one.
-    fn send_queue(&self) -> &[u8];
+    fn send_queue(&self) -> &dyn SendQueue;
     /// The first `n` bytes of the send queue were acknowledged.
     fn acked(&mut self, n: usize, id: ConnId, cx: &mut C);
     /// True once the application will add nothing more: FIN follows the queue.
     fn finishing(&self) -> bool;
     /// Received bytes the application holds but has not processed (shrinks our window).
     fn buffered(&self) -> usize;
+}
+
+/// An application's send queue as the engine reads it: a length, and bytes copied out
+/// on demand (the queue may be pieces in several places, as the HTTP engine's is).
+pub trait SendQueue {
+    /// Bytes queued, from the oldest unacknowledged one.
+    fn len(&self) -> usize;
+    /// True when nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies bytes `off..off + dst.len()` into `dst` (the range is inside the queue).
+    fn copy_out(&self, off: usize, dst: &mut [u8]);
+}
+
+impl SendQueue for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(&self[off..off + dst.len()]);
+    }
 }
 
 /// `[tcp]`: the TCP engine's knobs.

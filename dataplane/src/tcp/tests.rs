@@ -58,7 +58,7 @@ impl TcpApp<Cx> for App {
             self.finishing = true;
         }
     }
-    fn send_queue(&self) -> &[u8] {
+    fn send_queue(&self) -> &dyn SendQueue {
         &self.tx
     }
     fn acked(&mut self, n: usize, _: ConnId, _: &mut Cx) {
@@ -109,7 +109,7 @@ impl Owned {
             mss: s.mss,
             wscale: s.wscale,
             ts: s.ts,
-            payload: s.payload.to_vec(),
+            payload: o.payload.to_vec(),
         }
     }
     fn seg(&self) -> Segment<'_> {

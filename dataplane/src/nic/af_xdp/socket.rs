@@ -2,7 +2,7 @@
 //! [`PacketIo`] of the AF_XDP backend.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::mmap::Mmap;
@@ -10,6 +10,7 @@ use super::ring::{Consumer, Producer, RingLayout};
 use super::umem::Umem;
 use super::{syscall, BindMode, Doorbell, XdpConfig, XdpError};
 use crate::mem::{NumaNode, Region, HUGEPAGE_BYTES};
+use crate::net::{FrameBatch, TxSink};
 use crate::nic::{IoCounters, PacketIo, TxFull};
 use std::sync::Arc;
 
@@ -18,16 +19,118 @@ pub struct XskQueue {
     fd: OwnedFd,
     umem: Umem,
     fill: Producer<u64>,
-    comp: Consumer<u64>,
     rx: Consumer<libc::xdp_desc>,
-    tx: Producer<libc::xdp_desc>,
-    free_frames: Vec<u64>,
     rx_done: Vec<u64>,
-    tx_unsubmitted: u32,
-    tx_batch: u32,
+    txs: TxSide,
     counters: IoCounters,
     zerocopy: bool,
     doorbell: Option<Arc<Doorbell>>,
+}
+
+/// The transmit half: completion and TX rings and the free frames, apart from the
+/// receive half so a frame can be built in UMEM while a received one is borrowed.
+struct TxSide {
+    fd: RawFd,
+    comp: Consumer<u64>,
+    tx: Producer<libc::xdp_desc>,
+    free_frames: Vec<u64>,
+    unsubmitted: u32,
+    batch: u32,
+    packets: u64,
+    bytes: u64,
+    ring_full: u64,
+    wakeups: u64,
+}
+
+impl TxSide {
+    fn reclaim(&mut self, umem: &Umem) {
+        let n = self.comp.available(u32::MAX);
+        for i in 0..n {
+            let addr = self.comp.get(i);
+            self.free_frames.push(umem.frame_base(addr));
+        }
+        if n > 0 {
+            self.comp.release(n);
+        }
+    }
+
+    /// A free frame with a TX slot for a frame of `len` bytes, if there is one.
+    fn slot(&mut self, umem: &Umem, len: usize) -> Option<u64> {
+        if len > umem.frame_bytes() as usize {
+            self.ring_full += 1;
+            return None;
+        }
+        if self.free_frames.is_empty() {
+            self.reclaim(umem);
+        }
+        if self.tx.free(1) == 0 {
+            self.flush(umem);
+        }
+        match (self.free_frames.pop(), self.tx.free(1) > 0) {
+            (Some(addr), true) => Some(addr),
+            (addr, _) => {
+                self.free_frames.extend(addr);
+                self.ring_full += 1;
+                None
+            }
+        }
+    }
+
+    /// Queues the frame just written at `addr`.
+    fn push(&mut self, umem: &Umem, addr: u64, len: usize) {
+        self.tx.push(libc::xdp_desc { addr, len: len as u32, options: 0 });
+        self.unsubmitted += 1;
+        self.packets += 1;
+        self.bytes += len as u64;
+        if self.unsubmitted >= self.batch {
+            self.flush(umem);
+        }
+    }
+
+    /// Builds a frame of `len` bytes in place with `fill`; false if no frame was free.
+    fn build(&mut self, umem: &Umem, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let Some(addr) = self.slot(umem, len) else { return false };
+        // SAFETY: `addr` was just popped from our free list, so the kernel is done with
+        // that frame and nothing else borrows it; it is pushed to the TX ring (handing
+        // it to the kernel) only after this borrow ends.
+        let frame = unsafe { umem.frame_mut(addr) };
+        fill(&mut frame[..len]);
+        self.push(umem, addr, len);
+        true
+    }
+
+    fn flush(&mut self, umem: &Umem) {
+        if self.unsubmitted > 0 {
+            self.tx.submit();
+            self.unsubmitted = 0;
+        }
+        if self.tx.needs_wakeup() && self.tx.outstanding() > 0 {
+            if let Err(e) = syscall::kick_tx(self.fd) {
+                tracing::warn!("AF_XDP TX wakeup failed: {e}");
+            }
+            self.wakeups += 1;
+        }
+        self.reclaim(umem);
+    }
+}
+
+/// Frames built straight into UMEM TX frames; into the backlog instead while the
+/// backlog is not empty (order is kept) or no frame is free.
+struct XdpSink<'a> {
+    txs: &'a mut TxSide,
+    umem: &'a Umem,
+    backlog: &'a mut FrameBatch,
+    direct: usize,
+}
+
+impl TxSink for XdpSink<'_> {
+    fn push_frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) {
+        if self.backlog.is_empty() && self.txs.build(self.umem, len, fill) {
+            self.direct += 1;
+            return;
+        }
+        self.backlog.push_frame(len, fill);
+    }
 }
 
 fn layout(off: &libc::xdp_ring_offset, size: u32) -> RingLayout {
@@ -74,17 +177,25 @@ impl XskQueue {
             layout(&off.cr, n),
         );
         let zerocopy = bind(&fd, ifindex, queue, cfg.bind_mode)?;
+        let txs = TxSide {
+            fd: fd.as_raw_fd(),
+            comp,
+            tx,
+            free_frames: Vec::new(),
+            unsubmitted: 0,
+            batch: cfg.tx_batch as u32,
+            packets: 0,
+            bytes: 0,
+            ring_full: 0,
+            wakeups: 0,
+        };
         let mut q = XskQueue {
             fd,
             umem,
             fill,
-            comp,
             rx,
-            tx,
-            free_frames: Vec::new(),
             rx_done: Vec::new(),
-            tx_unsubmitted: 0,
-            tx_batch: cfg.tx_batch as u32,
+            txs,
             counters: IoCounters::default(),
             zerocopy,
             doorbell: None,
@@ -92,7 +203,7 @@ impl XskQueue {
         let frames = q.umem.frames();
         let to_fill = n.min(frames / 2);
         q.rx_done.extend((0..to_fill).map(|i| q.umem.frame_addr(i)));
-        q.free_frames.extend((to_fill..frames).rev().map(|i| q.umem.frame_addr(i)));
+        q.txs.free_frames.extend((to_fill..frames).rev().map(|i| q.umem.frame_addr(i)));
         q.refill();
         Ok(q)
     }
@@ -132,17 +243,6 @@ impl XskQueue {
         }
     }
 
-    fn reclaim(&mut self) {
-        let n = self.comp.available(u32::MAX);
-        for i in 0..n {
-            let addr = self.comp.get(i);
-            self.free_frames.push(self.umem.frame_base(addr));
-        }
-        if n > 0 {
-            self.comp.release(n);
-        }
-    }
-
     fn kernel_stats(&self) -> Option<libc::xdp_statistics> {
         let mut st: libc::xdp_statistics = unsafe_zeroed();
         syscall::getsockopt(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, &mut st).ok()?;
@@ -179,15 +279,15 @@ fn unsafe_zeroed<T: Copy>() -> T {
     unsafe { std::mem::zeroed() }
 }
 
-impl PacketIo for XskQueue {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+impl XskQueue {
+    fn recv_each(&mut self, max: usize, f: &mut dyn FnMut(&[u8], &mut TxSide, &Umem)) -> usize {
         let n = self.rx.available(max as u32);
         for i in 0..n {
             let d = self.rx.get(i);
             let bytes = self.umem.bytes(d.addr, d.len);
             self.counters.rx_packets += 1;
             self.counters.rx_bytes += u64::from(d.len);
-            f(bytes);
+            f(bytes, &mut self.txs, &self.umem);
             self.rx_done.push(self.umem.frame_base(d.addr));
         }
         if n > 0 {
@@ -196,45 +296,35 @@ impl PacketIo for XskQueue {
         }
         n as usize
     }
+}
+
+impl PacketIo for XskQueue {
+    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        self.recv_each(max, &mut |frame, _, _| f(frame))
+    }
+
+    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
+        self.recv_each(max, &mut |frame, txs, umem| {
+            f(frame, &mut XdpSink { txs, umem, backlog: &mut *backlog, direct: 0 });
+        })
+    }
+
+    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+        let mut sink = XdpSink { txs: &mut self.txs, umem: &self.umem, backlog, direct: 0 };
+        f(&mut sink);
+        sink.direct
+    }
 
     fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
-        if frame.len() > self.umem.frame_bytes() as usize {
-            self.counters.tx_ring_full += 1;
-            return Err(TxFull);
+        if self.txs.build(&self.umem, frame.len(), &mut |buf| buf.copy_from_slice(frame)) {
+            Ok(())
+        } else {
+            Err(TxFull)
         }
-        if self.free_frames.is_empty() {
-            self.reclaim();
-        }
-        if self.tx.free(1) == 0 {
-            self.flush();
-        }
-        let (Some(addr), true) = (self.free_frames.pop(), self.tx.free(1) > 0) else {
-            self.counters.tx_ring_full += 1;
-            return Err(TxFull);
-        };
-        self.umem.frame_mut(addr)[..frame.len()].copy_from_slice(frame);
-        self.tx.push(libc::xdp_desc { addr, len: frame.len() as u32, options: 0 });
-        self.tx_unsubmitted += 1;
-        self.counters.tx_packets += 1;
-        self.counters.tx_bytes += frame.len() as u64;
-        if self.tx_unsubmitted >= self.tx_batch {
-            self.flush();
-        }
-        Ok(())
     }
 
     fn flush(&mut self) {
-        if self.tx_unsubmitted > 0 {
-            self.tx.submit();
-            self.tx_unsubmitted = 0;
-        }
-        if self.tx.needs_wakeup() && self.tx.outstanding() > 0 {
-            if let Err(e) = syscall::kick_tx(self.fd.as_raw_fd()) {
-                tracing::warn!("AF_XDP TX wakeup failed: {e}");
-            }
-            self.counters.wakeups += 1;
-        }
-        self.reclaim();
+        self.txs.flush(&self.umem);
     }
 
     fn wait(&mut self, timeout: Duration) {
@@ -253,6 +343,10 @@ impl PacketIo for XskQueue {
 
     fn counters(&self) -> IoCounters {
         let mut c = self.counters;
+        c.tx_packets = self.txs.packets;
+        c.tx_bytes = self.txs.bytes;
+        c.tx_ring_full = self.txs.ring_full;
+        c.wakeups += self.txs.wakeups;
         if let Some(st) = self.kernel_stats() {
             c.kernel_rx_dropped = st.rx_dropped + st.rx_ring_full;
         }

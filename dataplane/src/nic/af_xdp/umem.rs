@@ -66,12 +66,19 @@ impl Umem {
         unsafe { std::slice::from_raw_parts(self.region.as_ptr().as_ptr().add(addr as usize), len as usize) }
     }
 
-    /// The whole frame at `addr` for writing a frame to send.
-    pub fn frame_mut(&mut self, addr: u64) -> &mut [u8] {
+    /// The whole frame at `addr` for writing a frame to send, while received frames
+    /// (other addresses) may still be borrowed.
+    ///
+    /// # Safety
+    /// The caller owns the frame: it took `addr` from its free list (so the kernel is
+    /// not using it) and holds no other borrow of that frame while this one lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn frame_mut(&self, addr: u64) -> &mut [u8] {
         self.check(addr, self.frame_bytes);
-        // SAFETY: inside the region and one frame (checked); the frame came from our free
-        // list, so neither the kernel nor another borrow uses it; `&mut self` makes this
-        // the only borrow of UMEM memory.
+        // SAFETY: inside the region and one frame (checked). The region is mmap'd memory
+        // reached through a raw pointer, not memory a Rust reference owns, and the frame
+        // is exclusively the caller's (the contract above), so this `&mut` aliases
+        // nothing: received frames handed out by `bytes` are other frames.
         unsafe {
             std::slice::from_raw_parts_mut(self.region.as_ptr().as_ptr().add(addr as usize), self.frame_bytes as usize)
         }

@@ -22,6 +22,9 @@ use crate::http::{DateCache, Env, HttpConn, HttpStats, OwnedResponse};
 use crate::mem::{cpu_numa_node, Arena, ChunkPool, Region};
 use crate::runtime::{AppSet, CoreReport, StartError};
 
+/// Pieces of output handed to one `writev` at most.
+const WRITEV_PIECES: usize = 64;
+
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER: Token = Token(usize::MAX - 2);
 const TICK: Duration = Duration::from_millis(250);
@@ -327,15 +330,18 @@ impl CoreLoop {
         loop {
             let Some(Some(c)) = self.conns.get_mut(idx) else { return false };
             let id = conn_id(idx, c.gen);
-            let out = c.http.output();
-            if out.is_empty() {
+            if c.http.output_len() == 0 {
                 if c.read_paused && c.http.wants_read() {
                     c.read_paused = false;
                     self.ready.push_back(idx);
                 }
                 return true;
             }
-            match c.sock.write(out) {
+            // Heads and bodies go out in one writev, bodies straight from the arena.
+            let mut bufs = [io::IoSlice::new(&[]); WRITEV_PIECES];
+            let pieces = c.http.output_slices(&mut bufs);
+            let written = if pieces == 1 { c.sock.write(&bufs[0]) } else { c.sock.write_vectored(&bufs[..pieces]) };
+            match written {
                 Ok(n) => c.http.consume(n, &mut self.core.env(id)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -371,7 +377,7 @@ impl CoreLoop {
             .filter(|&i| {
                 self.conns[i]
                     .as_ref()
-                    .is_some_and(|c| c.http.output().is_empty() && now.duration_since(c.last_active) > idle)
+                    .is_some_and(|c| c.http.output_len() == 0 && now.duration_since(c.last_active) > idle)
             })
             .collect();
         for idx in stale {
