@@ -88,6 +88,11 @@ fn handler_api_features() {
         b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
     );
     assert_eq!(chunked.body, b"abcde");
+    // Arena bodies go out by reference (writev of head + arena bytes), pipelined too.
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /demo/pattern/3000000 HTTP/1.1\r\nHost: t\r\n\r\nGET /demo/pattern/70 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.read_response(false).body == pattern(3_000_000));
+    assert!(c.read_response(false).body == pattern(70));
     srv.stop();
 }
 

@@ -7,6 +7,8 @@
 //! - `GET /demo/counter`: a counter kept by the control thread (serialised across cores).
 //! - `POST /demo/echo`: the request body back (Content-Length or chunked).
 //! - `GET /demo/alloc/{n}`: allocates n bytes in the arena (503 beyond the cap).
+//! - `GET /demo/pattern/{n}`: n bytes (byte i is i % 251) built in the arena and sent
+//!   from there by reference: the transport copies them once, into its frames.
 //! - `GET /demo/panic`: panics, to show that a panic answers 500 and the core goes on.
 
 use std::fmt::Write;
@@ -33,6 +35,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: Method::Get, pattern: "/demo/counter", handler: counter },
     Route { method: Method::Post, pattern: "/demo/echo", handler: echo },
     Route { method: Method::Get, pattern: "/demo/alloc/{n}", handler: alloc },
+    Route { method: Method::Get, pattern: "/demo/pattern/{n}", handler: pattern },
     Route { method: Method::Get, pattern: "/demo/panic", handler: panic },
 ];
 
@@ -74,6 +77,15 @@ fn counter<'a>(_: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, Handle
 
 fn echo<'a>(req: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     Ok(Response::ok("application/octet-stream", req.body()).into())
+}
+
+fn pattern<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    let n: usize = req.param("n").and_then(|s| s.parse().ok()).ok_or_else(|| HandlerError::status(400, "bad n\n"))?;
+    let body = cx.arena().alloc_bytes(n)?;
+    for (i, b) in body.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    Ok(Response::ok("application/octet-stream", body).into())
 }
 
 fn alloc<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {

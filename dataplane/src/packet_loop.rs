@@ -79,7 +79,7 @@ impl std::fmt::Display for QueueReport {
              injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_out_of_order={} tcp_syn_cookies_sent={} http_requests={} http_2xx={} http_4xx={} http_5xx={} \
-             tcp_forwarded={} tcp_forward_drops={}",
+             tcp_forwarded={} tcp_forward_drops={} tx_in_place={} http_body_bytes_by_reference={}",
             self.queue,
             self.cpu,
             io.rx_packets,
@@ -120,7 +120,9 @@ impl std::fmt::Display for QueueReport {
             self.http.responses_by_class[4],
             self.http.responses_by_class[5],
             self.forwarded.0,
-            self.forwarded.1
+            self.forwarded.1,
+            io.tx_in_place,
+            self.http.body_bytes_by_reference
         )
     }
 }

@@ -215,9 +215,17 @@ impl HttpConn {
         self.closing && self.stream.is_none() && self.deferred.is_none()
     }
 
-    /// Received bytes not yet processed (a transport shrinks its window by this).
+    /// Received bytes held back because the engine is not reading (output above its
+    /// high-water mark, a stream or control answer pending): a transport shrinks its
+    /// window by this. Bytes of a request still arriving (a body larger than the window)
+    /// do not count: they are waited for, and holding the window shut on them would
+    /// stall the connection for good.
     pub fn buffered_input(&self) -> usize {
-        self.inbuf.len()
+        if self.wants_read() {
+            0
+        } else {
+            self.inbuf.len()
+        }
     }
 
     /// No request in progress and nothing to send.

@@ -33,6 +33,8 @@ pub struct IoCounters {
     pub tx_packets: u64,
     /// Bytes handed to the TX ring.
     pub tx_bytes: u64,
+    /// Frames built in place in a TX buffer (no copy of the frame; see `PacketIo::recv_tx`).
+    pub tx_in_place: u64,
     /// Frames not sent because the TX ring or the free-frame pool was full/empty.
     pub tx_ring_full: u64,
     /// Times the fill ring could not be refilled completely.

@@ -40,6 +40,7 @@ struct TxSide {
     bytes: u64,
     ring_full: u64,
     wakeups: u64,
+    in_place: u64,
 }
 
 impl TxSide {
@@ -126,6 +127,7 @@ struct XdpSink<'a> {
 impl TxSink for XdpSink<'_> {
     fn push_frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) {
         if self.backlog.is_empty() && self.txs.build(self.umem, len, fill) {
+            self.txs.in_place += 1;
             self.direct += 1;
             return;
         }
@@ -188,6 +190,7 @@ impl XskQueue {
             bytes: 0,
             ring_full: 0,
             wakeups: 0,
+            in_place: 0,
         };
         let mut q = XskQueue {
             fd,
@@ -346,6 +349,7 @@ impl PacketIo for XskQueue {
         c.tx_packets = self.txs.packets;
         c.tx_bytes = self.txs.bytes;
         c.tx_ring_full = self.txs.ring_full;
+        c.tx_in_place = self.txs.in_place;
         c.wakeups += self.txs.wakeups;
         if let Some(st) = self.kernel_stats() {
             c.kernel_rx_dropped = st.rx_dropped + st.rx_ring_full;
