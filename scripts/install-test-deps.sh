@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (idempotent):
-# load/client tools, the nightly Miri component, and a hugepage reservation.
+# load/client tools, nginx and matplotlib for the benchmark harness, the nightly Miri
+# component, and a hugepage reservation.
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -13,6 +14,8 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ip >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
+# The benchmark harness (scripts/bench.sh --quick runs in CI): nginx is a contender.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
@@ -30,4 +33,6 @@ if rustup toolchain list | grep -q '^nightly'; then
 else
   echo "install-test-deps: no nightly toolchain; scripts/miri.sh will use valgrind" >&2
 fi
+python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib \
+  || { echo "install-test-deps: pip could not install matplotlib (bench plots)" >&2; exit 1; }
 "$(dirname "$0")/hugepages.sh" 128

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then format, lints,
-# unit + integration tests, the arena under Miri, and a build of the benches.
+# unit + integration tests, the arena under Miri, a build of the benches, and the
+# benchmark harness in quick mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
@@ -16,4 +17,13 @@ echo "== memory module under Miri"
 scripts/miri.sh
 echo "== benches build"
 cargo bench --workspace --no-run
+echo "== benchmark harness, quick mode (keeps scripts/bench.sh from rotting)"
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/bench.sh --quick --out target/bench-quick
+elif [ -n "${CI:-}" ]; then
+  echo "test.sh: the benchmark harness needs root (testbed namespaces); CI must run as root" >&2
+  exit 1
+else
+  echo "test.sh: SKIPPED scripts/bench.sh --quick (needs root for the testbed)"
+fi
 echo "test.sh: all green"

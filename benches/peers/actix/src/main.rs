@@ -31,6 +31,7 @@ async fn main() -> std::io::Result<()> {
     let workers: usize = std::env::args().nth(2).and_then(|w| w.parse().ok()).unwrap_or(1);
     let server = HttpServer::new(|| App::new().route("/plaintext", web::get().to(plaintext)).route("/json", web::get().to(json)))
         .workers(workers)
+        .max_connections(65_536)
         .backlog(4096)
         .bind(&addr)?;
     println!("listening on {addr}");

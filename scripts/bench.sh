@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark harness (issue #5): every contender in the px-app namespace
+# pinned to the same server CPU, driven from px-client by the same load generators pinned
+# to the load CPU, over the same veth link; results in benches/results/.
+#
+#   scripts/bench.sh            full run: contenders px-af-xdp px-kernel nginx
+#                               may-minihttp actix; plaintext (pipelined x16) and json
+#                               at 16/64/256/1024 connections; fixed-rate latency at
+#                               25/50/80 % of each contender's json peak; connection
+#                               scaling at 1k/10k/50k open connections (~20 min)
+#   scripts/bench.sh --quick    one concurrency (64), px-af-xdp and nginx, short runs
+#                               (under 60 s; .ci/run runs it so the harness cannot rot)
+#
+# Options: --contenders "a b" --conns "16 64" --secs N --scale "1000 10000" --out DIR
+#          --readme (put the table into README.md between the bench markers)
+# Env: SERVER_CPU (default 1), LOAD_CPU (default 0).
+# Load generators: wrk (closed loop, peak throughput; benches/wrk/pipeline.lua prints
+# p50/p99/p99.9 as JSON) and px-load (benches/loadgen: open loop at a fixed rate, latency
+# from each request's scheduled time, i.e. corrected for coordinated omission).
+# Root only (testbed); only the testbed's addresses are loaded. Asserts nothing about
+# speed: it measures and writes the figures down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
+
+quick=0 readme=0
+contenders="px-af-xdp px-kernel nginx may-minihttp actix"
+conns="16 64 256 1024"
+secs=10
+scale="1000 10000 50000"
+fixed="25 50 80"
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50" ;;
+    --contenders) contenders=$2; shift ;;
+    --conns) conns=$2; shift ;;
+    --secs) secs=$2; shift ;;
+    --scale) scale=$2; shift ;;
+    --out) out=$2; shift ;;
+    --readme) readme=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh: needs root (it runs the contenders in the veth testbed)" >&2; exit 1; }
+for t in wrk curl python3 ip taskset; do
+  command -v "$t" >/dev/null || { echo "bench.sh: $t is not installed (scripts/install-test-deps.sh installs it)" >&2; exit 1; }
+done
+case " $contenders " in *" nginx "*)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "bench.sh: nginx is not installed (apt-get install nginx-light)" >&2; exit 1; } ;;
+esac
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+[ -n "$out" ] || { [ $quick -eq 1 ] && out=benches/results/quick || out=benches/results/$stamp; }
+mkdir -p "$out"
+runs=$out/runs.jsonl
+: > "$runs"
+log() { echo "bench: $*" >&2; }
+
+log "building (release)"
+cargo build --release -q -p px-apps -p px-load
+for c in $contenders; do
+  case $c in may-minihttp|actix)
+    cargo build --release -q --manifest-path "benches/peers/$c/Cargo.toml" ;;
+  esac
+done
+ADDR=10.99.0.1 PORT=8080
+scripts/testbed.sh up --queues 1 >/dev/null
+# Room for 50k client connections and the servers' descriptors.
+ip netns exec px-client sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+ip netns exec px-client sysctl -qw net.ipv4.tcp_tw_reuse=1
+# As many descriptors as allowed (kernel-socket servers need one per connection; a
+# sandbox's hard limit caps what they can hold in the scaling run, and the table says so).
+ulimit -n "$(ulimit -Hn)"
+
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+cat > "$out/machine.json" <<EOF
+{"date":"$(date -u +%FT%TZ)","commit":"$commit","kernel":"$(uname -r)","cpus":$(nproc),"cpu_model":"${cpu_model:-unknown}","mem_gib":$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),"server_cpu":$server_cpu,"fd_limit":$(ulimit -Hn),"load_cpu":$load_cpu,"link":"veth testbed (scripts/testbed.sh), 1 queue","quick":$quick,"secs":$secs}
+EOF
+
+# ---- contenders ------------------------------------------------------------------------
+addr_on() { ip -n px-app addr replace "$ADDR/24" dev px-app0; }
+addr_off() { ip -n px-app addr del "$ADDR/24" dev px-app0 2>/dev/null || true; }
+trap 'addr_off; [ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null; true' EXIT
+
+nginx_prefix=""
+start() {
+  local c=$1 logf=$out/$1.log
+  case $c in
+    px-af-xdp)
+      addr_off
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn > "$logf" 2>&1 & ;;
+    px-kernel)
+      addr_on
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend kernel \
+        --listen "$ADDR:$PORT" --queues 1 --cores "$server_cpu" --log-level warn > "$logf" 2>&1 & ;;
+    nginx)
+      addr_on
+      nginx_prefix=$(mktemp -d /tmp/px-bench-nginx.XXXX)
+      sed -e "s|@WORKERS@|1|; s|@LISTEN@|$ADDR:$PORT|; s|@PREFIX@|$nginx_prefix|g" benches/peers/nginx/nginx.conf.in \
+        > "$nginx_prefix/nginx.conf"
+      ip netns exec px-app taskset -c "$server_cpu" "$(command -v nginx || echo /usr/sbin/nginx)" \
+        -c "$nginx_prefix/nginx.conf" -p "$nginx_prefix" > "$logf" 2>&1 & ;;
+    may-minihttp)
+      addr_on
+      ip netns exec px-app taskset -c "$server_cpu" benches/peers/may-minihttp/target/release/peer-may-minihttp \
+        "$ADDR:$PORT" > "$logf" 2>&1 & ;;
+    actix)
+      addr_on
+      ip netns exec px-app taskset -c "$server_cpu" benches/peers/actix/target/release/peer-actix \
+        "$ADDR:$PORT" 1 > "$logf" 2>&1 & ;;
+    *) echo "bench.sh: unknown contender $c" >&2; exit 2 ;;
+  esac
+  server_pid=$!
+  # Ready = it answers /plaintext with 200 from the client side (10 s at most).
+  for _ in $(seq 100); do
+    code=$(ip netns exec px-client curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADDR:$PORT/plaintext" || true)
+    [ "$code" = 200 ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "$c did not become ready; its log:"; cat "$logf" >&2; exit 1
+}
+
+stop() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  [ -n "$nginx_prefix" ] && rm -rf "$nginx_prefix" && nginx_prefix=""
+  return 0
+}
+
+# The server's process tree (nginx: master and workers).
+tree_pids() { local p=$1; echo "$p"; for k in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$k"; done; }
+tree_ticks() { local t=0; for p in $(tree_pids "$1"); do t=$((t + $(proc_ticks "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+tree_kb() { local k=0; for p in $(tree_pids "$1"); do k=$((k + $(awk -v f="$2:" '$1==f {print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo "$k"; }
+
+# record CONTENDER MODE WORKLOAD CONNS EXTRA_JSON TOOL_JSON TICKS_BEFORE TICKS_AFTER MACHINE_BEFORE MACHINE_AFTER
+record() {
+  local c=$1 mode=$2 wl=$3 n=$4 extra=$5 json=$6 t0=$7 t1=$8 m0=$9 m1=${10}
+  [ -n "$json" ] || json='{"failed":1}'
+  python3 - "$c" "$mode" "$wl" "$n" "$extra" "$json" "$t0" "$t1" "$m0" "$m1" "$hz" "$(tree_kb "$server_pid" VmRSS)" \
+    "$(tree_kb "$server_pid" VmHWM)" >> "$runs" <<'PY'
+import json, sys
+c, mode, wl, n, extra, tool, t0, t1, m0, m1, hz, rss, hwm = sys.argv[1:]
+r = {"contender": c, "mode": mode, "workload": wl, "conns": int(n)}
+r.update(json.loads(extra or "{}"))
+r.update(json.loads(tool))
+done = r.get("requests", r.get("completed", 0)) or 0
+secs_cpu = (int(t1) - int(t0)) / int(hz)
+r["server_cpu_s"] = secs_cpu
+r["server_cpu_us_per_req"] = secs_cpu * 1e6 / done if done else None
+r["machine_cpu_us_per_req"] = (int(m1) - int(m0)) / int(hz) * 1e6 / done if done else None
+r["rss_kb"], r["peak_rss_kb"] = int(rss), int(hwm)
+r["errors"] = r.get("errors", 0) + r.get("non_2xx", 0) + sum(v for k, v in r.items() if k.startswith("errors_"))
+print(json.dumps(r))
+PY
+  tail -1 "$runs" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("  %-13s %-6s %-10s c=%-5s %10.0f req/s  p50 %6s us  p99 %7s us  p99.9 %7s us  errors %s  cpu %s us/req  rss %d KiB" % (r["contender"], r["mode"], r["workload"], r["conns"], r.get("rps", r.get("achieved_rps", 0)) or 0, r.get("p50_us"), r.get("p99_us"), r.get("p999_us"), r["errors"], ("%.2f" % r["server_cpu_us_per_req"]) if r.get("server_cpu_us_per_req") else "-", r["rss_kb"]))' >&2
+}
+
+# peak CONTENDER WORKLOAD CONNS: closed-loop wrk run; prints rps.
+peak() {
+  local c=$1 wl=$2 n=$3 depth=1 path=/json t0 t1 m0 m1 json
+  [ "$wl" = plaintext ] && depth=16 && path=/plaintext
+  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c"$n" -d"${secs}s" --timeout 5s \
+    -s benches/wrk/pipeline.lua "http://$ADDR:$PORT$path" -- "$depth" 2>/dev/null | grep '^{' || true)
+  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
+  record "$c" peak "$wl" "$n" "{\"pipeline\":$depth}" "$json" "$t0" "$t1" "$m0" "$m1"
+}
+
+# fixed CONTENDER RATE PERCENT: open-loop px-load run on json with 64 connections.
+fixed_rate() {
+  local c=$1 rate=$2 pct=$3 t0 t1 m0 m1 json
+  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  json=$(ip netns exec px-client taskset -c "$load_cpu" target/release/px-load --addr "$ADDR:$PORT" --path /json \
+    --conns 64 --rate "$rate" --secs "$secs" --warmup 1 || true)
+  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
+  record "$c" fixed json 64 "{\"percent_of_peak\":$pct}" "$json" "$t0" "$t1" "$m0" "$m1"
+}
+
+# scale CONTENDER N: N connections held open (idle), 64 active (wrk json) beside them.
+scale_run() {
+  local c=$1 n=$2 t0 t1 m0 m1 json held probe fifo
+  fifo=$(mktemp -u /tmp/px-hold.XXXX); mkfifo "$fifo"
+  ip netns exec px-client python3 scripts/conn-hold.py "$ADDR" "$PORT" "$n" < "$fifo" > "$out/hold.out" 2>&1 &
+  local holder=$!
+  exec 9> "$fifo"
+  for _ in $(seq 1200); do grep -q held "$out/hold.out" 2>/dev/null && break; sleep 0.1; done
+  held=$(grep -o '"held": [0-9]*' "$out/hold.out" | grep -o '[0-9]*$' || echo 0)
+  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c64 -d"${secs}s" --timeout 5s \
+    -s benches/wrk/pipeline.lua "http://$ADDR:$PORT/json" -- 1 2>/dev/null | grep '^{' || true)
+  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
+  echo probe >&9
+  for _ in $(seq 300); do grep -q probed "$out/hold.out" 2>/dev/null && break; sleep 0.1; done
+  probe=$(grep '^{"probed' "$out/hold.out" || echo '{"probed":0,"answered":0}')
+  record "$c" scale json 64 "{\"open\":$n,\"held\":$held,\"idle_probe\":$probe}" "$json" "$t0" "$t1" "$m0" "$m1"
+  exec 9>&-
+  wait "$holder" 2>/dev/null || true
+  rm -f "$fifo"
+}
+
+log "results in $out; contenders: $contenders; connections: $conns; ${secs}s per run"
+for c in $contenders; do
+  log "== $c"
+  start "$c"
+  for n in $conns; do
+    peak "$c" plaintext "$n"
+    peak "$c" json "$n"
+  done
+  best=$(python3 -c 'import json,sys; print(int(max([r.get("rps",0) or 0 for r in map(json.loads, open(sys.argv[1])) if r["contender"]==sys.argv[2] and r["mode"]=="peak" and r["workload"]=="json"] or [0])))' "$runs" "$c")
+  for pct in $fixed; do
+    [ "$best" -gt 0 ] && fixed_rate "$c" $((best * pct / 100)) "$pct"
+  done
+  for n in $scale; do
+    scale_run "$c" "$n"
+  done
+  stop
+done
+addr_off
+
+python3 scripts/bench-report.py "$out" $([ $readme -eq 1 ] && echo --readme README.md) $([ $quick -eq 1 ] && echo --check)
+log "done: $out/results.md"
