@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (idempotent):
-# load/client tools, nginx and matplotlib for the benchmark harness, the nightly Miri
+# load/client tools, nginx and matplotlib for the benchmark harness, Chromium and
+# playwright-core for the search-page test, the nightly Miri
 # component, and a hugepage reservation.
 set -euo pipefail
 need=()
@@ -16,6 +17,11 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
 # The benchmark harness (scripts/bench.sh --quick runs in CI): nginx is a contender.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The Parallelopedia browser test: Debian's Chromium driven by playwright-core (npm).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v bunzip2 >/dev/null || need+=(bzip2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2
@@ -32,6 +38,10 @@ if rustup toolchain list | grep -q '^nightly'; then
   fi
 else
   echo "install-test-deps: no nightly toolchain; scripts/miri.sh will use valgrind" >&2
+fi
+if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
+  (cd "$(dirname "$0")/../tests/browser" && npm ci --silent --no-audit --no-fund) \
+    || { echo "install-test-deps: npm ci in tests/browser failed (playwright-core)" >&2; exit 1; }
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib \
   || { echo "install-test-deps: pip could not install matplotlib (bench plots)" >&2; exit 1; }

@@ -7,14 +7,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use px_dataplane::config::{Backend, Config};
 use px_dataplane::runtime::{self, CoreReport};
 
 /// px-appliance: a kernel-bypass HTTP appliance runtime.
 #[derive(Parser, Debug)]
-#[command(name = "px-appliance", version, about, long_about = None)]
+#[command(name = "px-appliance", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// A tool instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// I/O path: `kernel` (kernel TCP sockets, runs anywhere) or `af-xdp` (kernel bypass
     /// on --iface). Overrides server.backend.
     #[arg(long, value_enum)]
@@ -29,7 +32,7 @@ struct Cli {
     /// TOML configuration file (see nic-config/ and docs/configuration.md).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Comma-separated apps to mount: tfb, bytes, demo. Overrides server.apps.
+    /// Comma-separated apps to mount: tfb, bytes, demo, wiki. Overrides server.apps.
     #[arg(long, value_delimiter = ',')]
     apps: Option<Vec<String>>,
     /// Comma-separated CPUs; queue i runs on the i-th (cycling). Overrides server.cores.
@@ -47,12 +50,33 @@ struct Cli {
     /// (tcpdump -r FILE). Overrides af_xdp.pcap.
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// Index directory of the wiki app (built by `px-appliance wiki-index`). Overrides
+    /// wiki.dir.
+    #[arg(long)]
+    wiki_dir: Option<PathBuf>,
     /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
     #[arg(long)]
     log_level: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build the Parallelopedia index from a MediaWiki pages-articles dump (plain UTF-8
+    /// XML; decompress .bz2 first): title → page fst, byte ranges, redirect targets.
+    WikiIndex {
+        /// The dump (export-0.10 XML).
+        #[arg(long)]
+        xml: PathBuf,
+        /// Directory to write the index into (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -107,6 +131,9 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
     }
+    if let Some(d) = &cli.wiki_dir {
+        cfg.wiki.dir = d.to_string_lossy().into_owned();
+    }
     cfg.validate().context("after applying command-line flags")?;
     Ok(cfg)
 }
@@ -121,6 +148,21 @@ fn init_logging(level: &str) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::WikiIndex { xml, out, quiet }) = &cli.command {
+        let st = px_apps::wiki::index::build(xml, out, !quiet)?;
+        println!(
+            "px-appliance: indexed {} pages ({} titles, {} redirects of which {} point outside the dump, {} duplicate titles) \
+             of {} bytes into {}",
+            st.pages,
+            st.titles,
+            st.redirects,
+            st.redirects_missing,
+            st.duplicate_titles,
+            st.bytes,
+            out.display()
+        );
+        return Ok(());
+    }
     let cfg = effective_config(&cli)?;
     if cli.print_config {
         print!("{}", toml::to_string(&cfg)?);
@@ -133,7 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         let thread = std::thread::current();
         tracing::error!("panic in {}: {info}", thread.name().unwrap_or("?"));
     }));
-    let apps = Arc::new(px_apps::mount(&cfg.server.apps)?);
+    let apps = Arc::new(px_apps::mount_with(&cfg.server.apps, &cfg)?);
     let server = runtime::start(&cfg, apps)?;
     let trigger = server.shutdown_trigger();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])

@@ -75,6 +75,26 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[wiki]`: the Parallelopedia app.
+    pub wiki: WikiConfig,
+}
+
+/// `[wiki]`: the Parallelopedia app (mounted with `server.apps = [..., "wiki"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WikiConfig {
+    /// Index directory written by `px-appliance wiki-index` (required with the wiki app).
+    pub dir: String,
+    /// Page bytes not in the page cache: `defer` (start read-ahead and read them on the
+    /// control thread; the core goes on) or `inline` (read them on the core: it waits
+    /// for the disk).
+    pub cold_reads: String,
+}
+
+impl Default for WikiConfig {
+    fn default() -> Self {
+        WikiConfig { dir: String::new(), cold_reads: "defer".into() }
+    }
 }
 
 /// `[server]`
@@ -223,6 +243,18 @@ impl Config {
             return Err(invalid("server.shutdown_timeout_ms", "must be positive"));
         }
         self.http.validate().map_err(|(k, r)| invalid(&format!("http.{k}"), r))?;
+        if !matches!(self.wiki.cold_reads.as_str(), "defer" | "inline") {
+            return Err(invalid(
+                "wiki.cold_reads",
+                format!("must be \"defer\" or \"inline\", got {:?}", self.wiki.cold_reads),
+            ));
+        }
+        if s.apps.iter().any(|a| a == "wiki") && self.wiki.dir.is_empty() {
+            return Err(invalid(
+                "wiki.dir",
+                "the wiki app needs an index directory (--wiki-dir DIR, built by `px-appliance wiki-index`)",
+            ));
+        }
         let a = &self.arena;
         if !a.chunk_bytes.is_power_of_two() || !(PAGE_BYTES..=HUGEPAGE_BYTES).contains(&a.chunk_bytes) {
             return Err(invalid(

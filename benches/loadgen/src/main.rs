@@ -8,6 +8,7 @@
 //! epoll, no pipelining. Prints one JSON object.
 //!
 //! Usage: px-load --addr 10.99.0.1:8080 --path /json --conns 64 --rate 50000 --secs 10
+//!        (or --paths FILE: one path per line, sent in turn)
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -28,6 +29,9 @@ struct Args {
     /// Request path.
     #[arg(long, default_value = "/json")]
     path: String,
+    /// A file of request paths, one per line, used in turn instead of --path.
+    #[arg(long)]
+    paths: Option<std::path::PathBuf>,
     /// Keep-alive connections.
     #[arg(long, default_value_t = 64)]
     conns: usize,
@@ -97,7 +101,23 @@ fn main() -> anyhow::Result<()> {
     if a.rate == 0 || a.conns == 0 {
         bail!("--rate and --conns must be above 0");
     }
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", a.path, a.addr).into_bytes();
+    let paths: Vec<String> = match &a.paths {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        None => vec![a.path.clone()],
+    };
+    if paths.is_empty() {
+        bail!("--paths file is empty");
+    }
+    let requests: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| format!("GET {p} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", a.addr).into_bytes())
+        .collect();
+    let mut next_req = 0usize;
     let mut poll = Poll::new()?;
     let mut conns = Vec::with_capacity(a.conns);
     for i in 0..a.conns {
@@ -138,7 +158,9 @@ fn main() -> anyhow::Result<()> {
             idle.pop();
             let conn = &mut conns[c];
             conn.due = Some(due);
-            match conn.sock.write(&request) {
+            let request = &requests[next_req];
+            next_req = (next_req + 1) % requests.len();
+            match conn.sock.write(request) {
                 Ok(n) if n == request.len() => {}
                 Ok(n) => conn.unsent = request[n..].to_vec(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.unsent = request.clone(),

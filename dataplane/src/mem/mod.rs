@@ -7,14 +7,17 @@
 //! Ownership: a core loop maps one [`Region`] at start (prefaulted, so the data path
 //! never takes a page fault on arena memory), wraps it in a [`ChunkPool`], and every
 //! connection on that core gets an [`Arena`] that borrows chunks from the pool while a
-//! request is in flight and gives them back when it is rewound.
+//! request is in flight and gives them back when it is rewound. [`MappedFile`] maps a
+//! read-only file (the wiki dump) with residency checks for the cold-read path.
 
 mod arena;
+mod mapped;
 mod numa;
 mod pool;
 mod region;
 
 pub use arena::{Arena, ArenaError, ArenaVec, Mark, Pinned};
+pub use mapped::MappedFile;
 pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, NumaNode};
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};

@@ -80,6 +80,8 @@ pub struct CoreLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     listener_backlogged: bool,
+    accept_errors: u64,
+    last_accept_warn: Option<Instant>,
     conns: Vec<Option<Conn>>,
     gens: Vec<u32>,
     free: Vec<usize>,
@@ -136,6 +138,8 @@ impl CoreLoop {
             poll,
             listener: Some(listener),
             listener_backlogged: false,
+            accept_errors: 0,
+            last_accept_warn: None,
             conns: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -224,7 +228,13 @@ impl CoreLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    // Out of descriptors (EMFILE) repeats for every connection waiting:
+                    // one warning a second, with the count, instead of one per attempt.
+                    self.accept_errors += 1;
+                    if self.last_accept_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        tracing::warn!("accept failed: {e} ({} failures so far)", self.accept_errors);
+                        self.last_accept_warn = Some(now);
+                    }
                     return;
                 }
             }

@@ -1,0 +1,241 @@
+//! Parallelopedia: Wikipedia title search and page XML served by byte range, from an
+//! index built once (`px-appliance wiki-index`, see [`index`]) and mapped read-only by
+//! every core.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | the search page (HTML + JS, no build step) |
+//! | `GET /offsets/{prefix}` | JSON `[[title, start, end], ...]`, titles starting with the prefix in byte order; `?limit=` (default 100, at most 10,000); prefix under 3 characters → 400 |
+//! | `GET /wiki/{title}` | the page's XML, `text/xml; charset=utf-8`; `?follow=1` follows a redirect once; unknown → 404 |
+//! | `GET /xml` + `Range: bytes=a-b` / `a-` / `-n` | 206 with `Content-Range: bytes a-b/SIZE`; unsatisfiable → 416 with `Content-Range: bytes */SIZE`; no Range or several ranges → 400 |
+//!
+//! HEAD works on every route (the engine sends the same head without the body).
+//!
+//! **Page bytes and the disk.** Page XML is sent straight from the mapped dump (by
+//! reference: the transport copies it into its frames). If its pages are not in the page
+//! cache, touching them would stall the core for a disk read, so with
+//! `wiki.cold_reads = "defer"` (the default) the handler checks residency (`mincore`),
+//! starts read-ahead (`MADV_WILLNEED`) and hands the read to the control thread; the
+//! answer comes back to the core through the control queue while the core serves other
+//! connections. `inline` reads on the core (for measuring the difference).
+
+pub mod index;
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use px_dataplane::app::{ControlState, Ctx, HandlerError, Reply, Route};
+use px_dataplane::http::{Body, Method, OwnedResponse, Request, Response};
+
+pub use index::WikiIndex;
+
+/// Served state: the index and how cold reads are done.
+pub struct Wiki {
+    /// The mapped index and dump.
+    pub index: WikiIndex,
+    /// Defer reads of pages not in the page cache to the control thread.
+    pub defer_cold: bool,
+}
+
+/// The app's routes.
+pub const ROUTES: &[Route] = &[
+    Route { method: Method::Get, pattern: "/", handler: search_page },
+    Route { method: Method::Get, pattern: "/offsets/{*prefix}", handler: offsets },
+    Route { method: Method::Get, pattern: "/wiki/{*title}", handler: wiki },
+    Route { method: Method::Get, pattern: "/xml", handler: xml_range },
+];
+
+const PAGE: &[u8] = include_bytes!("search.html");
+const XML_TYPE: &str = "text/xml; charset=utf-8";
+/// Most results `/offsets` returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+fn state<'a>(cx: &Ctx<'a>) -> Result<&'a Wiki, HandlerError> {
+    cx.shared::<Wiki>().ok_or_else(|| HandlerError::status(500, "wiki app not initialised\n"))
+}
+
+fn search_page<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    Ok(Response::new(200, "text/html; charset=utf-8", Body::Static(PAGE)).into())
+}
+
+fn decoded<'a>(req: &'a Request<'a>, name: &str) -> Result<Cow<'a, str>, HandlerError> {
+    req.param_decoded(name).ok_or_else(|| HandlerError::status(400, format!("{name} is not percent-encoded UTF-8\n")))
+}
+
+fn offsets<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    let w = state(cx)?;
+    let prefix = decoded(req, "prefix")?;
+    if prefix.chars().count() < 3 {
+        return Err(HandlerError::status(400, "prefix must be at least 3 characters\n"));
+    }
+    let limit = match req.query("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(HandlerError::status(400, format!("limit must be 1..={MAX_LIMIT}\n"))),
+        },
+    };
+    let mut body = cx.arena().vec();
+    body.write_all(b"[").map_err(arena_full)?;
+    let mut first = true;
+    let mut err = None;
+    w.index.prefixed(&prefix, limit, |title, p| {
+        if err.is_some() {
+            return;
+        }
+        let sep = if first { "" } else { "," };
+        first = false;
+        let r = (|| {
+            body.write_all(sep.as_bytes())?;
+            body.write_all(b"[")?;
+            serde_json::to_writer(&mut body, title).map_err(std::io::Error::other)?;
+            write!(body, ",{},{}]", p.start, p.end)
+        })();
+        if let Err(e) = r {
+            err = Some(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(arena_full(e));
+    }
+    body.write_all(b"]").map_err(arena_full)?;
+    Ok(Response::ok("application/json", body.into_slice()).into())
+}
+
+fn arena_full(e: std::io::Error) -> HandlerError {
+    HandlerError::status(503, format!("response too large for the connection's arena: {e}\n"))
+}
+
+/// Answers `bytes` of the dump, from the page cache at once, or through the control
+/// thread when they would wait for the disk.
+fn send_range<'a>(
+    w: &'a Wiki,
+    cx: &mut Ctx<'a>,
+    status: u16,
+    start: u64,
+    end_incl: u64,
+    headers: Vec<(&'static str, String)>,
+) -> Result<Reply<'a>, HandlerError> {
+    let xml = w.index.xml;
+    let (s, e) = (start as usize, end_incl as usize + 1);
+    if w.defer_cold && !xml.resident(s, e) {
+        xml.will_need(s, e);
+        return cx.call_control(Box::new(move |_: &mut ControlState| {
+            let mut r = OwnedResponse::new(status, XML_TYPE, xml.bytes()[s..e].to_vec());
+            r.headers = headers;
+            // Says which path served it (operators, and the cold-read test).
+            r.headers.push(("X-Cold-Read", "deferred".into()));
+            r
+        }));
+    }
+    let mut resp = Response::new(status, XML_TYPE, Body::Static(&xml.bytes()[s..e]));
+    resp.headers = headers;
+    Ok(resp.into())
+}
+
+fn wiki<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    let w = state(cx)?;
+    let title = decoded(req, "title")?;
+    let Some(mut page) = w.index.find(&title) else {
+        return Err(HandlerError::status(404, format!("no page titled {title:?}\n")));
+    };
+    if req.query("follow").is_some_and(|v| v == "1") && page.redirect != index::NOT_REDIRECT {
+        page = match w.index.page(page.redirect) {
+            Some(target) if page.redirect != index::REDIRECT_MISSING => target,
+            _ => return Err(HandlerError::status(404, format!("{title:?} redirects to a page not in this dump\n"))),
+        };
+    }
+    let headers = vec![("X-Page-Range", format!("{}-{}", page.start, page.end))];
+    send_range(w, cx, 200, page.start, page.end, headers)
+}
+
+/// A parsed `Range` header against a representation of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// 206: inclusive byte range.
+    Partial(u64, u64),
+    /// 416.
+    Unsatisfiable,
+    /// 400 with the reason.
+    Bad(&'static str),
+}
+
+/// RFC 9110 §14.1.2 single byte ranges: `bytes=a-b`, `bytes=a-`, `bytes=-n`.
+pub fn parse_range(value: &str, size: u64) -> RangeAnswer {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Bad("Range must use the bytes unit: bytes=a-b, bytes=a- or bytes=-n");
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Bad("several ranges in one request are not supported; ask for one range at a time");
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAnswer::Bad("malformed Range") };
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            None
+        } else {
+            s.parse().ok()
+        }
+    };
+    match (a.trim(), b.trim()) {
+        ("", n) => match num(n) {
+            // Suffix range: the last n bytes (n > size means the whole representation).
+            Some(0) => RangeAnswer::Unsatisfiable,
+            Some(_) if size == 0 => RangeAnswer::Unsatisfiable,
+            Some(n) => RangeAnswer::Partial(size - n.min(size), size - 1),
+            None => RangeAnswer::Bad("malformed Range"),
+        },
+        (a, "") => match num(a) {
+            Some(a) if a < size => RangeAnswer::Partial(a, size - 1),
+            Some(_) => RangeAnswer::Unsatisfiable,
+            None => RangeAnswer::Bad("malformed Range"),
+        },
+        (a, b) => match (num(a), num(b)) {
+            (Some(a), Some(b)) if a > b => RangeAnswer::Bad("Range first byte is after its last byte"),
+            (Some(a), Some(_)) if a >= size => RangeAnswer::Unsatisfiable,
+            (Some(a), Some(b)) => RangeAnswer::Partial(a, b.min(size - 1)),
+            _ => RangeAnswer::Bad("malformed Range"),
+        },
+    }
+}
+
+fn xml_range<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
+    let w = state(cx)?;
+    let size = w.index.xml.len() as u64;
+    let Some(value) = req.header("range") else {
+        return Err(HandlerError::status(400, "GET /xml needs a Range header: bytes=a-b, bytes=a- or bytes=-n\n"));
+    };
+    let value = std::str::from_utf8(value).map_err(|_| HandlerError::status(400, "Range is not ASCII\n"))?;
+    match parse_range(value, size) {
+        RangeAnswer::Partial(a, b) => {
+            send_range(w, cx, 206, a, b, vec![("Content-Range", format!("bytes {a}-{b}/{size}"))])
+        }
+        RangeAnswer::Unsatisfiable => Ok(Response::text(416, "range not satisfiable\n")
+            .with_header("Content-Range", format!("bytes */{size}"))
+            .into()),
+        RangeAnswer::Bad(why) => Err(HandlerError::status(400, format!("{why}\n"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        use RangeAnswer::*;
+        assert_eq!(parse_range("bytes=0-9", 100), Partial(0, 9));
+        assert_eq!(parse_range("bytes=90-200", 100), Partial(90, 99));
+        assert_eq!(parse_range("bytes=95-", 100), Partial(95, 99));
+        assert_eq!(parse_range("bytes=-10", 100), Partial(90, 99), "suffix: the last 10 bytes");
+        assert_eq!(parse_range("bytes=-1", 100), Partial(99, 99));
+        assert_eq!(parse_range("bytes=-500", 100), Partial(0, 99));
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=100-200", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert!(matches!(parse_range("bytes=0-1,5-6", 100), Bad(m) if m.contains("several ranges")));
+        assert!(matches!(parse_range("0-10", 100), Bad(m) if m.contains("bytes unit")));
+        assert!(matches!(parse_range("bytes=5-1", 100), Bad(_)));
+        assert!(matches!(parse_range("bytes=x-1", 100), Bad(_)));
+        assert!(matches!(parse_range("bytes=-", 100), Bad(_)));
+    }
+}

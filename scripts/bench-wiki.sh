@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Parallelopedia at scale: a synthetic dump of N pages (default 16 million titles,
+# scripts/wiki-synth.py), its index built and served; reports index size on disk, build
+# time and peak memory, RSS while serving, /offsets and /wiki p50/p99 at a fixed rate
+# (px-load, open loop), and the cold-read comparison: p99 of a hot route while pages are
+# read from a cold page cache, wiki.cold_reads = defer against inline (blocking).
+# Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
+# server on SERVER_CPU, load on LOAD_CPU; WORKDIR default /var/tmp/px-wiki-bench, needs
+# about 300 bytes of disk per page: ~5 GB for 16M). Asserts nothing; prints figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
+n=${1:-16000000}
+work=${2:-/var/tmp/px-wiki-bench}
+rate=${RATE:-20000}
+secs=${SECS:-10}
+port=18090
+mkdir -p "$work"
+cargo build --release -q -p px-apps -p px-load
+bin=target/release/px-appliance
+xml=$work/synth-$n.xml
+idx=$work/index-$n
+
+if [ ! -s "$xml" ] || [ ! -s "$xml.titles" ]; then
+  echo "generating $n pages into $xml"
+  /usr/bin/time -f "  generated in %e s" python3 scripts/wiki-synth.py "$n" "$xml" --body-bytes 40
+fi
+echo "dump: $(du -h "$xml" | cut -f1) ($(stat -c %s "$xml") bytes)"
+rm -rf "$idx"
+/usr/bin/time -f "build: %e s wall, %U s user, peak RSS %M KiB" "$bin" wiki-index --quiet --xml "$xml" --out "$idx" 2>&1 \
+  | sed 's/^px-appliance: /  /'
+echo "index on disk: $(du -sh "$idx" | cut -f1) (titles.fst $(du -h "$idx/titles.fst" | cut -f1), pages.bin $(du -h "$idx/pages.bin" | cut -f1))"
+
+# Request mixes: random titles and random 3-5 character prefixes of real titles.
+python3 - "$xml.titles" "$work" <<'PY'
+import random, sys, urllib.parse
+sample, work = sys.argv[1], sys.argv[2]
+rng = random.Random(3)
+titles = open(sample, encoding="utf-8").read().splitlines()
+rng.shuffle(titles)
+q = lambda s: urllib.parse.quote(s, safe="")
+with open(f"{work}/wiki-paths", "w") as f:
+    for t in titles[:100000]:
+        f.write(f"/wiki/{q(t)}\n")
+with open(f"{work}/offsets-paths", "w") as f:
+    for t in titles[100000:200000] or titles:
+        f.write(f"/offsets/{q(t[:rng.randint(3, 5)])}?limit=20\n")
+PY
+
+start_server() {
+  taskset -c "$server_cpu" "$bin" --listen "127.0.0.1:$port" --queues 1 --cores "$server_cpu" --apps tfb,wiki \
+    --wiki-dir "$idx" --log-level warn "$@" > "$work/server.log" 2>&1 &
+  pid=$!
+  wait_ready "$work/server.log"
+}
+load() {  # load PATHS_FILE|PATH RATE
+  local arg=--path; [ -f "$1" ] && arg=--paths
+  taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" $arg "$1" --conns 32 --rate "$2" --secs "$secs"
+}
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+start_server
+echo "RSS after start: $(rss "$pid") KiB"
+echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
+echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
+echo "RSS while serving (after both runs): $(rss "$pid") KiB, peak $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
+kill -TERM "$pid"; wait "$pid" || true
+
+# Cold reads: evict the dump from the page cache every 50 ms while /wiki is fetched at a
+# low rate, and measure a hot route (/plaintext) on the same core at the same time.
+cold_run() {
+  local mode=$1
+  printf '[wiki]\ndir = "%s"\ncold_reads = "%s"\n' "$idx" "$mode" > "$work/cold.toml"
+  start_server --config "$work/cold.toml"
+  python3 - "$xml" <<'PY' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+while True:
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    time.sleep(0.05)
+PY
+  local evictor=$!
+  load "$work/wiki-paths" 500 > "$work/cold-wiki.json" &
+  local wl=$!
+  echo "cold_reads=$mode: hot /plaintext at 5000 req/s: $(load /plaintext 5000)"
+  wait "$wl"
+  echo "cold_reads=$mode: cold /wiki at 500 req/s: $(cat "$work/cold-wiki.json")"
+  kill "$evictor"; wait "$evictor" 2>/dev/null || true
+  kill -TERM "$pid"; wait "$pid" || true
+}
+cold_run defer
+cold_run inline
