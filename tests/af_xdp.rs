@@ -503,3 +503,29 @@ fn sigterm_refuses_new_connections_and_finishes_in_flight_responses() {
     assert_eq!(sum, sha256_of_pattern(16 << 20), "the in-flight response finished whole");
     assert!(counter(&report, "http_2xx") >= 1, "{report}");
 }
+
+#[test]
+fn wiki_app_over_af_xdp() {
+    let Some(_tb) = testbed(1) else { return };
+    let (xml_path, idx) = common::wiki_fixture();
+    let xml = std::fs::read(xml_path).unwrap();
+    let app = Appliance::start(&["--queues", "1", "--apps", "tfb,wiki", "--wiki-dir", idx.to_str().unwrap()]);
+    let base = "http://10.99.0.1:8080";
+    let out = in_client(&["curl", "-sS", "--max-time", "10", &format!("{base}/offsets/Anar")]);
+    let rows: Vec<(String, u64, u64)> = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, start, end) = rows.iter().find(|r| r.0 == "Anarchism").expect("Anarchism in /offsets/Anar").clone();
+    let out = in_client(&["curl", "-sS", "--max-time", "10", &format!("{base}/wiki/Anarchism")]);
+    assert!(out.stdout == xml[start as usize..=end as usize], "/wiki/Anarchism is its byte range of the dump");
+    let range = format!("Range: bytes={start}-{end}");
+    let out = in_client(&["curl", "-sS", "-D", "/dev/stderr", "--max-time", "10", "-H", &range, &format!("{base}/xml")]);
+    let head = String::from_utf8_lossy(&out.stderr);
+    assert!(head.starts_with("HTTP/1.1 206") && head.contains(&format!("Content-Range: bytes {start}-{end}/{}", xml.len())), "{head}");
+    assert!(out.stdout == xml[start as usize..=end as usize]);
+    let out = in_client(&["curl", "-sS", "-I", "--max-time", "10", &format!("{base}/wiki/Anarchism")]);
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.contains(&format!("Content-Length: {}", end - start + 1)), "HEAD: {head}");
+    let out = in_client(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/wiki/Nope_nope")]);
+    assert_eq!(out.stdout, b"404");
+    let report = app.stop();
+    assert_eq!(counter(&report, "http_5xx"), 0, "{report}");
+}

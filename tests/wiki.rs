@@ -5,43 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::{get, request, Raw, Server, BIN};
 
-const DUMP: &str = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The decompressed dump and its index, built once per test run.
-fn fixture() -> &'static (PathBuf, PathBuf) {
-    static F: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("px-wiki-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let xml = dir.join(format!("{DUMP}.xml"));
-        let bz2 = root().join("data").join(format!("{DUMP}.bz2"));
-        let py = format!(
-            "import bz2,shutil\nwith bz2.open({:?}) as f, open({:?},'wb') as o: shutil.copyfileobj(f,o)",
-            bz2.to_str().unwrap(),
-            xml.to_str().unwrap()
-        );
-        assert!(Command::new("python3").args(["-c", &py]).status().unwrap().success(), "decompressing the dump");
-        let idx = dir.join("index");
-        let out = Command::new(BIN)
-            .args(["wiki-index", "--quiet", "--xml", xml.to_str().unwrap(), "--out", idx.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("indexed 206 pages") && text.contains("100 redirects"), "{text}");
-        (xml, idx)
-    })
-}
+use common::{root, wiki_fixture as fixture, DUMP};
 
 fn server() -> Server {
     Server::start(&["--apps", "tfb,wiki", "--wiki-dir", fixture().1.to_str().unwrap()])

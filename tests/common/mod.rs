@@ -199,3 +199,38 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
+
+/// The wiki test dump's name (data/DUMP.bz2, CC BY-SA: data/README.md).
+pub const DUMP: &str = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The decompressed real dump and its index (`px-appliance wiki-index`), built once per
+/// test binary in a temporary directory: (xml, index dir).
+pub fn wiki_fixture() -> &'static (PathBuf, PathBuf) {
+    static F: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("px-wiki-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let xml = dir.join(format!("{DUMP}.xml"));
+        let bz2 = root().join("data").join(format!("{DUMP}.bz2"));
+        let py = format!(
+            "import bz2,shutil\nwith bz2.open({:?}) as f, open({:?},'wb') as o: shutil.copyfileobj(f,o)",
+            bz2.to_str().unwrap(),
+            xml.to_str().unwrap()
+        );
+        assert!(Command::new("python3").args(["-c", &py]).status().unwrap().success(), "decompressing the dump");
+        let idx = dir.join("index");
+        let out = Command::new(BIN)
+            .args(["wiki-index", "--quiet", "--xml", xml.to_str().unwrap(), "--out", idx.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("indexed 206 pages") && text.contains("100 redirects"), "{text}");
+        (xml, idx)
+    })
+}
