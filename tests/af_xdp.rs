@@ -517,9 +517,13 @@ fn wiki_app_over_af_xdp() {
     let out = in_client(&["curl", "-sS", "--max-time", "10", &format!("{base}/wiki/Anarchism")]);
     assert!(out.stdout == xml[start as usize..=end as usize], "/wiki/Anarchism is its byte range of the dump");
     let range = format!("Range: bytes={start}-{end}");
-    let out = in_client(&["curl", "-sS", "-D", "/dev/stderr", "--max-time", "10", "-H", &range, &format!("{base}/xml")]);
+    let out =
+        in_client(&["curl", "-sS", "-D", "/dev/stderr", "--max-time", "10", "-H", &range, &format!("{base}/xml")]);
     let head = String::from_utf8_lossy(&out.stderr);
-    assert!(head.starts_with("HTTP/1.1 206") && head.contains(&format!("Content-Range: bytes {start}-{end}/{}", xml.len())), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 206") && head.contains(&format!("Content-Range: bytes {start}-{end}/{}", xml.len())),
+        "{head}"
+    );
     assert!(out.stdout == xml[start as usize..=end as usize]);
     let out = in_client(&["curl", "-sS", "-I", "--max-time", "10", &format!("{base}/wiki/Anarchism")]);
     let head = String::from_utf8_lossy(&out.stdout);
