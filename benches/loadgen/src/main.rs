@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use std::os::fd::AsRawFd;
+use timerfd::{ClockId, SetTimeFlags, TimerFd, TimerState};
+
+/// The send timer's token (connections are 0..conns).
+const TIMER: Token = Token(usize::MAX);
 
 #[derive(Parser, Debug)]
 #[command(about = "Open-loop HTTP/1.1 load at a fixed rate, latency corrected for coordinated omission")]
@@ -128,6 +134,10 @@ fn main() -> anyhow::Result<()> {
         poll.registry().register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         conns.push(Conn { sock, due: None, rbuf: Vec::with_capacity(4096), unsent: Vec::new() });
     }
+    // epoll's timeout has millisecond granularity (mio rounds up): a timerfd wakes us
+    // for the next due request to the microsecond, so sends are not late by up to 1 ms.
+    let mut timer = TimerFd::new_custom(ClockId::Monotonic, true, true)?;
+    poll.registry().register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
     let mut idle: Vec<usize> = (0..a.conns).rev().collect();
     let mut backlog: VecDeque<Instant> = VecDeque::new();
     let mut events = Events::with_capacity(1024);
@@ -176,9 +186,21 @@ fn main() -> anyhow::Result<()> {
             break;
         }
         let next_due = start + Duration::from_nanos((scheduled as f64 * interval_ns) as u64);
-        let timeout = next_due.saturating_duration_since(now).min(Duration::from_millis(1));
-        poll.poll(&mut events, Some(timeout))?;
+        let wait = next_due.saturating_duration_since(Instant::now());
+        let timeout = if now >= stop_at {
+            Some(Duration::from_millis(10))
+        } else if wait.is_zero() {
+            Some(Duration::ZERO)
+        } else {
+            timer.set_state(TimerState::Oneshot(wait), SetTimeFlags::Default);
+            None
+        };
+        poll.poll(&mut events, timeout)?;
         for ev in events.iter() {
+            if ev.token() == TIMER {
+                timer.read();
+                continue;
+            }
             let c = ev.token().0;
             let conn = &mut conns[c];
             if ev.is_writable() && !conn.unsent.is_empty() {
