@@ -4,10 +4,10 @@
 //! A directory holds:
 //! - `titles.fst`: an fst map from title (UTF-8, as in `<title>`, XML entities decoded)
 //!   to page number, in byte order: prefix search is a range scan;
-//! - `pages.bin`: per page number, three little-endian u64: the byte offset of the `<`
-//!   of `<page>`, the offset of the final `>` of `</page>` (inclusive), and the page
-//!   number the page redirects to ([`NOT_REDIRECT`], or [`REDIRECT_MISSING`] when its
-//!   target is not in the dump);
+//! - `pages.bin`: per page number, 16 bytes little-endian: the byte offset (u64) of the
+//!   `<` of `<page>`, the distance (u32) from there to the final `>` of `</page>` (the
+//!   inclusive end), and the page number (u32) the page redirects to (`u32::MAX`: not a
+//!   redirect; `u32::MAX - 1`: its target is not in the dump);
 //! - `redirects.tsv`: page number, tab, target title, for every redirect (for people);
 //! - `meta.json`: the dump's path and size, counts, format version.
 //!
@@ -28,7 +28,9 @@ use px_dataplane::mem::MappedFile;
 pub const NOT_REDIRECT: u64 = u64::MAX;
 /// `pages.bin` redirect field of a redirect whose target is not in the dump.
 pub const REDIRECT_MISSING: u64 = u64::MAX - 1;
-const RECORD: usize = 24;
+const RECORD: usize = 16;
+const DISK_NOT_REDIRECT: u32 = u32::MAX;
+const DISK_REDIRECT_MISSING: u32 = u32::MAX - 1;
 const FORMAT: u32 = 1;
 /// Longest tag (with a title inside) the scanner accepts.
 const MAX_TAG: usize = 64 << 10;
@@ -176,7 +178,7 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
     let mut pages_out = BufWriter::new(File::create(out.join("pages.bin"))?);
     // Titles, packed: all bytes in one buffer, (offset, length, page) per title.
     let mut title_bytes: Vec<u8> = Vec::new();
-    let mut titles: Vec<(u64, u32, u64)> = Vec::new();
+    let mut titles: Vec<(u64, u32, u32)> = Vec::new();
     let mut redirects: Vec<(u64, String)> = Vec::new();
     let mut page_no: u64 = 0;
     let mut in_page: Option<(u64, Option<String>, Option<String>)> = None;
@@ -205,10 +207,14 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
             };
             let end = abs + 6;
             let title = title.with_context(|| format!("the page at byte {start} has no <title>"))?;
+            let span = u32::try_from(end - start).with_context(|| format!("the page at byte {start} is over 4 GiB"))?;
+            if page_no >= u64::from(DISK_REDIRECT_MISSING) {
+                bail!("more than {} pages: the index format numbers pages with 32 bits", DISK_REDIRECT_MISSING);
+            }
             pages_out.write_all(&start.to_le_bytes())?;
-            pages_out.write_all(&end.to_le_bytes())?;
-            pages_out.write_all(&NOT_REDIRECT.to_le_bytes())?;
-            titles.push((title_bytes.len() as u64, title.len() as u32, page_no));
+            pages_out.write_all(&span.to_le_bytes())?;
+            pages_out.write_all(&DISK_NOT_REDIRECT.to_le_bytes())?;
+            titles.push((title_bytes.len() as u64, title.len() as u32, page_no as u32));
             title_bytes.extend_from_slice(title.as_bytes());
             if let Some(r) = redirect {
                 redirects.push((page_no, r));
@@ -249,7 +255,7 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
     bar.set_position(size);
     bar.set_message(format!("{page_no} pages read; sorting titles"));
     // fst wants keys in byte order; equal titles keep the first page.
-    let key = |t: &(u64, u32, u64)| &title_bytes[t.0 as usize..t.0 as usize + t.1 as usize];
+    let key = |t: &(u64, u32, u32)| &title_bytes[t.0 as usize..t.0 as usize + t.1 as usize];
     titles.sort_by(|a, b| key(a).cmp(key(b)).then(a.2.cmp(&b.2)));
     let mut builder = fst::MapBuilder::new(BufWriter::new(File::create(out.join("titles.fst"))?))?;
     let mut last: Option<&[u8]> = None;
@@ -260,7 +266,7 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
             dups += 1;
             continue;
         }
-        builder.insert(k, t.2)?;
+        builder.insert(k, u64::from(t.2))?;
         last = Some(k);
         distinct += 1;
     }
@@ -274,11 +280,14 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
     let mut tsv = BufWriter::new(File::create(out.join("redirects.tsv"))?);
     let mut missing = 0u64;
     for (page, target) in &redirects {
-        let to = lookup(&map, target).unwrap_or_else(|| {
-            missing += 1;
-            REDIRECT_MISSING
-        });
-        pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 16)?;
+        let to = match lookup(&map, target) {
+            Some(p) => p as u32,
+            None => {
+                missing += 1;
+                DISK_REDIRECT_MISSING
+            }
+        };
+        pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 12)?;
         writeln!(tsv, "{page}\t{target}")?;
     }
     tsv.flush()?;
@@ -388,8 +397,14 @@ impl WikiIndex {
     pub fn page(&self, page: u64) -> Option<PageRef> {
         let i = usize::try_from(page).ok()?.checked_mul(RECORD)?;
         let r = self.pages.get(i..i + RECORD)?;
-        let f = |k: usize| u64::from_le_bytes(r[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
-        Some(PageRef { page, start: f(0), end: f(1), redirect: f(2) })
+        let start = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
+        let span = u32::from_le_bytes(r[8..12].try_into().expect("4 bytes"));
+        let redirect = match u32::from_le_bytes(r[12..16].try_into().expect("4 bytes")) {
+            DISK_NOT_REDIRECT => NOT_REDIRECT,
+            DISK_REDIRECT_MISSING => REDIRECT_MISSING,
+            p => u64::from(p),
+        };
+        Some(PageRef { page, start, end: start + u64::from(span), redirect })
     }
 
     /// The page titled `title` (see [`lookup`] for the spellings tried).
