@@ -4,6 +4,7 @@
 # time and peak memory, RSS while serving, /offsets and /wiki p50/p99 at a fixed rate
 # (px-load, open loop), and the cold-read comparison: p99 of a hot route while pages are
 # read from a cold page cache, wiki.cold_reads = defer against inline (blocking).
+# Env: KEEP_INDEX=1 reuses a built index, SKIP_COLD=1 skips the cold-read runs, RATE, SECS.
 # Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
 # server on SERVER_CPU, load on LOAD_CPU; WORKDIR default /var/tmp/px-wiki-bench, needs
 # about 300 bytes of disk per page: ~5 GB for 16M). Asserts nothing; prints figures.
@@ -26,9 +27,9 @@ if [ ! -s "$xml" ] || [ ! -s "$xml.titles" ]; then
   /usr/bin/time -f "  generated in %e s" python3 scripts/wiki-synth.py "$n" "$xml" --body-bytes 40
 fi
 echo "dump: $(du -h "$xml" | cut -f1) ($(stat -c %s "$xml") bytes)"
-rm -rf "$idx"
+[ "${KEEP_INDEX:-0}" = 1 ] && [ -s "$idx/meta.json" ] || { rm -rf "$idx"
 /usr/bin/time -f "build: %e s wall, %U s user, peak RSS %M KiB" "$bin" wiki-index --quiet --xml "$xml" --out "$idx" 2>&1 \
-  | sed 's/^px-appliance: /  /'
+  | sed 's/^px-appliance: /  /'; }
 echo "index on disk: $(du -sh "$idx" | cut -f1) (titles.fst $(du -h "$idx/titles.fst" | cut -f1), pages.bin $(du -h "$idx/pages.bin" | cut -f1))"
 
 # Request mixes: random titles and random 3-5 character prefixes of real titles.
@@ -57,13 +58,14 @@ load() {  # load PATHS_FILE|PATH RATE
   local arg=--path; [ -f "$1" ] && arg=--paths
   taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" $arg "$1" --conns 32 --rate "$2" --secs "$secs"
 }
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss() { awk '/VmRSS|RssAnon|RssFile/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 
 start_server
 echo "RSS after start: $(rss "$pid") KiB"
 echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
 echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
-echo "RSS while serving (after both runs): $(rss "$pid") KiB, peak $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
+echo "RSS while serving (after both runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
+echo "  (RssFile is the mapped index and dump pages touched: page cache the kernel can reclaim; RssAnon is the process's own memory)"
 kill -TERM "$pid"; wait "$pid" || true
 
 # Cold reads: evict the dump from the page cache every 50 ms while /wiki is fetched at a
@@ -88,5 +90,6 @@ PY
   kill "$evictor"; wait "$evictor" 2>/dev/null || true
   kill -TERM "$pid"; wait "$pid" || true
 }
+[ "${SKIP_COLD:-0}" = 1 ] && exit 0
 cold_run defer
 cold_run inline

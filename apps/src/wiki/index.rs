@@ -368,8 +368,11 @@ impl WikiIndex {
             bail!("{}: index format {} (this build reads {FORMAT}); rebuild it", dir.display(), meta["format"]);
         }
         let xml_path = PathBuf::from(meta["xml"].as_str().context("meta.json: no xml path")?);
+        // Lookups touch scattered pages: no read-ahead or fault-around on these maps.
         let leak = |p: &Path| -> Result<&'static MappedFile> {
-            Ok(Box::leak(Box::new(MappedFile::open(p).with_context(|| format!("mapping {}", p.display()))?)))
+            let m = MappedFile::open(p).with_context(|| format!("mapping {}", p.display()))?;
+            m.advise_random();
+            Ok(Box::leak(Box::new(m)))
         };
         let xml = leak(&xml_path)?;
         if Some(xml.len() as u64) != meta["xml_bytes"].as_u64() {

@@ -97,6 +97,16 @@ impl MappedFile {
         r == 0 && vec.iter().all(|b| b & 1 == 1)
     }
 
+    /// Declares random access (`MADV_RANDOM`): no read-ahead and no fault-around, so a
+    /// lookup maps only the pages it touches (RSS tracks what is used, not 64 KiB
+    /// neighbourhoods of it).
+    pub fn advise_random(&self) {
+        if self.len > 0 {
+            // SAFETY: the whole mapping, page-aligned (mmap's result); only a hint.
+            unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_RANDOM) };
+        }
+    }
+
     /// Asks the kernel to start reading `start..end` into the page cache (returns at
     /// once; the read-ahead runs in the background).
     pub fn will_need(&self, start: usize, end: usize) {
