@@ -74,3 +74,41 @@ fn limits_follow_the_config_file() {
     check(&srv, b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\n12345678", 200, false);
     srv.stop();
 }
+
+#[test]
+fn out_of_descriptors_refuses_fast_and_recovers() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    // 48 descriptors: a few dozen connections fit, the rest must be refused at once
+    // (closed) rather than left hanging in the accept queue.
+    let srv = Server::start_under(&["prlimit", "--nofile=48:48"], &[]);
+    let mut socks: Vec<std::net::TcpStream> =
+        (0..80).map(|_| std::net::TcpStream::connect(srv.addr).unwrap()).collect();
+    let started = Instant::now();
+    let (mut answered, mut refused) = (0, 0);
+    for s in &mut socks {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200") => answered += 1,
+            Ok(0) => refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => refused += 1,
+            other => panic!("connection neither answered nor refused: {other:?}"),
+        }
+    }
+    assert!(answered >= 10 && refused >= 10, "answered {answered}, refused {refused}");
+    assert!(started.elapsed() < Duration::from_secs(10), "nobody waited for a timeout");
+    drop(socks);
+    // Descriptors are back: the server answers again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Raw::connect(srv.addr);
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        if c.read_response(false).status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not recover");
+    }
+    srv.stop();
+}

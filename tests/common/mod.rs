@@ -21,7 +21,20 @@ impl Server {
     /// Starts the binary with `--backend kernel --listen 127.0.0.1:0` and `args`, and
     /// waits (up to 20 s) for its "listening on" line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_under(&[], args)
+    }
+
+    /// As [`start`](Self::start), run under `wrapper` (e.g. `prlimit --nofile=48`).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .args(["--backend", "kernel", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")

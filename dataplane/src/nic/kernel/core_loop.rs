@@ -82,6 +82,9 @@ pub struct CoreLoop {
     listener_backlogged: bool,
     accept_errors: u64,
     last_accept_warn: Option<Instant>,
+    /// A descriptor held in reserve, given up to refuse connections when out of them.
+    spare_fd: Option<std::fs::File>,
+    refused_no_fd: u64,
     conns: Vec<Option<Conn>>,
     gens: Vec<u32>,
     free: Vec<usize>,
@@ -140,6 +143,8 @@ impl CoreLoop {
             listener_backlogged: false,
             accept_errors: 0,
             last_accept_warn: None,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
+            refused_no_fd: 0,
             conns: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -232,14 +237,42 @@ impl CoreLoop {
                     // one warning a second, with the count, instead of one per attempt.
                     self.accept_errors += 1;
                     if self.last_accept_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                        tracing::warn!("accept failed: {e} ({} failures so far)", self.accept_errors);
+                        tracing::warn!(
+                            "accept failed: {e} ({} failures, {} connections refused for want of descriptors)",
+                            self.accept_errors,
+                            self.refused_no_fd
+                        );
                         self.last_accept_warn = Some(now);
+                    }
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && self.refuse_one() {
+                        continue; // more may be waiting: the turn's accept budget bounds this
                     }
                     return;
                 }
             }
         }
         self.listener_backlogged = true;
+    }
+
+    /// Out of descriptors: give back the spare one, accept the oldest waiting connection
+    /// and close it at once, so its client learns now (a FIN) instead of hanging in the
+    /// accept queue; then take the spare again.
+    /// Returns true if one was refused.
+    fn refuse_one(&mut self) -> bool {
+        let Some(l) = &self.listener else { return false };
+        if self.spare_fd.take().is_none() {
+            return false;
+        }
+        let refused = match l.accept() {
+            Ok((sock, _)) => {
+                drop(sock);
+                self.refused_no_fd += 1;
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        refused
     }
 
     fn insert(&mut self, mut sock: TcpStream, now: Instant) {
