@@ -71,7 +71,7 @@ pub struct Config {
     pub af_xdp: XdpConfig,
     /// `[tcp]`: the userspace TCP engine (AF_XDP backend).
     pub tcp: crate::tcp::TcpConfig,
-    /// `[control]`: the control thread.
+    /// `[control]`: the control thread and the I/O threads.
     pub control: ControlConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
@@ -85,8 +85,8 @@ pub struct Config {
 pub struct WikiConfig {
     /// Index directory written by `px-appliance wiki-index` (required with the wiki app).
     pub dir: String,
-    /// Page bytes not in the page cache: `defer` (start read-ahead and read them on the
-    /// control thread; the core goes on) or `inline` (read them on the core: it waits
+    /// Page bytes not in the page cache: `defer` (start read-ahead and read them on an
+    /// I/O thread; the core goes on) or `inline` (read them on the core: it waits
     /// for the disk).
     pub cold_reads: String,
 }
@@ -191,13 +191,17 @@ impl Default for KernelConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Capacity of the control thread's job queue, and of each core's answer queue.
+    /// Capacity of the control thread's job queue, of the I/O threads' queue, and of
+    /// each core's answer queue.
     pub queue_depth: usize,
+    /// Threads that run jobs which may block (`Ctx::call_blocking`: the wiki app's cold
+    /// page reads); 0 runs them on the control thread.
+    pub io_threads: usize,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig { queue_depth: 1024 }
+        ControlConfig { queue_depth: 1024, io_threads: 4 }
     }
 }
 
@@ -294,6 +298,9 @@ impl Config {
                 return Err(invalid("af_xdp.iface", "required with backend af-xdp (or --iface IF)"));
             }
             crate::net::NetConfig::parse_cidr(&self.af_xdp.ip).map_err(|r| invalid("af_xdp.ip", r))?;
+        }
+        if self.control.io_threads > 256 {
+            return Err(invalid("control.io_threads", format!("must be 0..=256, got {}", self.control.io_threads)));
         }
         if self.control.queue_depth == 0 {
             return Err(invalid("control.queue_depth", "must be positive"));

@@ -330,7 +330,7 @@ impl XdpServer {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let zerocopy = socks.iter().all(XskQueue::zerocopy);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let plane = ControlPlane::start(cfg.control.queue_depth)
+        let plane = ControlPlane::start_with(cfg.control.queue_depth, cfg.control.io_threads)
             .map_err(|source| StartError::Io { what: "spawning the control thread", source })?;
         let mut threads = Vec::new();
         for (queue, mut sock) in socks.into_iter().enumerate() {

@@ -15,16 +15,16 @@
 //! reference: the transport copies it into its frames). If its pages are not in the page
 //! cache, touching them would stall the core for a disk read, so with
 //! `wiki.cold_reads = "defer"` (the default) the handler checks residency (`mincore`),
-//! starts read-ahead (`MADV_WILLNEED`) and hands the read to the control thread; the
-//! answer comes back to the core through the control queue while the core serves other
-//! connections. `inline` reads on the core (for measuring the difference).
+//! starts read-ahead (`MADV_WILLNEED`) and hands the read to an I/O thread
+//! (`control.io_threads`); the answer comes back to the core through its mailbox while
+//! the core serves other connections. `inline` reads on the core (for measuring the difference).
 
 pub mod index;
 
 use std::borrow::Cow;
 use std::io::Write;
 
-use px_dataplane::app::{ControlState, Ctx, HandlerError, Reply, Route};
+use px_dataplane::app::{Ctx, HandlerError, Reply, Route};
 use px_dataplane::http::{Body, Method, OwnedResponse, Request, Response};
 
 pub use index::WikiIndex;
@@ -33,7 +33,7 @@ pub use index::WikiIndex;
 pub struct Wiki {
     /// The mapped index and dump.
     pub index: WikiIndex,
-    /// Defer reads of pages not in the page cache to the control thread.
+    /// Defer reads of pages not in the page cache to an I/O thread.
     pub defer_cold: bool,
 }
 
@@ -120,7 +120,7 @@ fn send_range<'a>(
     let (s, e) = (start as usize, end_incl as usize + 1);
     if w.defer_cold && !xml.resident(s, e) {
         xml.will_need(s, e);
-        return cx.call_control(Box::new(move |_: &mut ControlState| {
+        return cx.call_blocking(Box::new(move || {
             let mut r = OwnedResponse::new(status, XML_TYPE, xml.bytes()[s..e].to_vec());
             r.headers = headers;
             // Says which path served it (operators, and the cold-read test).

@@ -18,7 +18,7 @@ mod shared;
 
 use std::time::SystemTime;
 
-pub use control::{ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
+pub use control::{BlockingJob, ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
 pub use router::{Route, RouteError, Routed, Router};
 pub use shared::{ConnState, Shared};
 
@@ -109,6 +109,19 @@ impl<'a> Ctx<'a> {
                 Ok(Reply::Deferred)
             }
             Err(_) => Ok(Reply::Now(Response::text(503, "control queue full\n").with_header("Retry-After", "1"))),
+        }
+    }
+
+    /// Runs `job`, which may block (a cold file read), on one of the I/O threads
+    /// (`control.io_threads`); its answer becomes this request's response, as with
+    /// [`call_control`](Self::call_control). 503 at once when the queue is full.
+    pub fn call_blocking(&mut self, job: BlockingJob) -> Result<Reply<'a>, HandlerError> {
+        match self.control.submit_blocking(self.conn_id, job) {
+            Ok(()) => {
+                self.deferred = true;
+                Ok(Reply::Deferred)
+            }
+            Err(_) => Ok(Reply::Now(Response::text(503, "I/O queue full\n").with_header("Retry-After", "1"))),
         }
     }
 }

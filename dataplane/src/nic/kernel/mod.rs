@@ -32,7 +32,7 @@ impl Server {
     pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<Server, StartError> {
         let listeners = listener::bind_all(cfg)?;
         let addr = listeners[0].local_addr().map_err(|source| StartError::Io { what: "local_addr", source })?;
-        let control = ControlPlane::start(cfg.control.queue_depth)
+        let control = ControlPlane::start_with(cfg.control.queue_depth, cfg.control.io_threads)
             .map_err(|source| StartError::Io { what: "spawning the control thread", source })?;
         let stop = Arc::new(AtomicBool::new(false));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
