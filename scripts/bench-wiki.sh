@@ -4,7 +4,8 @@
 # time and peak memory, RSS while serving, /offsets and /wiki p50/p99 at a fixed rate
 # (px-load, open loop), and the cold-read comparison: p99 of a hot route while pages are
 # read from a cold page cache, wiki.cold_reads = defer against inline (blocking).
-# Env: KEEP_INDEX=1 reuses a built index, SKIP_COLD=1 skips the cold-read runs, RATE, SECS.
+# Env: KEEP_INDEX=1 reuses a built index, SKIP_WARM=1 / SKIP_COLD=1 skip those runs,
+# RATE (warm runs), COLD_RATE (cold /wiki, default 500), SECS.
 # Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
 # server on SERVER_CPU, load on LOAD_CPU; WORKDIR default /var/tmp/px-wiki-bench, needs
 # about 300 bytes of disk per page: ~5 GB for 16M). Asserts nothing; prints figures.
@@ -60,6 +61,7 @@ load() {  # load PATHS_FILE|PATH RATE
 }
 rss() { awk '/VmRSS|RssAnon|RssFile/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 
+if [ "${SKIP_WARM:-0}" != 1 ]; then
 start_server
 echo "RSS after start: $(rss "$pid") KiB"
 echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
@@ -67,6 +69,7 @@ echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
 echo "RSS while serving (after both runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
 echo "  (RssFile is the mapped index and dump pages touched: page cache the kernel can reclaim; RssAnon is the process's own memory)"
 kill -TERM "$pid"; wait "$pid" || true
+fi
 
 # Cold reads: evict the dump from the page cache every 50 ms while /wiki is fetched at a
 # low rate, and measure a hot route (/plaintext) on the same core at the same time.
@@ -82,11 +85,11 @@ while True:
     time.sleep(0.05)
 PY
   local evictor=$!
-  load "$work/wiki-paths" 500 > "$work/cold-wiki.json" &
+  load "$work/wiki-paths" "${COLD_RATE:-500}" > "$work/cold-wiki.json" &
   local wl=$!
   echo "cold_reads=$mode: hot /plaintext at 5000 req/s: $(load /plaintext 5000)"
   wait "$wl"
-  echo "cold_reads=$mode: cold /wiki at 500 req/s: $(cat "$work/cold-wiki.json")"
+  echo "cold_reads=$mode: cold /wiki at ${COLD_RATE:-500} req/s: $(cat "$work/cold-wiki.json")"
   kill "$evictor"; wait "$evictor" 2>/dev/null || true
   kill -TERM "$pid"; wait "$pid" || true
 }
