@@ -190,16 +190,21 @@ impl ControlHandle {
 
     /// Queues `job` for connection `conn_id`.
     pub fn submit(&self, conn_id: u64, job: ControlJob) -> Result<(), Busy> {
+        self.enqueue(&self.jobs, conn_id, job)?;
+        self.control.unpark();
+        Ok(())
+    }
+
+    /// Counts the job against this core's mailbox and queues it.
+    fn enqueue<J>(&self, queue: &ArrayQueue<Envelope<J>>, conn_id: u64, job: J) -> Result<(), Busy> {
         if self.mailbox.outstanding.load(Ordering::Acquire) >= self.mailbox.done.capacity() {
             return Err(Busy);
         }
         self.mailbox.outstanding.fetch_add(1, Ordering::AcqRel);
-        let env = Envelope { conn_id, mailbox: self.mailbox.clone(), job };
-        if self.jobs.push(env).is_err() {
+        if queue.push(Envelope { conn_id, mailbox: self.mailbox.clone(), job }).is_err() {
             self.mailbox.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(Busy);
         }
-        self.control.unpark();
         Ok(())
     }
 
@@ -209,15 +214,7 @@ impl ControlHandle {
         if self.io.is_empty() {
             return self.submit(conn_id, Box::new(move |_: &mut ControlState| job()));
         }
-        if self.mailbox.outstanding.load(Ordering::Acquire) >= self.mailbox.done.capacity() {
-            return Err(Busy);
-        }
-        self.mailbox.outstanding.fetch_add(1, Ordering::AcqRel);
-        let env = Envelope { conn_id, mailbox: self.mailbox.clone(), job };
-        if self.io_jobs.push(env).is_err() {
-            self.mailbox.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy);
-        }
+        self.enqueue(&self.io_jobs, conn_id, job)?;
         // Any idle I/O thread drains the shared queue: wake them in turn.
         let i = self.next_io.fetch_add(1, Ordering::Relaxed) % self.io.len();
         self.io[i].unpark();

@@ -103,12 +103,17 @@ impl<'a> Ctx<'a> {
     /// becomes this request's response. Later pipelined requests on the connection wait.
     /// When the bounded queue is full the answer is 503 at once.
     pub fn call_control(&mut self, job: ControlJob) -> Result<Reply<'a>, HandlerError> {
-        match self.control.submit(self.conn_id, job) {
-            Ok(()) => {
-                self.deferred = true;
-                Ok(Reply::Deferred)
-            }
-            Err(_) => Ok(Reply::Now(Response::text(503, "control queue full\n").with_header("Retry-After", "1"))),
+        let queued = self.control.submit(self.conn_id, job).is_ok();
+        Ok(self.defer_if(queued, "control queue full\n"))
+    }
+
+    /// `Reply::Deferred` if the job was queued, else 503 now.
+    fn defer_if(&mut self, queued: bool, full: &'static str) -> Reply<'a> {
+        if queued {
+            self.deferred = true;
+            Reply::Deferred
+        } else {
+            Reply::Now(Response::text(503, full).with_header("Retry-After", "1"))
         }
     }
 
@@ -116,12 +121,7 @@ impl<'a> Ctx<'a> {
     /// (`control.io_threads`); its answer becomes this request's response, as with
     /// [`call_control`](Self::call_control). 503 at once when the queue is full.
     pub fn call_blocking(&mut self, job: BlockingJob) -> Result<Reply<'a>, HandlerError> {
-        match self.control.submit_blocking(self.conn_id, job) {
-            Ok(()) => {
-                self.deferred = true;
-                Ok(Reply::Deferred)
-            }
-            Err(_) => Ok(Reply::Now(Response::text(503, "I/O queue full\n").with_header("Retry-After", "1"))),
-        }
+        let queued = self.control.submit_blocking(self.conn_id, job).is_ok();
+        Ok(self.defer_if(queued, "I/O queue full\n"))
     }
 }
