@@ -6,7 +6,10 @@ held connections and prints {"probed": P, "answered": A}; on EOF, closes them an
 Above 15000 connections it fans out to child processes (descriptor limits).
 Testbed and loopback addresses only.
 Usage: conn-hold.py HOST PORT N [PATH]"""
-import asyncio, json, random, resource, sys
+import asyncio, json, os, random, resource, sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from http_ask import ask  # noqa: E402
 
 async def main(host, port, n, path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -35,18 +38,6 @@ async def main(host, port, n, path):
     print(json.dumps({"held": len(conns), "failed": n - len(conns)}), flush=True)
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
-    async def ask(rw):
-        r, w = rw
-        try:
-            w.write(req)
-            await w.drain()
-            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
-            await asyncio.wait_for(r.readexactly(length), 10)
-            return head.startswith(b"HTTP/1.1 200")
-        except Exception:
-            return False
-
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -54,7 +45,7 @@ async def main(host, port, n, path):
             break
         if line.strip() == "probe":
             sample = random.Random(1).sample(conns, min(200, len(conns)))
-            answered = sum(await asyncio.gather(*(ask(c) for c in sample)))
+            answered = sum(await asyncio.gather(*(ask(c, req, 10) for c in sample)))
             print(json.dumps({"probed": len(sample), "answered": answered}), flush=True)
     for _, w in conns:
         w.close()

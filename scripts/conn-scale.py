@@ -4,7 +4,10 @@ every one of them while all are open, and check every answer (status 200, the bo
 Prints one JSON line: opened, answered, errors, seconds. A small client of our own for
 the scale test; testbed and loopback addresses only.
 Usage: conn-scale.py HOST PORT N [PATH]"""
-import asyncio, json, resource, sys, time
+import asyncio, json, os, resource, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from http_ask import ask  # noqa: E402
 
 async def main(host, port, n, path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -27,19 +30,7 @@ async def main(host, port, n, path):
     opened = [c for c in conns if c]
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
-    async def ask(rw):
-        r, w = rw
-        try:
-            w.write(req)
-            await w.drain()
-            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
-            body = await asyncio.wait_for(r.readexactly(length), 30)
-            return head.startswith(b"HTTP/1.1 200") and body == b"Hello, World!"
-        except Exception:
-            return False
-
-    results = await asyncio.gather(*(ask(c) for c in opened))
+    results = await asyncio.gather(*(ask(c, req, 30, b"Hello, World!") for c in opened))
     for _, w in opened:
         w.close()
     print(json.dumps({"opened": len(opened), "answered": sum(results),

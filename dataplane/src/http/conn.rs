@@ -87,8 +87,10 @@ struct Stream {
     left: u64,
 }
 
+/// How a response is to be written: for a HEAD request, on a keep-alive connection, in
+/// which HTTP version (kept while a control answer is awaited).
 #[derive(Clone, Copy)]
-struct Deferred {
+struct ReplyTo {
     head: bool,
     keep_alive: bool,
     version: Version,
@@ -102,7 +104,7 @@ pub struct HttpConn {
     pending: Option<Pending>,
     body_buf: Vec<u8>,
     stream: Option<Stream>,
-    deferred: Option<Deferred>,
+    deferred: Option<ReplyTo>,
     closing: bool,
     draining: bool,
     sent_continue: bool,
@@ -449,7 +451,7 @@ impl HttpConn {
         let (resp, keep_alive) = match result {
             Ok(Ok(Reply::Now(resp))) => (resp, keep_alive),
             Ok(Ok(Reply::Deferred)) => {
-                self.deferred = Some(Deferred { head, keep_alive, version });
+                self.deferred = Some(ReplyTo { head, keep_alive, version });
                 return;
             }
             Ok(Err(HandlerError::Status { status, message })) => (Response::text(status, message), keep_alive),
@@ -465,17 +467,8 @@ impl HttpConn {
             }
         };
         // `resp` may borrow the arena; it is serialised (or its stream taken) right here.
-        write_response_into(
-            &mut self.out,
-            &self.arena,
-            &mut self.stream,
-            &mut self.closing,
-            resp,
-            head,
-            keep_alive,
-            version,
-            env,
-        );
+        let to = ReplyTo { head, keep_alive, version };
+        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
         self.pump_stream();
     }
 
@@ -487,35 +480,16 @@ impl HttpConn {
         version: Version,
         env: &mut Env<'_>,
     ) {
-        let keep_alive = keep_alive && !self.draining;
-        write_response_into(
-            &mut self.out,
-            &self.arena,
-            &mut self.stream,
-            &mut self.closing,
-            resp,
-            head,
-            keep_alive,
-            version,
-            env,
-        );
+        let to = ReplyTo { head, keep_alive: keep_alive && !self.draining, version };
+        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
         self.pump_stream();
     }
 
     fn reject(&mut self, r: Reject, env: &mut Env<'_>) {
         env.stats.rejected += 1;
         let resp = Response::text(r.0, format!("{}\n", r.1));
-        write_response_into(
-            &mut self.out,
-            &self.arena,
-            &mut self.stream,
-            &mut self.closing,
-            resp,
-            false,
-            false,
-            Version::Http11,
-            env,
-        );
+        let to = ReplyTo { head: false, keep_alive: false, version: Version::Http11 };
+        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
         self.pending = None;
         self.inbuf.clear();
     }
@@ -555,18 +529,16 @@ enum Step {
     Reject(Reject),
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_response_into(
     out: &mut OutQueue,
     arena: &Arena,
     stream: &mut Option<Stream>,
     closing: &mut bool,
     resp: Response<'_>,
-    head: bool,
-    keep_alive: bool,
-    version: Version,
+    to: ReplyTo,
     env: &mut Env<'_>,
 ) {
+    let ReplyTo { head, keep_alive, version } = to;
     let conn_header: Option<&[u8]> = match (keep_alive, version) {
         (false, _) => Some(b"close"),
         (true, Version::Http10) => Some(b"keep-alive"),
