@@ -1,12 +1,16 @@
-//! HTTP engine micro-benchmarks: parse + route + respond, single and pipelined ×16.
+//! HTTP micro-benchmarks through the dispatcher (engine + routing + sync handler +
+//! response), single and pipelined ×16.
 
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use px_dataplane::app::{ControlPlane, Ctx, HandlerError, Reply, Route, Router, Shared};
-use px_dataplane::http::{DateCache, Env, HttpConn, HttpLimits, HttpStats, Method, Request, Response};
-use px_dataplane::mem::{Arena, ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
+use px_dataplane::app::{
+    AppSet, ControlPlane, Ctx, Dispatch, DispatchConfig, HandlerError, Reply, Route, Router, Shared,
+};
+use px_dataplane::http::{HttpLimits, Method, Request, Response};
+use px_dataplane::mem::{ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
 
 fn plaintext<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     Ok(Response::ok("text/plain", b"Hello, World!").into())
@@ -22,17 +26,19 @@ const PLAIN: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: server\r\nUser-Agent: Mo
 
 fn bench_http(c: &mut Criterion) {
     let mut router = Router::new();
-    router.add(Route { method: Method::Get, pattern: "/plaintext", handler: plaintext }).unwrap();
-    router.add(Route { method: Method::Get, pattern: "/json", handler: json }).unwrap();
-    let shared = Shared::default();
+    router.add(Route::sync(Method::Get, "/plaintext", plaintext)).unwrap();
+    router.add(Route::sync(Method::Get, "/json", json)).unwrap();
+    let apps = Arc::new(AppSet { router, shared: Shared::default() });
     let plane = ControlPlane::start(16).unwrap();
-    let control = plane.handle();
-    let limits = HttpLimits::default();
-    let mut date = DateCache::default();
-    date.update(SystemTime::now());
-    let mut stats = HttpStats::default();
     let pool = Rc::new(ChunkPool::new(Region::map(4 * HUGEPAGE_BYTES, None, HugepagePolicy::Auto).unwrap(), 64 << 10));
-    let mut conn = HttpConn::new(Arena::new(pool, 4 << 20), &limits);
+    let cfg = DispatchConfig {
+        limits: HttpLimits::default(),
+        arena_cap: 4 << 20,
+        deadline: Duration::from_secs(5),
+        max_in_flight: 1024,
+    };
+    let mut d = Dispatch::new(apps, cfg, pool, plane.handle());
+    let mut conn = d.open();
     let json_req = PLAIN.to_vec().into_iter().collect::<Vec<u8>>();
     let json_req = String::from_utf8(json_req).unwrap().replacen("/plaintext", "/json", 1).into_bytes();
     let pipelined: Vec<u8> = PLAIN.repeat(16);
@@ -42,20 +48,10 @@ fn bench_http(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(input.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut env = Env {
-                    now: SystemTime::UNIX_EPOCH,
-                    date: &date,
-                    limits: &limits,
-                    router: &router,
-                    shared: &shared,
-                    control: &control,
-                    conn_id: 0,
-                    stats: &mut stats,
-                };
-                conn.receive(&input, &mut env);
-                let n = conn.output_len();
+                d.received(0, &mut conn, &input);
+                let n = conn.http.output_len();
                 assert!(n > 0);
-                conn.consume(n, &mut env);
+                d.consumed(0, &mut conn, n);
             })
         });
     }

@@ -10,7 +10,7 @@ use px_dataplane::http::{Body, BodySource, Method, Request, Response};
 pub const MAX_BYTES: u64 = 64 << 20;
 
 /// The app's routes.
-pub const ROUTES: &[Route] = &[Route { method: Method::Get, pattern: "/bytes/{n}", handler: bytes }];
+pub const ROUTES: &[Route] = &[Route::sync(Method::Get, "/bytes/{n}", bytes)];
 
 fn bytes<'a>(req: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     let raw = req.param("n").unwrap_or("");

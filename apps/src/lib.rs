@@ -50,7 +50,7 @@ pub fn mount_with(names: &[String], cfg: &Config) -> Result<AppSet, MountError> 
             "tfb" => tfb::ROUTES,
             "bytes" => bytes::ROUTES,
             "demo" => {
-                demo::init(&mut shared);
+                demo::init(&mut shared, &cfg.demo);
                 demo::ROUTES
             }
             "wiki" => {

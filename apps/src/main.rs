@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use px_dataplane::config::{Backend, Config};
-use px_dataplane::runtime::{self, CoreReport};
+use px_dataplane::runtime;
 
 /// px-appliance: a kernel-bypass HTTP appliance runtime.
 #[derive(Parser, Debug)]
@@ -197,10 +197,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("px-appliance: listening on http://{addr}");
         }
         None => {
-            let (mode, copy) = match &server {
-                runtime::Running::Xdp(x) => (x.attach_mode, if x.zerocopy { "zero-copy" } else { "copy" }),
-                runtime::Running::Kernel(_) => unreachable!("kernel backends have an address"),
-            };
+            let (mode, zerocopy) = server.xdp_mode().unwrap_or(("?", false));
+            let copy = if zerocopy { "zero-copy" } else { "copy" };
             let ip = cfg.af_xdp.ip.split('/').next().unwrap_or_default();
             println!(
                 "px-appliance: listening on http://{ip}:{} (af-xdp up on {} as {}, {} queue(s), {mode} XDP, {copy} mode)",
@@ -212,36 +210,8 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     std::io::stdout().flush()?;
-    let reports = server.join();
-    log_reports(&reports.cores);
-    for q in &reports.queues {
-        tracing::info!("{q}");
+    for r in server.join() {
+        tracing::info!("{r}");
     }
     Ok(())
-}
-
-fn log_reports(reports: &[CoreReport]) {
-    for r in reports {
-        let h = &r.http;
-        tracing::info!(
-            "queue {} (cpu {:?}): accepted {}, requests {}, 2xx {}, 4xx {}, 5xx {}, rejected {}, panics {}, \
-             arena failures {}, in {} B, out {} B, arena chunks free {}/{} (min {}), cut at shutdown {}",
-            r.queue,
-            r.cpu,
-            r.accepted,
-            h.requests,
-            h.responses_by_class[2],
-            h.responses_by_class[4],
-            h.responses_by_class[5],
-            h.rejected,
-            h.handler_panics,
-            h.arena_failures,
-            h.bytes_in,
-            h.bytes_out,
-            r.pool.chunks_free,
-            r.pool.chunks_total,
-            r.pool.chunks_free_min,
-            r.cut_at_shutdown
-        );
-    }
 }

@@ -9,10 +9,8 @@ use px_dataplane::http::{Method, Request, Response};
 use serde::Serialize;
 
 /// The app's routes.
-pub const ROUTES: &[Route] = &[
-    Route { method: Method::Get, pattern: "/plaintext", handler: plaintext },
-    Route { method: Method::Get, pattern: "/json", handler: json },
-];
+pub const ROUTES: &[Route] =
+    &[Route::sync(Method::Get, "/plaintext", plaintext), Route::sync(Method::Get, "/json", json)];
 
 fn plaintext<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     Ok(Response::ok("text/plain", b"Hello, World!").into())

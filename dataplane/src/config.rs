@@ -73,6 +73,10 @@ pub struct Config {
     pub tcp: crate::tcp::TcpConfig,
     /// `[control]`: the control thread and the I/O threads.
     pub control: ControlConfig,
+    /// `[handlers]`: async handlers (deadline, requests in flight).
+    pub handlers: HandlersConfig,
+    /// `[demo]`: the demo app's upstream for `/demo/upstream/...`.
+    pub demo: DemoConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
     /// `[wiki]`: the Parallelopedia app.
@@ -205,6 +209,42 @@ impl Default for ControlConfig {
     }
 }
 
+/// `[handlers]`: async handlers, run by each core's executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandlersConfig {
+    /// Time an async handler has to answer before the request is answered 504 and its
+    /// future dropped (what it held is released).
+    pub deadline_ms: u64,
+    /// Async requests in flight on one core before new ones are answered 503 with
+    /// `Retry-After: 1`. Each costs its future's memory (a few hundred bytes for the
+    /// demo's handlers) plus the request copied out of the connection's buffer.
+    pub max_in_flight_per_core: usize,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        HandlersConfig { deadline_ms: 5000, max_in_flight_per_core: 16_384 }
+    }
+}
+
+/// `[demo]`: the demo app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// `host:port` of the HTTP server `/demo/upstream/{*path}` relays (empty: the route
+    /// answers 503 saying it is not configured).
+    pub upstream: String,
+    /// Time allowed to connect to the upstream.
+    pub upstream_connect_timeout_ms: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { upstream: String::new(), upstream_connect_timeout_ms: 1000 }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -301,6 +341,15 @@ impl Config {
         }
         if self.control.io_threads > 256 {
             return Err(invalid("control.io_threads", format!("must be 0..=256, got {}", self.control.io_threads)));
+        }
+        if self.handlers.deadline_ms == 0 {
+            return Err(invalid("handlers.deadline_ms", "must be positive"));
+        }
+        if self.handlers.max_in_flight_per_core == 0 {
+            return Err(invalid("handlers.max_in_flight_per_core", "must be positive"));
+        }
+        if !self.demo.upstream.is_empty() && self.demo.upstream.parse::<SocketAddr>().is_err() {
+            return Err(invalid("demo.upstream", format!("must be an IP:port address, got {:?}", self.demo.upstream)));
         }
         if self.control.queue_depth == 0 {
             return Err(invalid("control.queue_depth", "must be positive"));

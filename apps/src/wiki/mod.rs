@@ -39,10 +39,10 @@ pub struct Wiki {
 
 /// The app's routes.
 pub const ROUTES: &[Route] = &[
-    Route { method: Method::Get, pattern: "/", handler: search_page },
-    Route { method: Method::Get, pattern: "/offsets/{*prefix}", handler: offsets },
-    Route { method: Method::Get, pattern: "/wiki/{*title}", handler: wiki },
-    Route { method: Method::Get, pattern: "/xml", handler: xml_range },
+    Route::sync(Method::Get, "/", search_page),
+    Route::sync(Method::Get, "/offsets/{*prefix}", offsets),
+    Route::sync(Method::Get, "/wiki/{*title}", wiki),
+    Route::sync(Method::Get, "/xml", xml_range),
 ];
 
 const PAGE: &[u8] = include_bytes!("search.html");

@@ -1,37 +1,66 @@
-//! The handler API: what an app sees of a request and what it may use to answer.
+//! The handler API: what an app sees of a request and what it may use to answer, and
+//! the dispatch of requests to handlers.
 //!
-//! A handler is a plain function
-//! `for<'a> fn(&'a Request<'a>, &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError>`.
-//! Through [`Ctx`] it reaches:
-//! - the connection's rewindable [`Arena`] (everything allocated there is freed in one
-//!   step once the response is on its way);
-//! - read-only [`Shared`] state built before the core loops start (an index, a table);
-//! - per-connection [`ConnState`] that outlives one request;
-//! - the control thread, for work that must be serialised across cores
-//!   ([`Ctx::call_control`], PyParallel's `call_from_main_thread`).
+//! Two kinds of handler:
+//! - a **sync** handler is a plain function
+//!   `for<'a> fn(&'a Request<'a>, &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError>`; it
+//!   answers at once, and through [`Ctx`] it reaches the connection's rewindable
+//!   [`Arena`](crate::mem::Arena), read-only [`Shared`] state, per-connection
+//!   [`ConnState`], and the control thread ([`Ctx::call_control`], PyParallel's
+//!   `call_from_main_thread`) or an I/O thread ([`Ctx::call_blocking`]).
+//! - an **async** handler is `fn(OwnedRequest, Cx) -> HandlerFuture`, usually written as
+//!   `Box::pin(async move { ... })`: a future polled by the core's own executor inside
+//!   the loop's turn ([`exec`]). It can wait on timers ([`Cx::sleep`]) and outbound TCP
+//!   connections ([`Cx::connect`]) without leaving the core. Each such request has a
+//!   deadline (504), is cancelled when its client goes away, and counts against a
+//!   per-core cap of requests in flight (503 beyond it).
 //!
 //! See docs/api.md for a complete example app.
 
 mod control;
+pub mod dispatch;
+pub mod exec;
+pub mod outbound;
 mod router;
 mod shared;
+#[cfg(test)]
+mod tests;
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
 
 pub use control::{BlockingJob, ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
+pub use dispatch::{AppSet, Dispatch, DispatchConfig, HttpSession};
+pub use exec::{timeout, Elapsed, ExecCounters, Executor, Sleep, Timeout};
+pub use outbound::{ClientConn, ClientPhase, OutboundCounters, Upstream, UpstreamError};
 pub use router::{Route, RouteError, Routed, Router};
 pub use shared::{ConnState, Shared};
 
-use crate::http::{Request, Response};
+use crate::http::{Method, Request, Response, Version};
 use crate::mem::{Arena, ArenaError};
 
-/// What a handler returns on success.
-#[derive(Debug)]
+/// What a sync handler returns on success.
 pub enum Reply<'a> {
     /// The response, ready now.
     Now(Response<'a>),
-    /// The answer will come from the control thread ([`Ctx::call_control`]).
-    Deferred,
+    /// Run this job on the control thread; its answer is the response. Made by
+    /// [`Ctx::call_control`].
+    Control(ControlJob),
+    /// Run this job on an I/O thread; its answer is the response. Made by
+    /// [`Ctx::call_blocking`].
+    Blocking(BlockingJob),
+}
+
+impl std::fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(r) => write!(f, "Reply::Now({})", r.status),
+            Reply::Control(_) => f.write_str("Reply::Control"),
+            Reply::Blocking(_) => f.write_str("Reply::Blocking"),
+        }
+    }
 }
 
 impl<'a> From<Response<'a>> for Reply<'a> {
@@ -47,7 +76,7 @@ pub enum HandlerError {
     /// The arena cap or pool ran out: answered 503, connection closed.
     #[error(transparent)]
     Arena(#[from] ArenaError),
-    /// A client error with its status (4xx) and a short message.
+    /// An error with its status (4xx, 5xx) and a short message.
     #[error("{status}: {message}")]
     Status {
         /// Status code to answer.
@@ -58,24 +87,36 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// A client error answered with `status` and `message`.
+    /// An error answered with `status` and `message`.
     pub fn status(status: u16, message: impl Into<String>) -> Self {
         HandlerError::Status { status, message: message.into() }
     }
 }
 
-/// A request handler.
-pub type Handler = for<'a> fn(&'a Request<'a>, &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError>;
+/// A sync request handler.
+pub type SyncHandler = for<'a> fn(&'a Request<'a>, &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError>;
 
-/// Everything a handler may use besides the request.
+/// The future an async handler returns; it runs on the core that received the request.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response<'static>, HandlerError>>>>;
+
+/// An async request handler.
+pub type AsyncHandler = fn(OwnedRequest, Cx) -> HandlerFuture;
+
+/// A route's handler.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Answers at once.
+    Sync(SyncHandler),
+    /// Answers when its future completes.
+    Async(AsyncHandler),
+}
+
+/// Everything a sync handler may use besides the request.
 pub struct Ctx<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) shared: &'a Shared,
     pub(crate) conn: &'a mut ConnState,
-    pub(crate) control: &'a ControlHandle,
     pub(crate) now: SystemTime,
-    pub(crate) conn_id: u64,
-    pub(crate) deferred: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -103,25 +144,100 @@ impl<'a> Ctx<'a> {
     /// becomes this request's response. Later pipelined requests on the connection wait.
     /// When the bounded queue is full the answer is 503 at once.
     pub fn call_control(&mut self, job: ControlJob) -> Result<Reply<'a>, HandlerError> {
-        let queued = self.control.submit(self.conn_id, job).is_ok();
-        Ok(self.defer_if(queued, "control queue full\n"))
-    }
-
-    /// `Reply::Deferred` if the job was queued, else 503 now.
-    fn defer_if(&mut self, queued: bool, full: &'static str) -> Reply<'a> {
-        if queued {
-            self.deferred = true;
-            Reply::Deferred
-        } else {
-            Reply::Now(Response::text(503, full).with_header("Retry-After", "1"))
-        }
+        Ok(Reply::Control(job))
     }
 
     /// Runs `job`, which may block (a cold file read), on one of the I/O threads
     /// (`control.io_threads`); its answer becomes this request's response, as with
     /// [`call_control`](Self::call_control). 503 at once when the queue is full.
     pub fn call_blocking(&mut self, job: BlockingJob) -> Result<Reply<'a>, HandlerError> {
-        let queued = self.control.submit_blocking(self.conn_id, job).is_ok();
-        Ok(self.defer_if(queued, "I/O queue full\n"))
+        Ok(Reply::Blocking(job))
+    }
+}
+
+/// A request copied out of the connection's buffer, for an async handler to own.
+#[derive(Debug, Clone)]
+pub struct OwnedRequest {
+    /// The method.
+    pub method: Method,
+    /// The version.
+    pub version: Version,
+    /// The path, still percent-encoded.
+    pub path: String,
+    /// The raw query string ("" when absent).
+    pub query: String,
+    /// Header fields in arrival order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The decoded body.
+    pub body: Vec<u8>,
+    /// Path parameters (name, raw value).
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl OwnedRequest {
+    /// Copies `req`.
+    pub fn from_request(req: &Request<'_>) -> OwnedRequest {
+        OwnedRequest {
+            method: req.method(),
+            version: req.version(),
+            path: req.path().to_string(),
+            query: req.query_string().to_string(),
+            headers: req.headers().iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
+            body: req.body().to_vec(),
+            params: req.params().iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        }
+    }
+
+    /// Path parameter `name` as it appeared on the wire.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The first query parameter named `name`, decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        crate::http::query_param(&self.query, name).map(|c| c.into_owned())
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What an async handler may use: the core's timers and outbound connections, shared
+/// state, the time. Cheap to clone; it stays on the core (it is not `Send`).
+#[derive(Clone)]
+pub struct Cx {
+    pub(crate) core: Rc<exec::CoreShared>,
+    pub(crate) deadline: Instant,
+}
+
+impl Cx {
+    /// Read-only state of type `T` registered before the loops started.
+    pub fn shared<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.core.shared().get::<T>()
+    }
+
+    /// The core's time at the start of this turn.
+    pub fn now(&self) -> Instant {
+        self.core.now()
+    }
+
+    /// When this request's deadline passes (it is then answered 504 and its future
+    /// dropped).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A future that completes `d` after now, on this core's timer heap.
+    pub fn sleep(&self, d: Duration) -> Sleep {
+        Sleep::until(self.core.clone(), self.core.now() + d)
+    }
+
+    /// Opens a TCP connection to `addr` from this core, through whichever transport the
+    /// core runs (kernel sockets, or our TCP engine over AF_XDP). Fails with a typed
+    /// error when refused, reset, or not established within `timeout`.
+    pub async fn connect(&self, addr: std::net::SocketAddr, timeout: Duration) -> Result<Upstream, UpstreamError> {
+        outbound::connect(&self.core, addr, timeout).await
     }
 }

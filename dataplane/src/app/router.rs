@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::Handler;
+use super::{AsyncHandler, Handler, SyncHandler};
 use crate::http::{Method, MAX_PARAMS_PUB as MAX_PARAMS};
 
 /// A route an app registers.
@@ -15,6 +15,18 @@ pub struct Route {
     pub pattern: &'static str,
     /// The handler.
     pub handler: Handler,
+}
+
+impl Route {
+    /// A route to a sync handler.
+    pub const fn sync(method: Method, pattern: &'static str, h: SyncHandler) -> Route {
+        Route { method, pattern, handler: Handler::Sync(h) }
+    }
+
+    /// A route to an async handler.
+    pub const fn asynchronous(method: Method, pattern: &'static str, h: AsyncHandler) -> Route {
+        Route { method, pattern, handler: Handler::Async(h) }
+    }
 }
 
 /// A route that cannot be registered.
@@ -188,11 +200,11 @@ mod tests {
 
     fn router() -> Router {
         let mut r = Router::new();
-        r.add(Route { method: Method::Get, pattern: "/plaintext", handler: h1 }).unwrap();
-        r.add(Route { method: Method::Get, pattern: "/bytes/{n}", handler: h1 }).unwrap();
-        r.add(Route { method: Method::Post, pattern: "/bytes/{n}", handler: h2 }).unwrap();
-        r.add(Route { method: Method::Get, pattern: "/wiki/{*title}", handler: h2 }).unwrap();
-        r.add(Route { method: Method::Get, pattern: "/a/{x}/b/{y}", handler: h2 }).unwrap();
+        r.add(Route { method: Method::Get, pattern: "/plaintext", handler: Handler::Sync(h1) }).unwrap();
+        r.add(Route { method: Method::Get, pattern: "/bytes/{n}", handler: Handler::Sync(h1) }).unwrap();
+        r.add(Route { method: Method::Post, pattern: "/bytes/{n}", handler: Handler::Sync(h2) }).unwrap();
+        r.add(Route { method: Method::Get, pattern: "/wiki/{*title}", handler: Handler::Sync(h2) }).unwrap();
+        r.add(Route { method: Method::Get, pattern: "/a/{x}/b/{y}", handler: Handler::Sync(h2) }).unwrap();
         r
     }
 
@@ -234,10 +246,13 @@ mod tests {
     fn bad_patterns_and_duplicates() {
         let mut r = router();
         for p in ["nope", "/{}", "/{*rest}/x", "/{a", "/{a}/{b}/{c}/{d}/{e}"] {
-            assert_eq!(r.add(Route { method: Method::Get, pattern: p, handler: h1 }), Err(RouteError::BadPattern(p)));
+            assert_eq!(
+                r.add(Route { method: Method::Get, pattern: p, handler: Handler::Sync(h1) }),
+                Err(RouteError::BadPattern(p))
+            );
         }
         assert!(matches!(
-            r.add(Route { method: Method::Get, pattern: "/plaintext", handler: h2 }),
+            r.add(Route { method: Method::Get, pattern: "/plaintext", handler: Handler::Sync(h2) }),
             Err(RouteError::Duplicate { .. })
         ));
     }

@@ -1,32 +1,42 @@
-//! One connection's HTTP/1.1 state machine.
+//! One connection's HTTP/1.1 state machine, as pure protocol.
 //!
-//! Flow: [`HttpConn::receive`] appends bytes and answers every complete request in order
-//! (pipelining), writing responses to the output buffer. The transport sends from
-//! [`HttpConn::output`] and reports progress with [`HttpConn::consume`]; once the output
-//! is fully handed over, the arena is rewound to the mark taken when the first request of
-//! the burst started, streamed bodies are pulled, and parsing resumes.
+//! Bytes go in with [`HttpConn::receive`]. [`HttpConn::poll_request`] yields the next
+//! complete request with an [`Answer`] that takes its response: at once (a sync
+//! handler), or later through [`HttpConn::respond`] after [`Answer::defer`] (a handler
+//! that waits). Responses leave in request order: while one request waits for its
+//! answer, the requests pipelined behind it stay buffered. The transport sends from the
+//! output ([`HttpConn::copy_output`], [`HttpConn::output_slices`]) and reports progress
+//! with [`HttpConn::consume`]; once everything is handed over, the arena is rewound to
+//! the mark taken when the first request of the burst was yielded.
 //!
-//! Processing pauses (input stays buffered, [`HttpConn::wants_read`] turns false) while a
-//! streamed body is being sent, while a control-thread answer is awaited, or while more
-//! than `output_high_water_bytes` wait to be sent.
+//! The engine never runs application code, catches panics, or reads a clock: routing and
+//! handlers live in `app::dispatch`.
+//!
+//! Requests are not yielded (input stays buffered, [`HttpConn::wants_read`] turns false)
+//! while a streamed body is being sent, while an answer is awaited, or while more than
+//! `output_high_water_bytes` wait to be sent.
 
 use std::mem::MaybeUninit;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::SystemTime;
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 use super::head::{reject_for, HeadScan, Reject, Scan};
-use super::limits::MAX_HEADERS_CEILING;
 use super::request::MAX_PARAMS;
 use super::response::write_head;
-use super::{BodySource, DateCache, HttpLimits, Method, OutQueue, OwnedResponse, Request, Response, Version};
-use crate::app::{ConnState, ControlHandle, Ctx, HandlerError, Reply, Routed, Router, Shared};
+use super::{BodySource, DateCache, HttpLimits, Method, OutQueue, Request, Response, Version};
 use crate::mem::{Arena, Mark};
 
 /// Bytes pulled from a streamed body per fill.
 const STREAM_FILL_BYTES: usize = 64 << 10;
-/// Output buffer capacity kept across requests; more is released when drained.
-const OUT_KEEP_BYTES: usize = 64 << 10;
+/// Buffer capacity kept across requests; more is released when drained.
+const KEEP_BYTES: usize = 64 << 10;
+
+/// Storage for the header fields of one request, lent to [`HttpConn::poll_request`].
+pub type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; super::limits::MAX_HEADERS_CEILING];
+
+/// Fresh header storage for [`HttpConn::poll_request`].
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [MaybeUninit::uninit(); super::limits::MAX_HEADERS_CEILING]
+}
 
 /// Per-core HTTP counters.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -49,24 +59,25 @@ pub struct HttpStats {
     pub body_bytes_by_reference: u64,
 }
 
-/// What the engine needs from its core for one call.
-pub struct Env<'e> {
-    /// The current time (drives nothing but what handlers read; Date comes from `date`).
-    pub now: SystemTime,
-    /// The core's Date header cache, updated by the core loop.
-    pub date: &'e DateCache,
-    /// Limits.
-    pub limits: &'e HttpLimits,
-    /// Routes.
-    pub router: &'e Router,
-    /// Read-only shared state.
-    pub shared: &'e Shared,
-    /// The core's control-plane handle.
-    pub control: &'e ControlHandle,
-    /// Identifies this connection in control-thread answers.
-    pub conn_id: u64,
-    /// The core's counters.
-    pub stats: &'e mut HttpStats,
+/// Identifies a request on its connection, for a deferred [`HttpConn::respond`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReqId(u64);
+
+impl ReqId {
+    /// A request id from its number (tests and diagnostics).
+    pub fn from_raw(n: u64) -> ReqId {
+        ReqId(n)
+    }
+}
+
+/// What [`HttpConn::poll_request`] found.
+#[derive(Debug)]
+pub enum Incoming<'c> {
+    /// A request to route and answer.
+    Request(Request<'c>),
+    /// A request the protocol already refuses (unknown method, missing Host, bad
+    /// target), with the response to send; framing is intact, the connection goes on.
+    Invalid(Response<'static>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,415 +99,515 @@ struct Stream {
 }
 
 /// How a response is to be written: for a HEAD request, on a keep-alive connection, in
-/// which HTTP version (kept while a control answer is awaited).
-#[derive(Clone, Copy)]
+/// which HTTP version (kept while an answer is awaited).
+#[derive(Clone, Copy, Debug)]
 struct ReplyTo {
     head: bool,
     keep_alive: bool,
     version: Version,
 }
 
-/// One connection's engine state.
-pub struct HttpConn {
-    inbuf: Vec<u8>,
-    out: OutQueue,
+/// The receive half: buffered bytes and the request being parsed.
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+    /// Start of the first byte not yet yielded as part of a request.
+    pos: usize,
     scan: HeadScan,
     pending: Option<Pending>,
     body_buf: Vec<u8>,
+    sent_continue: bool,
+    next_id: u64,
+}
+
+/// The send half: queued output and what may still be added to it.
+struct Output {
+    out: OutQueue,
     stream: Option<Stream>,
-    deferred: Option<ReplyTo>,
+    awaiting: Option<(ReqId, ReplyTo)>,
     closing: bool,
     draining: bool,
-    sent_continue: bool,
-    arena: Arena,
     mark: Option<Mark>,
-    state: ConnState,
-    out_high_water: usize,
+    high_water: usize,
+}
+
+/// One connection's engine state.
+pub struct HttpConn {
+    input: Input,
+    output: Output,
+    arena: Arena,
+}
+
+/// The answer slot of one yielded request. Send the response with [`Answer::send`], or
+/// [`Answer::defer`] it and hand it to [`HttpConn::respond`] later. Dropped unanswered,
+/// it answers 500 and closes (a bug in the caller, made visible instead of a hang).
+#[must_use = "a request must be answered or deferred"]
+pub struct Answer<'c> {
+    out: &'c mut Output,
+    arena: &'c Arena,
+    date: &'c DateCache,
+    stats: &'c mut HttpStats,
+    to: ReplyTo,
+    id: ReqId,
+    done: bool,
+}
+
+impl<'c> Answer<'c> {
+    /// The connection's arena: what a handler allocates there lives until the response
+    /// has been sent.
+    pub fn arena(&self) -> &'c Arena {
+        self.arena
+    }
+
+    /// The core's counters (the dispatcher counts panics and arena failures there).
+    pub fn stats(&mut self) -> &mut HttpStats {
+        self.stats
+    }
+
+    /// Queues `resp` as this request's response.
+    pub fn send(mut self, resp: Response<'_>) {
+        self.done = true;
+        self.out.write(resp, self.to, self.arena, self.date, self.stats);
+    }
+
+    /// Queues `resp` and closes the connection after it (the request's handler failed in
+    /// a way that leaves the connection's state in doubt).
+    pub fn send_and_close(mut self, resp: Response<'_>) {
+        self.to.keep_alive = false;
+        self.send(resp);
+    }
+
+    /// The response will come later through [`HttpConn::respond`]; until then no later
+    /// request on this connection is yielded.
+    pub fn defer(mut self) -> ReqId {
+        self.done = true;
+        self.out.awaiting = Some((self.id, self.to));
+        self.id
+    }
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::error!("a request was neither answered nor deferred; answering 500");
+            self.to.keep_alive = false;
+            self.out.write(Response::text(500, "internal error\n"), self.to, self.arena, self.date, self.stats);
+        }
+    }
 }
 
 impl HttpConn {
     /// A fresh connection whose handlers allocate from `arena`.
     pub fn new(arena: Arena, limits: &HttpLimits) -> HttpConn {
         HttpConn {
-            inbuf: Vec::new(),
-            out: OutQueue::default(),
-            scan: HeadScan::default(),
-            pending: None,
-            body_buf: Vec::new(),
-            stream: None,
-            deferred: None,
-            closing: false,
-            draining: false,
-            sent_continue: false,
+            input: Input::default(),
+            output: Output {
+                out: OutQueue::default(),
+                stream: None,
+                awaiting: None,
+                closing: false,
+                draining: false,
+                mark: None,
+                high_water: limits.output_high_water_bytes,
+            },
             arena,
-            mark: None,
-            state: ConnState::default(),
-            out_high_water: limits.output_high_water_bytes,
         }
     }
 
-    /// Feeds received bytes; answers every complete request it can.
-    pub fn receive(&mut self, data: &[u8], env: &mut Env<'_>) {
-        env.stats.bytes_in += data.len() as u64;
-        if self.closing {
+    /// Buffers received bytes; [`poll_request`](Self::poll_request) parses them.
+    pub fn receive(&mut self, data: &[u8], stats: &mut HttpStats) {
+        stats.bytes_in += data.len() as u64;
+        if self.output.closing {
             return;
         }
-        if self.inbuf.is_empty() {
-            let used = self.process(data, env);
-            self.inbuf.extend_from_slice(&data[used..]);
-        } else {
-            self.inbuf.extend_from_slice(data);
-            self.process_inbuf(env);
+        let inp = &mut self.input;
+        if inp.pos == inp.buf.len() {
+            inp.buf.clear();
+            inp.pos = 0;
+            if inp.buf.capacity() > KEEP_BYTES {
+                inp.buf = Vec::new();
+            }
+        } else if inp.pos > 0 {
+            inp.buf.drain(..inp.pos);
+            inp.pos = 0;
         }
+        inp.buf.extend_from_slice(data);
+    }
+
+    /// The next complete request, with the slot for its answer; `None` when no complete
+    /// request is buffered or the engine is not yielding (see the module doc). Requests
+    /// whose framing is lost are answered here (4xx, then close) and never yielded.
+    pub fn poll_request<'c>(
+        &'c mut self,
+        headers: &'c mut HeaderSlots<'c>,
+        limits: &HttpLimits,
+        date: &'c DateCache,
+        stats: &'c mut HttpStats,
+    ) -> Option<(Incoming<'c>, Answer<'c>)> {
+        let HttpConn { input, output, arena } = self;
+        let arena: &'c Arena = arena;
+        if output.draining && input.pos == input.buf.len() && input.pending.is_none() && output.idle() {
+            output.closing = true;
+        }
+        if output.blocked() {
+            return None;
+        }
+        let Input { buf, pos, scan, pending, body_buf, sent_continue, next_id } = input;
+        if pending.is_none() {
+            body_buf.clear(); // the previous request's decoded body
+        }
+        if pending.is_none() && scan.is_fresh() {
+            while buf[*pos..].starts_with(b"\r\n") {
+                *pos += 2;
+            }
+            if output.draining && *pos < buf.len() {
+                // A new request after shutdown began: refuse it by closing.
+                output.closing = true;
+                *pos = buf.len();
+                return None;
+            }
+        }
+        let buf: &'c [u8] = buf;
+        let req = &buf[*pos..];
+        if req.is_empty() {
+            return None;
+        }
+        let (head_len, framing) = match pending {
+            Some(p) => (p.head_len, p.framing),
+            None => match scan.scan(req, limits) {
+                Ok(Scan::Partial) => return None,
+                Ok(Scan::Complete(n)) => (n, Framing::None),
+                Err(r) => {
+                    input_reset(pos, buf.len(), pending);
+                    return output.reject(r, arena, date, stats);
+                }
+            },
+        };
+        let mut parsed = httparse::Request::new(&mut []);
+        match parsed.parse_with_uninit_headers(&req[..head_len], &mut headers[..limits.max_headers]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                let r = Reject(400, "malformed request head");
+                {
+                    input_reset(pos, buf.len(), pending);
+                    return output.reject(r, arena, date, stats);
+                };
+            }
+            Err(e) => {
+                let r = reject_for(e, &req[..head_len]);
+                {
+                    input_reset(pos, buf.len(), pending);
+                    return output.reject(r, arena, date, stats);
+                };
+            }
+        }
+        let version = if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 };
+        let framing = match pending {
+            Some(_) => framing,
+            None => match body_framing(parsed.headers, version, limits) {
+                Ok(f) => f,
+                Err(r) => {
+                    input_reset(pos, buf.len(), pending);
+                    return output.reject(r, arena, date, stats);
+                }
+            },
+        };
+        let (chunked_body, raw_len) = match framing {
+            Framing::None => (false, 0),
+            Framing::Length(n) if req.len() - head_len >= n => (false, n),
+            Framing::Length(_) => {
+                output.await_body(pending, head_len, framing, parsed.headers, version, sent_continue, stats);
+                return None;
+            }
+            Framing::Chunked => {
+                let mut dec = pending.take().map(|p| p.decoder).unwrap_or_default();
+                match dec.decode(&req[head_len..], body_buf, limits.max_body_bytes) {
+                    Ok(true) => (true, dec.consumed),
+                    Ok(false) => {
+                        *pending = Some(Pending { head_len, framing, decoder: dec });
+                        output.await_body(pending, head_len, framing, parsed.headers, version, sent_continue, stats);
+                        return None;
+                    }
+                    Err(ChunkError::TooLarge) => {
+                        let r = Reject(413, "request body too large");
+                        {
+                            input_reset(pos, buf.len(), pending);
+                            return output.reject(r, arena, date, stats);
+                        };
+                    }
+                    Err(ChunkError::Malformed(why)) => {
+                        let r = Reject(400, why);
+                        {
+                            input_reset(pos, buf.len(), pending);
+                            return output.reject(r, arena, date, stats);
+                        };
+                    }
+                }
+            }
+        };
+        *pending = None;
+        *scan = HeadScan::default();
+        *sent_continue = false;
+        *pos += head_len + raw_len;
+        let body: &'c [u8] = if chunked_body { body_buf } else { &req[head_len..head_len + raw_len] };
+        stats.requests += 1;
+        let keep_alive = wants_keep_alive(parsed.headers, version) && !output.draining;
+        let token = parsed.method.unwrap_or("");
+        let target = parsed.path.unwrap_or("");
+        let method = Method::parse(token);
+        let to = ReplyTo { head: method == Some(Method::Head), keep_alive, version };
+        if output.mark.is_none() {
+            output.mark = Some(arena.mark());
+        }
+        *next_id += 1;
+        let answer = Answer { out: output, arena, date, stats, to, id: ReqId(*next_id), done: false };
+        let Some(method) = method else {
+            return Some((
+                Incoming::Invalid(Response::text(501, format!("method {token} is not implemented\n"))),
+                answer,
+            ));
+        };
+        if let Err(msg) = check_host(parsed.headers, version) {
+            return Some((Incoming::Invalid(Response::text(400, msg)), answer));
+        }
+        let Some((path, query)) = split_target(target) else {
+            return Some((Incoming::Invalid(Response::text(400, "malformed request-target\n")), answer));
+        };
+        let request = Request {
+            method,
+            version,
+            path,
+            query,
+            headers: parsed.headers,
+            body,
+            params: [("", ""); MAX_PARAMS],
+            n_params: 0,
+        };
+        Some((Incoming::Request(request), answer))
+    }
+
+    /// Queues the response of deferred request `id`; false (and nothing queued) if that
+    /// request is not the one awaited (the connection was reused or it was answered).
+    /// With `close`, the connection closes after it.
+    pub fn respond(
+        &mut self,
+        id: ReqId,
+        resp: Response<'_>,
+        close: bool,
+        date: &DateCache,
+        stats: &mut HttpStats,
+    ) -> bool {
+        match self.output.awaiting {
+            Some((want, to)) if want == id => {
+                self.output.awaiting = None;
+                let to = ReplyTo { keep_alive: to.keep_alive && !self.output.draining && !close, ..to };
+                self.output.write(resp, to, &self.arena, date, stats);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The client went away while a request waited for its answer: forget the request
+    /// and close once what is queued is sent.
+    pub fn abandon_awaiting(&mut self) {
+        self.output.awaiting = None;
+        self.output.closing = true;
+        self.output.draining = true;
+    }
+
+    /// The request awaiting a deferred answer, if any.
+    pub fn awaiting(&self) -> Option<ReqId> {
+        self.output.awaiting.map(|(id, _)| id)
     }
 
     /// Bytes waiting to be sent.
     pub fn output_len(&self) -> usize {
-        self.out.len()
+        self.output.out.len()
     }
 
     /// Copies bytes `off..off + dst.len()` of the waiting output into `dst` (a transport
     /// gathering a segment straight into its frame).
     pub fn copy_output(&self, off: usize, dst: &mut [u8]) {
-        self.out.copy_out(&self.arena, off, dst);
+        self.output.out.copy_out(&self.arena, off, dst);
     }
 
     /// Up to `bufs.len()` pieces of the waiting output, for `writev`; returns how many.
     pub fn output_slices<'a>(&'a self, bufs: &mut [std::io::IoSlice<'a>]) -> usize {
-        self.out.io_slices(&self.arena, bufs)
+        self.output.out.io_slices(&self.arena, bufs)
     }
 
     /// The waiting output as one vector (tests and diagnostics; transports gather).
     pub fn output_vec(&self) -> Vec<u8> {
-        self.out.to_vec(&self.arena)
+        self.output.out.to_vec(&self.arena)
     }
 
-    /// The transport sent `n` bytes of the waiting output.
-    pub fn consume(&mut self, n: usize, env: &mut Env<'_>) {
-        let n = n.min(self.out.len());
-        self.out.consume(n);
-        env.stats.bytes_out += n as u64;
-        if !self.out.is_empty() {
+    /// The transport sent `n` bytes of the waiting output. Call
+    /// [`poll_request`](Self::poll_request) afterwards: requests held back may now go.
+    pub fn consume(&mut self, n: usize, stats: &mut HttpStats) {
+        let o = &mut self.output;
+        let n = n.min(o.out.len());
+        o.out.consume(n);
+        stats.bytes_out += n as u64;
+        if !o.out.is_empty() {
             // A transport that holds unacknowledged bytes (our TCP engine) drains slowly:
             // keep a streamed body flowing once half the high-water mark is gone.
-            if self.stream.is_some() && self.pending_out() < self.out_high_water / 2 {
-                self.pump_stream();
+            if o.stream.is_some() && o.out.len() < o.high_water / 2 {
+                o.pump_stream();
             }
             return;
         }
-        self.out.clear(OUT_KEEP_BYTES);
-        self.pump_stream();
-        if self.out.is_empty() && self.stream.is_none() && self.deferred.is_none() {
-            if let Some(mark) = self.mark.take() {
+        o.out.clear(KEEP_BYTES);
+        o.pump_stream();
+        if o.idle() {
+            if let Some(mark) = o.mark.take() {
                 self.arena.rewind(mark);
             }
-            self.process_inbuf(env);
         }
     }
 
-    /// Delivers the control thread's answer for this connection.
-    pub fn complete_deferred(&mut self, resp: OwnedResponse, env: &mut Env<'_>) {
-        let Some(d) = self.deferred.take() else { return };
-        self.write_response(resp.into_response(), d.head, d.keep_alive, d.version, env);
-        self.process_inbuf(env);
-    }
-
-    /// False while the engine will not parse more input (backpressure, a stream or a
-    /// control answer pending, or closing).
+    /// False while the engine will not yield more requests (backpressure, a stream or an
+    /// answer pending, or closing).
     pub fn wants_read(&self) -> bool {
-        !self.closing && self.stream.is_none() && self.deferred.is_none() && self.pending_out() < self.high_water()
+        !self.output.blocked()
     }
 
     /// True when the transport should close: closing and everything sent.
     pub fn wants_close(&self) -> bool {
-        self.closing && self.out.is_empty() && self.stream.is_none() && self.deferred.is_none()
+        self.output.closing && self.output.idle()
     }
 
     /// True once no more output will be queued: the transport may send FIN after it.
     pub fn finishing(&self) -> bool {
-        self.closing && self.stream.is_none() && self.deferred.is_none()
+        self.output.closing && self.output.stream.is_none() && self.output.awaiting.is_none()
     }
 
     /// Received bytes held back because the engine is not reading (output above its
-    /// high-water mark, a stream or control answer pending): a transport shrinks its
-    /// window by this. Bytes of a request still arriving (a body larger than the window)
-    /// do not count: they are waited for, and holding the window shut on them would
-    /// stall the connection for good.
+    /// high-water mark, a stream or an answer pending): a transport shrinks its window
+    /// by this. Bytes of a request still arriving (a body larger than the window) do not
+    /// count: they are waited for, and holding the window shut on them would stall the
+    /// connection for good.
     pub fn buffered_input(&self) -> usize {
         if self.wants_read() {
             0
         } else {
-            self.inbuf.len()
+            self.input.buf.len() - self.input.pos
         }
     }
 
     /// No request in progress and nothing to send.
     pub fn is_idle(&self) -> bool {
-        self.inbuf.is_empty()
-            && self.out.is_empty()
-            && self.pending.is_none()
-            && self.stream.is_none()
-            && self.deferred.is_none()
+        self.input.pos == self.input.buf.len() && self.input.pending.is_none() && self.output.idle()
     }
 
     /// Graceful shutdown: answer what is in progress, then close.
     pub fn begin_drain(&mut self) {
-        self.draining = true;
+        self.output.draining = true;
         if self.is_idle() {
-            self.closing = true;
+            self.output.closing = true;
         }
     }
 
     /// The peer closed its sending side: answer what is buffered, then close.
     pub fn peer_closed(&mut self) {
-        self.draining = true;
-        if self.is_idle() || (self.deferred.is_none() && self.stream.is_none() && self.out.is_empty()) {
-            self.closing = true;
+        self.output.draining = true;
+        if self.output.idle() {
+            self.output.closing = true;
         }
     }
 
-    /// The connection's arena (for stats).
+    /// The connection's arena.
     pub fn arena(&self) -> &Arena {
         &self.arena
     }
+}
 
-    fn pending_out(&self) -> usize {
-        self.out.len()
+/// Forgets the request being parsed and what follows it (its framing is lost).
+fn input_reset(pos: &mut usize, len: usize, pending: &mut Option<Pending>) {
+    *pos = len;
+    *pending = None;
+}
+
+impl Output {
+    fn idle(&self) -> bool {
+        self.out.is_empty() && self.stream.is_none() && self.awaiting.is_none()
     }
 
-    fn high_water(&self) -> usize {
-        self.out_high_water
+    fn blocked(&self) -> bool {
+        self.closing || self.stream.is_some() || self.awaiting.is_some() || self.out.len() >= self.high_water
     }
 
-    fn process_inbuf(&mut self, env: &mut Env<'_>) {
-        if self.inbuf.is_empty() {
-            if self.draining && self.is_idle() {
-                self.closing = true;
-            }
-            return;
-        }
-        let buf = std::mem::take(&mut self.inbuf);
-        let used = self.process(&buf, env);
-        let mut buf = buf;
-        buf.drain(..used);
-        if buf.is_empty() && buf.capacity() > OUT_KEEP_BYTES {
-            buf = Vec::new();
-        }
-        self.inbuf = buf;
-        if self.draining && self.is_idle() {
-            self.closing = true;
-        }
+    /// Answers a request whose framing is lost, then closes; yields nothing.
+    fn reject<'c>(
+        &mut self,
+        r: Reject,
+        arena: &Arena,
+        date: &DateCache,
+        stats: &mut HttpStats,
+    ) -> Option<(Incoming<'c>, Answer<'c>)> {
+        stats.rejected += 1;
+        let resp = Response::text(r.0, format!("{}\n", r.1));
+        let to = ReplyTo { head: false, keep_alive: false, version: Version::Http11 };
+        self.write(resp, to, arena, date, stats);
+        None
     }
 
-    fn blocked(&self, limits: &HttpLimits) -> bool {
-        self.closing
-            || self.stream.is_some()
-            || self.deferred.is_some()
-            || self.pending_out() >= limits.output_high_water_bytes
-    }
-
-    /// Answers complete requests at the front of `buf`; returns bytes consumed.
-    fn process(&mut self, buf: &[u8], env: &mut Env<'_>) -> usize {
-        let mut pos = 0;
-        while !self.blocked(env.limits) {
-            if self.pending.is_none() && self.scan.is_fresh() {
-                while buf[pos..].starts_with(b"\r\n") {
-                    pos += 2;
-                }
-                if self.draining && pos < buf.len() {
-                    // A new request after shutdown began: refuse it by closing.
-                    self.closing = true;
-                    return buf.len();
-                }
-            }
-            let req = &buf[pos..];
-            if req.is_empty() {
-                break;
-            }
-            match self.step(req, env) {
-                Step::NeedMore => break,
-                Step::Done(n) => pos += n,
-                Step::Reject(r) => {
-                    self.reject(r, env);
-                    return buf.len();
-                }
-            }
-        }
-        pos
-    }
-
-    /// Tries to answer the request at the start of `req`.
-    fn step(&mut self, req: &[u8], env: &mut Env<'_>) -> Step {
-        let limits = env.limits;
-        let (head_len, framing) = match &self.pending {
-            Some(p) => (p.head_len, p.framing),
-            None => match self.scan.scan(req, limits) {
-                Ok(Scan::Partial) => return Step::NeedMore,
-                Ok(Scan::Complete(n)) => (n, Framing::None),
-                Err(r) => return Step::Reject(r),
-            },
-        };
-        let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_CEILING];
-        let mut parsed = httparse::Request::new(&mut []);
-        match parsed.parse_with_uninit_headers(&req[..head_len], &mut headers[..limits.max_headers]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Step::Reject(Reject(400, "malformed request head")),
-            Err(e) => return Step::Reject(reject_for(e, &req[..head_len])),
-        }
-        let version = if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 };
-        let framing = match &self.pending {
-            Some(_) => framing,
-            None => match body_framing(parsed.headers, version, limits) {
-                Ok(f) => f,
-                Err(r) => return Step::Reject(r),
-            },
-        };
-        let (body_in_buf, raw_len) = match framing {
-            Framing::None => (true, 0),
-            Framing::Length(n) if req.len() - head_len >= n => (true, n),
-            Framing::Length(_) => return self.await_body(head_len, framing, parsed.headers, version, env),
-            Framing::Chunked => {
-                let mut dec = self.pending.take().map(|p| p.decoder).unwrap_or_default();
-                match dec.decode(&req[head_len..], &mut self.body_buf, limits.max_body_bytes) {
-                    Ok(true) => (false, dec.consumed),
-                    Ok(false) => {
-                        self.pending = Some(Pending { head_len, framing, decoder: dec });
-                        return self.await_body(head_len, framing, parsed.headers, version, env);
-                    }
-                    Err(ChunkError::TooLarge) => return Step::Reject(Reject(413, "request body too large")),
-                    Err(ChunkError::Malformed(why)) => return Step::Reject(Reject(400, why)),
-                }
-            }
-        };
-        self.pending = None;
-        self.scan = HeadScan::default();
-        self.sent_continue = false;
-        let body_buf = std::mem::take(&mut self.body_buf);
-        let body: &[u8] = if body_in_buf { &req[head_len..head_len + raw_len] } else { &body_buf };
-        self.dispatch(&parsed, version, body, env);
-        self.body_buf = body_buf;
-        self.body_buf.clear();
-        Step::Done(head_len + raw_len)
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn await_body(
         &mut self,
+        pending: &mut Option<Pending>,
         head_len: usize,
         framing: Framing,
         headers: &[httparse::Header<'_>],
         version: Version,
-        env: &mut Env<'_>,
-    ) -> Step {
-        if self.pending.is_none() {
-            self.pending = Some(Pending { head_len, framing, decoder: ChunkedDecoder::default() });
+        sent_continue: &mut bool,
+        stats: &mut HttpStats,
+    ) {
+        if pending.is_none() {
+            *pending = Some(Pending { head_len, framing, decoder: ChunkedDecoder::default() });
         }
         let expects_continue = headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue"));
-        if expects_continue && version == Version::Http11 && !self.sent_continue {
+        if expects_continue && version == Version::Http11 && !*sent_continue {
             self.out.push_copy(b"HTTP/1.1 100 Continue\r\n\r\n");
-            env.stats.responses_by_class[1] += 1;
-            self.sent_continue = true;
+            stats.responses_by_class[1] += 1;
+            *sent_continue = true;
         }
-        Step::NeedMore
     }
 
-    fn dispatch(&mut self, parsed: &httparse::Request<'_, '_>, version: Version, body: &[u8], env: &mut Env<'_>) {
-        env.stats.requests += 1;
-        let keep_alive = wants_keep_alive(parsed.headers, version) && !self.draining;
-        let token = parsed.method.unwrap_or("");
-        let target = parsed.path.unwrap_or("");
-        let Some(method) = Method::parse(token) else {
-            let r = Response::text(501, format!("method {token} is not implemented\n"));
-            return self.write_response(r, false, keep_alive, version, env);
+    /// Serialises `resp` (a body the arena holds is queued by reference).
+    fn write(&mut self, resp: Response<'_>, to: ReplyTo, arena: &Arena, date: &DateCache, stats: &mut HttpStats) {
+        let ReplyTo { head, keep_alive, version } = to;
+        let conn_header: Option<&[u8]> = match (keep_alive, version) {
+            (false, _) => Some(b"close"),
+            (true, Version::Http10) => Some(b"keep-alive"),
+            (true, Version::Http11) => None,
         };
-        let head = method == Method::Head;
-        if let Err(msg) = check_host(parsed.headers, version) {
-            return self.write_response(Response::text(400, msg), head, keep_alive, version, env);
+        self.out.append_inline(|v| write_head(v, &resp, date, conn_header));
+        stats.responses_by_class[(resp.status / 100).min(5) as usize] += 1;
+        if !keep_alive {
+            self.closing = true;
         }
-        let Some((path, query)) = split_target(target) else {
-            return self.write_response(
-                Response::text(400, "malformed request-target\n"),
-                head,
-                keep_alive,
-                version,
-                env,
-            );
-        };
-        let (handler, params, n_params) = match env.router.route(method, path) {
-            Routed::Found { handler, params, n_params } => (handler, params, n_params),
-            Routed::MethodNotAllowed(allow) => {
-                let r = Response::text(405, "method not allowed\n").with_header("Allow", allow);
-                return self.write_response(r, head, keep_alive, version, env);
+        if !head {
+            match resp.body {
+                super::Body::Empty => {}
+                super::Body::Static(b) => stats.body_bytes_by_reference += self.out.push_static(b) as u64,
+                super::Body::Slice(b) => stats.body_bytes_by_reference += self.out.push_body(b, arena) as u64,
+                super::Body::Owned(b) => self.out.push_copy(&b),
+                super::Body::Stream { len, source } => {
+                    if len > 0 {
+                        self.stream = Some(Stream { source, left: len });
+                    }
+                }
             }
-            Routed::NotFound => {
-                return self.write_response(Response::text(404, "not found\n"), head, keep_alive, version, env)
-            }
-        };
-        let request = Request { method, version, path, query, headers: parsed.headers, body, params, n_params };
-        debug_assert!(n_params <= MAX_PARAMS);
-        if self.mark.is_none() {
-            self.mark = Some(self.arena.mark());
         }
-        let mut ctx = Ctx {
-            arena: &self.arena,
-            shared: env.shared,
-            conn: &mut self.state,
-            control: env.control,
-            now: env.now,
-            conn_id: env.conn_id,
-            deferred: false,
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| handler(&request, &mut ctx)));
-        let (resp, keep_alive) = match result {
-            Ok(Ok(Reply::Now(resp))) => (resp, keep_alive),
-            Ok(Ok(Reply::Deferred)) => {
-                self.deferred = Some(ReplyTo { head, keep_alive, version });
-                return;
-            }
-            Ok(Err(HandlerError::Status { status, message })) => (Response::text(status, message), keep_alive),
-            Ok(Err(HandlerError::Arena(e))) => {
-                env.stats.arena_failures += 1;
-                tracing::debug!("arena: {e}; answering 503 and closing");
-                (Response::text(503, format!("{e}\n")), false)
-            }
-            Err(_) => {
-                env.stats.handler_panics += 1;
-                tracing::error!("handler for {} {path} panicked; answered 500", method.as_str());
-                (Response::text(500, "internal error\n"), false)
-            }
-        };
-        // `resp` may borrow the arena; it is serialised (or its stream taken) right here.
-        let to = ReplyTo { head, keep_alive, version };
-        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
         self.pump_stream();
-    }
-
-    fn write_response(
-        &mut self,
-        resp: Response<'_>,
-        head: bool,
-        keep_alive: bool,
-        version: Version,
-        env: &mut Env<'_>,
-    ) {
-        let to = ReplyTo { head, keep_alive: keep_alive && !self.draining, version };
-        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
-        self.pump_stream();
-    }
-
-    fn reject(&mut self, r: Reject, env: &mut Env<'_>) {
-        env.stats.rejected += 1;
-        let resp = Response::text(r.0, format!("{}\n", r.1));
-        let to = ReplyTo { head: false, keep_alive: false, version: Version::Http11 };
-        write_response_into(&mut self.out, &self.arena, &mut self.stream, &mut self.closing, resp, to, env);
-        self.pending = None;
-        self.inbuf.clear();
     }
 
     fn pump_stream(&mut self) {
         while let Some(s) = &mut self.stream {
-            if self.out.len() >= self.out_high_water {
+            if self.out.len() >= self.high_water {
                 return;
             }
             let want = (s.left.min(STREAM_FILL_BYTES as u64)) as usize;
@@ -518,48 +629,6 @@ impl HttpConn {
                     self.stream = None;
                     self.closing = true;
                 }
-            }
-        }
-    }
-}
-
-enum Step {
-    NeedMore,
-    Done(usize),
-    Reject(Reject),
-}
-
-fn write_response_into(
-    out: &mut OutQueue,
-    arena: &Arena,
-    stream: &mut Option<Stream>,
-    closing: &mut bool,
-    resp: Response<'_>,
-    to: ReplyTo,
-    env: &mut Env<'_>,
-) {
-    let ReplyTo { head, keep_alive, version } = to;
-    let conn_header: Option<&[u8]> = match (keep_alive, version) {
-        (false, _) => Some(b"close"),
-        (true, Version::Http10) => Some(b"keep-alive"),
-        (true, Version::Http11) => None,
-    };
-    out.append_inline(|v| write_head(v, &resp, env.date, conn_header));
-    env.stats.responses_by_class[(resp.status / 100).min(5) as usize] += 1;
-    if !keep_alive {
-        *closing = true;
-    }
-    if head {
-        return;
-    }
-    match resp.body {
-        super::Body::Empty => {}
-        super::Body::Static(b) => env.stats.body_bytes_by_reference += out.push_static(b) as u64,
-        super::Body::Slice(b) => env.stats.body_bytes_by_reference += out.push_body(b, arena) as u64,
-        super::Body::Owned(b) => out.push_copy(&b),
-        super::Body::Stream { len, source } => {
-            if len > 0 {
-                *stream = Some(Stream { source, left: len });
             }
         }
     }

@@ -1,9 +1,12 @@
 //! The HTTP/1.1 engine, sans-I/O.
 //!
-//! Bytes go in through [`HttpConn::receive`], response bytes come out of
-//! [`HttpConn::output`] and are acknowledged with [`HttpConn::consume`]. The current time
-//! is passed in ([`Env::now`]); nothing here reads a clock or makes a syscall, so the
-//! engine runs the same over kernel sockets, our TCP engine, or a test harness.
+//! Bytes go in through [`HttpConn::receive`]; [`HttpConn::poll_request`] yields each
+//! complete request with the [`Answer`] slot that takes its response (now, or later
+//! through [`HttpConn::respond`]); response bytes are gathered by the transport and
+//! acknowledged with [`HttpConn::consume`]. The Date value comes from a [`DateCache`]
+//! the caller updates; nothing here reads a clock, makes a syscall or runs application
+//! code, so the engine runs the same over kernel sockets, our TCP engine, or a test
+//! harness. Routing and handlers are the `app` layer's.
 //!
 //! Panic contract: no input bytes can make the engine panic; malformed input yields the
 //! status code RFC 9110/9112 prescribe (see [`limits`]) and, where framing is lost, a
@@ -19,13 +22,10 @@ mod request;
 mod response;
 mod status;
 
-pub use conn::{Env, HttpConn, HttpStats};
+pub use conn::{header_slots, Answer, HeaderSlots, HttpConn, HttpStats, Incoming, ReqId};
 pub use date::DateCache;
 pub use limits::HttpLimits;
 pub use outq::{OutQueue, INLINE_MAX};
-pub use request::{percent_decode, DecodeError, Method, Request, Version, MAX_PARAMS as MAX_PARAMS_PUB};
+pub use request::{percent_decode, query_param, DecodeError, Method, Request, Version, MAX_PARAMS as MAX_PARAMS_PUB};
 pub use response::{Body, BodySource, OwnedResponse, Response};
 pub use status::reason_phrase;
-
-#[cfg(test)]
-mod tests;

@@ -99,10 +99,18 @@ impl<'a> Request<'a> {
     /// The first query parameter named `name`, percent- and `+`-decoded. `None` when
     /// absent or not valid UTF-8 after decoding.
     pub fn query(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true).ok()? == name).then(|| percent_decode(v, true).ok()).flatten()
-        })
+        query_param(self.query, name)
+    }
+
+    /// The path parameters the router matched (name, raw value).
+    pub fn params(&self) -> &[(&'static str, &'a str)] {
+        &self.params[..self.n_params]
+    }
+
+    /// Sets the path parameters (the router's match).
+    pub fn set_params(&mut self, params: [(&'static str, &'a str); MAX_PARAMS], n: usize) {
+        self.params = params;
+        self.n_params = n.min(MAX_PARAMS);
     }
 
     /// The first header named `name` (case-insensitive).
@@ -129,6 +137,14 @@ impl<'a> Request<'a> {
     pub fn param_decoded(&self, name: &str) -> Option<Cow<'a, str>> {
         percent_decode(self.param(name)?, false).ok()
     }
+}
+
+/// The first parameter named `name` of query string `query`, percent- and `+`-decoded.
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k, true).ok()? == name).then(|| percent_decode(v, true).ok()).flatten()
+    })
 }
 
 /// A percent-encoded string that does not decode to UTF-8.

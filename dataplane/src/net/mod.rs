@@ -8,7 +8,6 @@
 //!
 //! Panic contract: arbitrary bytes never panic (`new_checked` everywhere).
 
-mod batch;
 mod neighbor;
 
 use std::net::Ipv4Addr;
@@ -21,7 +20,7 @@ use smoltcp::wire::{
     Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
 
-pub use batch::{FrameBatch, TxSink};
+pub use crate::nic::{FrameBatch, TxSink};
 
 /// A checksum-verified TCP segment for our address, located inside its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +134,11 @@ impl NetStack {
             caps: ChecksumCapabilities::default(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Our IPv4 address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.cfg.ip
     }
 
     /// Counters so far.

@@ -4,18 +4,19 @@
 //!   `af_xdp` (AF_XDP rings on a NIC queue) and [`loopback`] (in memory, for tests), and
 //!   wrapped by [`pcap`] (capture to a file tcpdump reads) and [`fault`] (seeded drop,
 //!   duplicate, reorder, corrupt), which stack: `Fault<Pcap<XskQueue>>`.
-//! - `kernel`: kernel TCP sockets (the kernel is the TCP stack); it plugs in above the
-//!   TCP engine and does not implement `PacketIo`.
+//!
+//! Kernel TCP sockets are not a packet backend: the kernel is their TCP stack, and they
+//! are a transport of their own (`transport::kernel`).
 
 pub mod af_xdp;
+mod batch;
 pub mod fault;
-pub mod kernel;
 pub mod loopback;
 pub mod pcap;
 
-use std::time::Duration;
+pub use batch::{FrameBatch, TxSink};
 
-use crate::net::{FrameBatch, TxSink};
+use std::time::Duration;
 
 /// The TX ring (or queue) is full; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -207,6 +207,29 @@ struct Conn<A> {
     from_cookie: bool,
 }
 
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// FIN exchange (or TIME-WAIT expiry, idle close).
+    Orderly,
+    /// A RST arrived (or we aborted).
+    Reset,
+    /// Retransmissions (of the SYN, or of data) ran out.
+    TimedOut,
+}
+
+/// A connection that ended, with its application.
+pub struct Ended<A> {
+    /// Its id.
+    pub id: ConnId,
+    /// Its application.
+    pub app: A,
+    /// How it ended.
+    pub end: End,
+    /// Its state when it ended (`SynSent`: it was never established).
+    pub state: State,
+}
+
 /// One core's TCP engine.
 pub struct Engine<A, C> {
     cfg: TcpConfig,
@@ -222,6 +245,7 @@ pub struct Engine<A, C> {
     counters: TcpCounters,
     lifecycle: Vec<(SocketAddrV4, SocketAddrV4, bool)>,
     track_lifecycle: bool,
+    ended: Vec<Ended<A>>,
     _cx: std::marker::PhantomData<fn(&mut C)>,
 }
 
@@ -248,6 +272,7 @@ impl<A, C> Engine<A, C> {
             counters: TcpCounters::default(),
             lifecycle: Vec::new(),
             track_lifecycle: false,
+            ended: Vec::new(),
             _cx: std::marker::PhantomData,
         }
     }
@@ -484,7 +509,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                     && self.slab[idx as usize].as_ref().is_some_and(|c| gt(seg.seq, c.rcv_nxt))
                 {
                     // RFC 9293 §3.6.1 / RFC 6191: a new SYN above the old window reopens.
-                    self.remove(id, false);
+                    self.remove(id, End::Orderly);
                     return self.on_listen(now, t, seg, cx, tx);
                 }
                 self.on_conn(id, now, seg, cx, tx);
@@ -508,7 +533,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
     }
 
-    /// Opens a connection from `local` to `remote` (SYN sent at once).
+    /// Opens a connection from `local` to `remote` (SYN sent at once); `A::open` makes
+    /// its application once it is established.
     pub fn connect(
         &mut self,
         local: SocketAddrV4,
@@ -516,16 +542,43 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         now: Instant,
         tx: &mut Tx<'_>,
     ) -> Option<ConnId> {
+        self.connect_with(local, remote, now, None, tx)
+    }
+
+    /// As [`connect`](Self::connect), with the connection's application given now (an
+    /// outbound client whose handler waits on it).
+    pub fn connect_with(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        now: Instant,
+        app: Option<A>,
+        tx: &mut Tx<'_>,
+    ) -> Option<ConnId> {
         let t = Tuple { local, remote };
         if self.table.contains_key(&t) {
             return None;
         }
         let iss = self.iss(&t, now);
-        let id = self.insert(self.new_conn(t, State::SynSent, iss, 0, now));
+        let mut conn = self.new_conn(t, State::SynSent, iss, 0, now);
+        conn.app = app;
+        let id = self.insert(conn);
         self.send_syn(id, now, tx);
         self.arm_rtx(id, now);
         self.reschedule(id);
         Some(id)
+    }
+
+    /// The applications of connections that ended since the last call, with how they
+    /// ended (call once per turn: an outbound client learns here that it was refused,
+    /// reset or timed out).
+    pub fn take_ended(&mut self) -> Vec<Ended<A>> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// True if a local port is in use towards `remote` by any connection.
+    pub fn in_use(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        self.table.contains_key(&Tuple { local, remote })
     }
 
     /// Resets connection `id` (RST to the peer) and forgets it.
@@ -536,7 +589,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.counters.rst_sent += 1;
         self.emit(tx, t.local, t.remote, rst);
         self.counters.reset += 1;
-        self.remove(id, true);
+        self.remove(id, End::Reset);
     }
 
     fn new_conn(&self, tuple: Tuple, state: State, iss: u32, irs: u32, now: Instant) -> Conn<A> {
@@ -602,13 +655,16 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         ConnId::new(idx, self.gens[idx as usize])
     }
 
-    fn remove(&mut self, id: ConnId, reset: bool) {
-        let Some(c) = self.slab.get_mut(id.idx() as usize).and_then(Option::take) else { return };
+    fn remove(&mut self, id: ConnId, end: End) {
+        let Some(mut c) = self.slab.get_mut(id.idx() as usize).and_then(Option::take) else { return };
         if c.state == State::SynReceived {
             self.half_open -= 1;
         }
-        if !reset && c.app.is_some() {
+        if end == End::Orderly && c.app.is_some() {
             self.counters.closed += 1;
+        }
+        if let Some(app) = c.app.take() {
+            self.ended.push(Ended { id, app, end, state: c.state });
         }
         self.table.remove(&c.tuple);
         if self.track_lifecycle {
@@ -724,6 +780,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     fn established(&mut self, id: ConnId, cx: &mut C) {
         self.counters.established += 1;
+        if let Some(app) = self.conn_mut(id).and_then(|c| c.app.as_mut()) {
+            // An active open brought its application along.
+            app.connected(id, cx);
+            return;
+        }
         let app = A::open(id, cx);
         if let Some(c) = self.conn_mut(id) {
             c.app = Some(app);
@@ -783,7 +844,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if seg.rst {
             if seg.ack.is_some() {
                 self.counters.reset += 1;
-                self.remove(id, true);
+                self.remove(id, End::Reset);
             }
             return;
         }
@@ -856,7 +917,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if seg.rst {
             if seg.seq == c.rcv_nxt {
                 self.counters.reset += 1;
-                self.remove(id, true);
+                self.remove(id, End::Reset);
             } else {
                 c.ack_now = true;
                 self.counters.challenge_acks += 1;
@@ -1222,7 +1283,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let idle = self.cfg.idle_timeout_ms;
         let Some(c) = self.conn_mut(id) else { return };
         if c.state == State::LastAck && c.end_at == Some(0) {
-            return self.remove(id, false);
+            return self.remove(id, End::Orderly);
         }
         if c.state == State::Established && c.flight() == 0 && c.end_at.is_none() {
             c.end_at = Some(tick + idle);
@@ -1279,7 +1340,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if c.end_at.is_some_and(|d| d <= tick) {
             c.end_at = None;
             match c.state {
-                State::TimeWait => return self.remove(id, false),
+                State::TimeWait => return self.remove(id, End::Orderly),
                 State::Established if c.flight() == 0 => {
                     // Idle keep-alive connection: close it in order.
                     self.counters.idle_closed += 1;
@@ -1319,7 +1380,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 c.backoff += 1;
                 if c.backoff > syn_retries {
                     self.counters.syn_timeouts += 1;
-                    return self.remove(id, true);
+                    return self.remove(id, End::TimedOut);
                 }
                 self.send_syn(id, now, tx);
                 self.arm_rtx(id, now);
@@ -1343,7 +1404,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                         ..Default::default()
                     };
                     self.emit(tx, t.local, t.remote, rst);
-                    return self.remove(id, true);
+                    return self.remove(id, End::TimedOut);
                 }
                 if zero_window && c.flight() == 0 {
                     return self.window_probe(id, now, tx);

@@ -21,7 +21,7 @@ mod wheel;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{ConnId, Engine, Payload, SegmentOut, State, TcpCounters};
+pub use engine::{ConnId, End, Ended, Engine, Payload, SegmentOut, State, TcpCounters};
 pub use segment::Segment;
 
 /// What the engine needs from the application on each connection. `C` is context the
@@ -29,6 +29,9 @@ pub use segment::Segment;
 pub trait TcpApp<C>: Sized {
     /// A connection was established (passive or active open).
     fn open(id: ConnId, cx: &mut C) -> Self;
+    /// An active open given its application up front ([`Engine::connect_with`]) was
+    /// established.
+    fn connected(&mut self, _id: ConnId, _cx: &mut C) {}
     /// In-order bytes arrived.
     fn received(&mut self, data: &[u8], id: ConnId, cx: &mut C);
     /// The peer sent FIN (no more bytes will arrive).

@@ -10,7 +10,7 @@ use super::ring::{Consumer, Producer, RingLayout};
 use super::umem::Umem;
 use super::{syscall, BindMode, Doorbell, XdpConfig, XdpError};
 use crate::mem::{NumaNode, Region, HUGEPAGE_BYTES};
-use crate::net::{FrameBatch, TxSink};
+use crate::nic::{FrameBatch, TxSink};
 use crate::nic::{IoCounters, PacketIo, TxFull};
 use std::sync::Arc;
 

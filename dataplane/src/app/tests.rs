@@ -1,11 +1,13 @@
 //! Engine tests: bytes in, parsed responses out, no sockets.
 
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::dispatch::{AppSet, Delivery, Dispatch, DispatchConfig, HttpSession};
 use super::*;
-use crate::app::{ControlHandle, ControlPlane, ControlState, Ctx, HandlerError, Reply, Route, Router, Shared};
-use crate::mem::{Arena, ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
+use crate::http::{Body, BodySource, HttpConn, HttpLimits, Method, OwnedResponse, Request, Response};
+use crate::mem::{ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
 
 fn hello<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     Ok(Response::ok("text/plain", b"Hello, World!").into())
@@ -39,22 +41,48 @@ fn big<'a>(_: &'a Request<'a>, _: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerErro
 }
 
 struct Harness {
-    router: Router,
-    shared: Shared,
+    apps: Arc<AppSet>,
     plane: Option<ControlPlane>,
-    control: ControlHandle,
+    d: Dispatch,
     limits: HttpLimits,
-    date: DateCache,
-    stats: HttpStats,
+    built: HttpLimits,
     pool: Rc<ChunkPool>,
     now: SystemTime,
+}
+
+/// A connection under test: an HTTP session driven through the dispatcher.
+struct TConn(HttpSession);
+
+/// The dispatcher, lent for one call.
+struct Env<'h>(&'h mut Dispatch);
+
+impl std::ops::Deref for TConn {
+    type Target = HttpConn;
+    fn deref(&self) -> &HttpConn {
+        &self.0.http
+    }
+}
+
+impl TConn {
+    fn receive(&mut self, data: &[u8], env: &mut Env<'_>) {
+        env.0.received(1, &mut self.0, data);
+    }
+    fn consume(&mut self, n: usize, env: &mut Env<'_>) {
+        env.0.consumed(1, &mut self.0, n);
+    }
+    fn complete_deferred(&mut self, resp: OwnedResponse, env: &mut Env<'_>) {
+        env.0.deliver(1, &mut self.0, Delivery::Job(resp));
+    }
+    fn begin_drain(&mut self, env: &mut Env<'_>) {
+        env.0.begin_drain(1, &mut self.0);
+    }
 }
 
 impl Harness {
     fn new() -> Self {
         let mut router = Router::new();
         for (m, p, h) in [
-            (Method::Get, "/hello", hello as crate::app::Handler),
+            (Method::Get, "/hello", hello as SyncHandler),
             (Method::Post, "/echo", echo),
             (Method::Get, "/p/{name}", param),
             (Method::Get, "/boom", boom),
@@ -62,46 +90,34 @@ impl Harness {
             (Method::Get, "/deferred", deferred),
             (Method::Get, "/big", big),
         ] {
-            router.add(Route { method: m, pattern: p, handler: h }).unwrap();
+            router.add(Route::sync(m, p, h)).unwrap();
         }
         let plane = ControlPlane::start(8).unwrap();
-        let control = plane.handle();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut date = DateCache::default();
-        date.update(now);
         let region = Region::map(HUGEPAGE_BYTES, None, HugepagePolicy::Off).unwrap();
-        Harness {
-            router,
-            shared: Shared::default(),
-            plane: Some(plane),
-            control,
-            limits: HttpLimits::default(),
-            date,
-            stats: HttpStats::default(),
-            pool: Rc::new(ChunkPool::new(region, 64 << 10)),
-            now,
-        }
+        let pool = Rc::new(ChunkPool::new(region, 64 << 10));
+        let apps = Arc::new(AppSet { router, shared: Shared::default() });
+        let limits = HttpLimits::default();
+        let d = dispatcher(&apps, &plane, &limits, &pool, now);
+        Harness { apps, plane: Some(plane), d, built: limits.clone(), limits, pool, now }
     }
 
-    fn conn(&self) -> HttpConn {
-        HttpConn::new(Arena::new(self.pool.clone(), 1 << 20), &self.limits)
+    /// A new connection (the dispatcher is rebuilt when a test changed the limits).
+    fn conn(&mut self) -> TConn {
+        if self.built != self.limits {
+            let plane = self.plane.as_ref().expect("running");
+            self.d = dispatcher(&self.apps, plane, &self.limits, &self.pool, self.now);
+            self.built = self.limits.clone();
+        }
+        TConn(self.d.open())
     }
 
     fn env(&mut self) -> Env<'_> {
-        Env {
-            now: self.now,
-            date: &self.date,
-            limits: &self.limits,
-            router: &self.router,
-            shared: &self.shared,
-            control: &self.control,
-            conn_id: 1,
-            stats: &mut self.stats,
-        }
+        Env(&mut self.d)
     }
 
     /// Feeds `input` in pieces of the given sizes and drains all output.
-    fn feed(&mut self, conn: &mut HttpConn, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    fn feed(&mut self, conn: &mut TConn, input: &[u8], cuts: &[usize]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut start = 0;
         for &end in cuts.iter().chain(std::iter::once(&input.len())) {
@@ -112,7 +128,7 @@ impl Harness {
         out
     }
 
-    fn drain(&mut self, conn: &mut HttpConn, out: &mut Vec<u8>) {
+    fn drain(&mut self, conn: &mut TConn, out: &mut Vec<u8>) {
         loop {
             let o = conn.output_vec();
             if o.is_empty() {
@@ -124,11 +140,29 @@ impl Harness {
         }
     }
 
-    fn once(&mut self, input: &[u8]) -> (Vec<Resp>, HttpConn) {
+    fn once(&mut self, input: &[u8]) -> (Vec<Resp>, TConn) {
         let mut conn = self.conn();
         let out = self.feed(&mut conn, input, &[]);
         (parse_all(&out, false), conn)
     }
+}
+
+fn dispatcher(
+    apps: &Arc<AppSet>,
+    plane: &ControlPlane,
+    limits: &HttpLimits,
+    pool: &Rc<ChunkPool>,
+    now: SystemTime,
+) -> Dispatch {
+    let cfg = DispatchConfig {
+        limits: limits.clone(),
+        arena_cap: 1 << 20,
+        deadline: Duration::from_secs(5),
+        max_in_flight: 16,
+    };
+    let mut d = Dispatch::new(apps.clone(), cfg, pool.clone(), plane.handle());
+    d.tick(now, Instant::now());
+    d
 }
 
 impl Drop for Harness {
@@ -393,7 +427,7 @@ fn arena_exhaustion_answers_503_and_closes_only_that_connection() {
     let mut h = Harness::new();
     let (st, _, closed) = status_of(&mut h, b"GET /hog HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((st, closed), (503, true));
-    assert_eq!(h.stats.arena_failures, 1);
+    assert_eq!(h.d.stats.arena_failures, 1);
     assert_eq!(h.pool.stats().chunks_free, h.pool.stats().chunks_total, "memory returned");
     assert_eq!(status_of(&mut h, GET).0, 200);
 }
@@ -404,7 +438,7 @@ fn panicking_handler_answers_500() {
     let (st, _, closed) =
         status_of(&mut h, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((st, closed), (500, true));
-    assert_eq!(h.stats.handler_panics, 1);
+    assert_eq!(h.d.stats.handler_panics, 1);
     assert_eq!(status_of(&mut h, GET).0, 200, "the next connection is served");
 }
 
@@ -412,7 +446,7 @@ fn panicking_handler_answers_500() {
 fn deferred_answer_keeps_pipelined_order() {
     let mut h = Harness::new();
     let (tx, rx) = std::sync::mpsc::channel();
-    h.control.set_waker(Box::new(move || {
+    h.d.control().set_waker(Box::new(move || {
         let _ = tx.send(());
     }));
     let mut c = h.conn();
@@ -421,9 +455,11 @@ fn deferred_answer_keeps_pipelined_order() {
     assert_eq!(parse_all(&out, false).len(), 1, "waits for the control thread");
     assert!(!c.wants_read());
     rx.recv_timeout(Duration::from_secs(5)).expect("control thread answered");
-    let mut answers = Vec::new();
-    h.control.drain(|id, r| answers.push((id, r)));
-    let (id, resp) = answers.pop().unwrap();
+    let mut answers = h.d.run(Instant::now());
+    let (id, resp) = match answers.pop() {
+        Some((id, Delivery::Job(resp))) => (id, resp),
+        other => panic!("expected the control thread's answer, got {other:?}"),
+    };
     assert_eq!(id, 1);
     c.complete_deferred(resp, &mut h.env());
     h.drain(&mut c, &mut out);
@@ -435,7 +471,7 @@ fn deferred_answer_keeps_pipelined_order() {
 fn streamed_body_respects_backpressure() {
     let mut h = Harness::new();
     h.limits.output_high_water_bytes = 64 << 10;
-    let mut c = HttpConn::new(Arena::new(h.pool.clone(), 1 << 20), &h.limits);
+    let mut c = h.conn();
     c.receive(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &mut h.env());
     assert!(c.output_len() <= (64 << 10) + 256, "buffered {} bytes", c.output_len());
     assert!(!c.wants_read());
@@ -454,7 +490,7 @@ fn date_follows_the_passed_time() {
     let (a, _) = h.once(GET);
     h.now += Duration::from_secs(1);
     let now = h.now;
-    h.date.update(now);
+    h.d.tick(now, Instant::now());
     let (b, _) = h.once(GET);
     assert_ne!(a[0].header("Date"), b[0].header("Date"));
 }
@@ -465,7 +501,7 @@ fn drain_finishes_the_request_in_progress_then_closes() {
     let mut c = h.conn();
     let out = h.feed(&mut c, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab", &[]);
     assert!(out.is_empty());
-    c.begin_drain();
+    c.begin_drain(&mut h.env());
     assert!(!c.wants_close());
     let out = h.feed(&mut c, b"cdGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
     let rs = parse_all(&out, false);
@@ -474,7 +510,7 @@ fn drain_finishes_the_request_in_progress_then_closes() {
     assert_eq!(rs[0].header("Connection"), Some("close"));
     assert!(c.wants_close());
     let mut idle = h.conn();
-    idle.begin_drain();
+    idle.begin_drain(&mut h.env());
     assert!(idle.wants_close());
 }
 
@@ -518,7 +554,7 @@ fn arena_bodies_are_queued_by_reference_and_survive_partial_sends() {
     c.receive(&input, &mut h.env());
     let total = c.output_len();
     // The bodies stay in the arena until the last byte is taken: heads are the only copies.
-    assert_eq!(h.stats.body_bytes_by_reference, 9000);
+    assert_eq!(h.d.stats.body_bytes_by_reference, 9000);
     assert!(c.arena().used_bytes() > 0);
     let mut sent = Vec::new();
     let mut step = 1;

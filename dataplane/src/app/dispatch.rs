@@ -1,0 +1,299 @@
+//! Dispatch: drives one core's HTTP connections through routing and handlers.
+//!
+//! The HTTP engine yields requests and takes responses; this module is what sits
+//! between it and the apps. A sync handler runs at once, inside `catch_unwind` (a panic
+//! answers 500 and closes that connection; the core goes on). An async handler's future
+//! is spawned on the core's [`Executor`] with the request copied out of the buffer, and
+//! its response is delivered when it completes (or 504 at the deadline). Jobs for the
+//! control thread and the I/O threads are submitted here and their answers delivered the
+//! same way. A transport calls [`Dispatch::received`], [`Dispatch::consumed`],
+//! [`Dispatch::peer_closed`] for each connection event and [`Dispatch::run`] once a
+//! turn, then sends what the sessions queued.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::exec::{Outcome, TaskGuard};
+use super::{
+    ConnState, ControlHandle, Ctx, Cx, Executor, Handler, HandlerError, OwnedRequest, Reply, Routed, Router, Shared,
+};
+use crate::http::{
+    header_slots, Answer, DateCache, HttpConn, HttpLimits, HttpStats, Incoming, OwnedResponse, Request, Response,
+};
+use crate::mem::{Arena, ChunkPool};
+
+/// What the core loops serve: the routes and the read-only state, built before start.
+pub struct AppSet {
+    /// All routes.
+    pub router: Router,
+    /// Read-only shared state.
+    pub shared: Shared,
+}
+
+/// Dispatch settings (from `[http]`, `[arena]` and `[handlers]`).
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// HTTP limits.
+    pub limits: HttpLimits,
+    /// Arena cap per connection.
+    pub arena_cap: usize,
+    /// Time an async handler has before 504.
+    pub deadline: Duration,
+    /// Async requests in flight per core before 503.
+    pub max_in_flight: usize,
+}
+
+/// One HTTP connection's state above the transport.
+pub struct HttpSession {
+    /// The protocol engine.
+    pub http: HttpConn,
+    state: ConnState,
+    task: Option<TaskGuard>,
+}
+
+/// Something a request was waiting for, now here.
+#[derive(Debug)]
+pub enum Delivery {
+    /// An async handler's task ended.
+    Task(Outcome),
+    /// The control thread or an I/O thread answered.
+    Job(OwnedResponse),
+}
+
+/// One core's dispatcher.
+pub struct Dispatch {
+    apps: Arc<AppSet>,
+    cfg: DispatchConfig,
+    pool: Rc<ChunkPool>,
+    control: ControlHandle,
+    exec: Executor,
+    /// The Date header cache.
+    pub date: DateCache,
+    /// HTTP counters.
+    pub stats: HttpStats,
+    now: SystemTime,
+    mono: Instant,
+}
+
+impl Dispatch {
+    /// A dispatcher for one core.
+    pub fn new(apps: Arc<AppSet>, cfg: DispatchConfig, pool: Rc<ChunkPool>, control: ControlHandle) -> Dispatch {
+        let (now, mono) = (SystemTime::now(), Instant::now());
+        let mut date = DateCache::default();
+        date.update(now);
+        let exec = Executor::new(cfg.max_in_flight, mono, apps.shared.clone());
+        Dispatch { apps, cfg, pool, control, exec, date, stats: HttpStats::default(), now, mono }
+    }
+
+    /// Sets the turn's time (wall clock for Date and handlers, monotonic for deadlines).
+    pub fn tick(&mut self, wall: SystemTime, mono: Instant) {
+        self.now = wall;
+        self.mono = mono;
+        self.date.update(wall);
+    }
+
+    /// The executor (the transport takes outbound work from its shared state).
+    pub fn exec(&self) -> &Executor {
+        &self.exec
+    }
+
+    /// The executor, to start tasks outside a request (tests, app-level clients).
+    pub fn exec_mut(&mut self) -> &mut Executor {
+        &mut self.exec
+    }
+
+    /// The control-plane handle.
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+
+    /// The arena pool.
+    pub fn pool(&self) -> &Rc<ChunkPool> {
+        &self.pool
+    }
+
+    /// A new connection's session.
+    pub fn open(&self) -> HttpSession {
+        let arena = Arena::new(self.pool.clone(), self.cfg.arena_cap);
+        HttpSession { http: HttpConn::new(arena, &self.cfg.limits), state: ConnState::default(), task: None }
+    }
+
+    /// Bytes arrived on connection `key`.
+    pub fn received(&mut self, key: u64, s: &mut HttpSession, data: &[u8]) {
+        s.http.receive(data, &mut self.stats);
+        self.serve(key, s);
+    }
+
+    /// The transport sent (or the peer acknowledged) `n` bytes of `s`'s output.
+    pub fn consumed(&mut self, key: u64, s: &mut HttpSession, n: usize) {
+        s.http.consume(n, &mut self.stats);
+        self.serve(key, s);
+    }
+
+    /// The peer closed its side. A request still waiting for its handler is cancelled
+    /// (its future dropped) and the connection closes: the client went away.
+    pub fn peer_closed(&mut self, key: u64, s: &mut HttpSession) {
+        if s.http.awaiting().is_some() {
+            s.task = None; // dropping the guard cancels the task
+            s.http.abandon_awaiting();
+        } else {
+            s.http.peer_closed();
+            self.serve(key, s);
+        }
+    }
+
+    /// Graceful shutdown of one connection.
+    pub fn begin_drain(&mut self, key: u64, s: &mut HttpSession) {
+        s.http.begin_drain();
+        self.serve(key, s);
+    }
+
+    /// One turn of the executor and of job answers: what arrived for which connection.
+    /// The transport hands each to [`deliver`](Self::deliver) with the session.
+    pub fn run(&mut self, now: Instant) -> Vec<(u64, Delivery)> {
+        let mut out: Vec<(u64, Delivery)> =
+            self.exec.run(now).into_iter().map(|c| (c.conn, Delivery::Task(c.outcome))).collect();
+        self.control.drain(|id, r| out.push((id, Delivery::Job(r))));
+        out
+    }
+
+    /// True when [`run`](Self::run) has work now (a task was woken).
+    pub fn has_ready(&self) -> bool {
+        self.exec.has_ready()
+    }
+
+    /// When the executor's next timer is due.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.exec.next_timer()
+    }
+
+    /// Delivers what request of `s` was waiting for, then serves what follows it.
+    pub fn deliver(&mut self, key: u64, s: &mut HttpSession, d: Delivery) {
+        let Some(id) = s.http.awaiting() else { return };
+        let (resp, close) = match d {
+            Delivery::Job(r) => (r.into_response(), false),
+            Delivery::Task(outcome) => {
+                if let Some(g) = s.task.take() {
+                    g.disarm();
+                }
+                match outcome {
+                    Outcome::Done(Ok(r)) => (r, false),
+                    Outcome::Done(Err(HandlerError::Status { status, message })) => {
+                        (Response::text(status, message), false)
+                    }
+                    Outcome::Done(Err(HandlerError::Arena(e))) => {
+                        self.stats.arena_failures += 1;
+                        (Response::text(503, format!("{e}\n")), true)
+                    }
+                    Outcome::TimedOut => (Response::text(504, "the handler's deadline passed\n"), false),
+                    Outcome::Panicked => {
+                        self.stats.handler_panics += 1;
+                        (Response::text(500, "internal error\n"), true)
+                    }
+                }
+            }
+        };
+        s.http.respond(id, resp, close, &self.date, &mut self.stats);
+        self.serve(key, s);
+    }
+
+    /// Answers every request of `s` that can be answered now.
+    pub fn serve(&mut self, key: u64, s: &mut HttpSession) {
+        let HttpSession { http, state, task } = s;
+        loop {
+            let mut slots = header_slots();
+            let Some((incoming, answer)) = http.poll_request(&mut slots, &self.cfg.limits, &self.date, &mut self.stats)
+            else {
+                return;
+            };
+            let mut req = match incoming {
+                Incoming::Invalid(resp) => {
+                    answer.send(resp);
+                    continue;
+                }
+                Incoming::Request(req) => req,
+            };
+            let handler = match self.apps.router.route(req.method(), req.path()) {
+                Routed::Found { handler, params, n_params } => {
+                    req.set_params(params, n_params);
+                    handler
+                }
+                Routed::MethodNotAllowed(allow) => {
+                    answer.send(Response::text(405, "method not allowed\n").with_header("Allow", allow));
+                    continue;
+                }
+                Routed::NotFound => {
+                    answer.send(Response::text(404, "not found\n"));
+                    continue;
+                }
+            };
+            match handler {
+                Handler::Sync(h) => {
+                    let arena = answer.arena();
+                    let mut ctx = Ctx { arena, shared: &self.apps.shared, conn: &mut *state, now: self.now };
+                    let result = catch_unwind(AssertUnwindSafe(|| h(&req, &mut ctx)));
+                    finish_sync(result, answer, &req, &self.control, key);
+                }
+                Handler::Async(h) => {
+                    if !self.exec.has_room() {
+                        self.exec.count_refused();
+                        let busy = Response::text(503, "too many requests in flight on this core\n");
+                        answer.send(busy.with_header("Retry-After", "1"));
+                        continue;
+                    }
+                    let deadline = self.mono + self.cfg.deadline;
+                    let cx = Cx { core: self.exec.core().clone(), deadline };
+                    let owned = OwnedRequest::from_request(&req);
+                    match catch_unwind(AssertUnwindSafe(|| h(owned, cx))) {
+                        Ok(fut) => {
+                            let id = answer.defer();
+                            *task = Some(self.exec.spawn(fut, key, id, deadline));
+                        }
+                        Err(_) => panicked(answer, &req),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn panicked(mut answer: Answer<'_>, req: &Request<'_>) {
+    answer.stats().handler_panics += 1;
+    tracing::error!("handler for {} {} panicked; answered 500", req.method().as_str(), req.path());
+    answer.send_and_close(Response::text(500, "internal error\n"));
+}
+
+/// Turns a sync handler's result into the answer (or a submitted job).
+fn finish_sync(
+    result: std::thread::Result<Result<Reply<'_>, HandlerError>>,
+    mut answer: Answer<'_>,
+    req: &Request<'_>,
+    control: &ControlHandle,
+    key: u64,
+) {
+    let busy = |what: &'static str| Response::text(503, what).with_header("Retry-After", "1");
+    match result {
+        Ok(Ok(Reply::Now(resp))) => answer.send(resp),
+        Ok(Ok(Reply::Control(job))) => match control.submit(key, job) {
+            Ok(()) => {
+                let _ = answer.defer();
+            }
+            Err(_) => answer.send(busy("control queue full\n")),
+        },
+        Ok(Ok(Reply::Blocking(job))) => match control.submit_blocking(key, job) {
+            Ok(()) => {
+                let _ = answer.defer();
+            }
+            Err(_) => answer.send(busy("I/O queue full\n")),
+        },
+        Ok(Err(HandlerError::Status { status, message })) => answer.send(Response::text(status, message)),
+        Ok(Err(HandlerError::Arena(e))) => {
+            answer.stats().arena_failures += 1;
+            tracing::debug!("arena: {e}; answering 503 and closing");
+            answer.send_and_close(Response::text(503, format!("{e}\n")));
+        }
+        Err(_) => panicked(answer, req),
+    }
+}

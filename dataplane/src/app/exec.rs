@@ -1,0 +1,492 @@
+//! The per-core executor for async handlers: a slab of tasks, a ready queue their
+//! wakers push to, and a timer heap, all owned by one core loop.
+//!
+//! No thread is spawned and no task moves between cores. A waker holds the task's slot
+//! and the core's ready queue; waking pushes the slot (an uncontended lock: only this
+//! core takes it, unless a waker was handed to another thread, which also works) and
+//! rings the core's doorbell, so a task woken from elsewhere runs within a turn.
+//! [`Executor::run`] polls the tasks woken before it was called, fires due timers, and
+//! ends tasks whose deadline passed. It is given the time; it reads no clock.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use super::outbound::OutboundState;
+use super::{HandlerError, HandlerFuture, Shared};
+use crate::http::{ReqId, Response};
+
+/// A task's slot and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskKey {
+    idx: u32,
+    gen: u32,
+}
+
+/// Woken tasks, and how to wake the core that runs them.
+pub(crate) struct ReadyQueue {
+    woken: Mutex<Vec<TaskKey>>,
+    doorbell: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+struct TaskWaker {
+    key: TaskKey,
+    queue: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()).push(self.key);
+        if let Some(ring) = self.queue.doorbell.get() {
+            ring();
+        }
+    }
+}
+
+enum TimerKind {
+    Wake(Waker),
+    Deadline(TaskKey),
+}
+
+struct Timer {
+    at: Instant,
+    seq: u64,
+    kind: TimerKind,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// What the core's futures share: the turn's time, the timer heap, the outbound
+/// connections, the apps' read-only state.
+pub struct CoreShared {
+    now: Cell<Instant>,
+    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    seq: Cell<u64>,
+    pub(crate) outbound: RefCell<OutboundState>,
+    shared: Shared,
+}
+
+impl CoreShared {
+    /// The core's time at the start of this turn.
+    pub fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    /// The apps' read-only state.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Wakes `waker` once `at` has passed.
+    pub(crate) fn wake_at(&self, at: Instant, waker: Waker) {
+        self.push_timer(at, TimerKind::Wake(waker));
+    }
+
+    fn push_timer(&self, at: Instant, kind: TimerKind) {
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        self.timers.borrow_mut().push(Reverse(Timer { at, seq, kind }));
+    }
+}
+
+/// A future that completes once the core's time reaches its instant.
+pub struct Sleep {
+    core: Rc<CoreShared>,
+    at: Instant,
+    armed: bool,
+}
+
+impl Sleep {
+    pub(crate) fn until(core: Rc<CoreShared>, at: Instant) -> Sleep {
+        Sleep { core, at, armed: false }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.core.now() >= self.at {
+            return Poll::Ready(());
+        }
+        if !self.armed {
+            self.armed = true;
+            self.core.wake_at(self.at, cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// The deadline of a [`timeout`] passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline passed")]
+pub struct Elapsed;
+
+/// `fut`, or [`Elapsed`] once the core's time reaches `at`.
+pub fn timeout<F: Future>(core: &Rc<CoreShared>, at: Instant, fut: F) -> Timeout<F> {
+    Timeout { core: core.clone(), at, armed: false, fut: Box::pin(fut) }
+}
+
+/// See [`timeout`].
+pub struct Timeout<F> {
+    core: Rc<CoreShared>,
+    at: Instant,
+    armed: bool,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if self.core.now() >= self.at {
+            return Poll::Ready(Err(Elapsed));
+        }
+        if !self.armed {
+            self.armed = true;
+            self.core.wake_at(self.at, cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The handler's own result.
+    Done(Result<Response<'static>, HandlerError>),
+    /// The deadline passed first (504).
+    TimedOut,
+    /// The future panicked (500).
+    Panicked,
+}
+
+/// A finished task: which connection and request it answers.
+#[derive(Debug)]
+pub struct Completion {
+    /// The connection (transport's key).
+    pub conn: u64,
+    /// The request on it.
+    pub req: ReqId,
+    /// The result.
+    pub outcome: Outcome,
+}
+
+/// What the executor did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecCounters {
+    /// Tasks started.
+    pub spawned: u64,
+    /// Tasks that completed with the handler's result.
+    pub completed: u64,
+    /// Tasks dropped because their connection went away.
+    pub cancelled: u64,
+    /// Tasks ended by their deadline (504).
+    pub timed_out: u64,
+    /// Tasks whose future panicked (500).
+    pub panicked: u64,
+    /// Requests refused because the core had `max_in_flight` tasks (503).
+    pub refused_busy: u64,
+    /// Polls of futures.
+    pub polls: u64,
+}
+
+struct Task {
+    fut: HandlerFuture,
+    waker: Waker,
+    conn: u64,
+    req: ReqId,
+}
+
+/// Cancels its task when dropped (the connection went away), unless disarmed.
+pub struct TaskGuard {
+    key: TaskKey,
+    cancels: Rc<RefCell<Vec<TaskKey>>>,
+    armed: bool,
+}
+
+impl TaskGuard {
+    /// The task completed: dropping the guard no longer cancels it.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cancels.borrow_mut().push(self.key);
+        }
+    }
+}
+
+/// One core's executor.
+pub struct Executor {
+    tasks: Vec<Option<Task>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    ready: Arc<ReadyQueue>,
+    cancels: Rc<RefCell<Vec<TaskKey>>>,
+    core: Rc<CoreShared>,
+    max_in_flight: usize,
+    counters: ExecCounters,
+}
+
+impl Executor {
+    /// An executor for at most `max_in_flight` tasks at once, starting at `now`.
+    pub fn new(max_in_flight: usize, now: Instant, shared: Shared) -> Executor {
+        Executor {
+            tasks: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            ready: Arc::new(ReadyQueue { woken: Mutex::new(Vec::new()), doorbell: std::sync::OnceLock::new() }),
+            cancels: Rc::default(),
+            core: Rc::new(CoreShared {
+                now: Cell::new(now),
+                timers: RefCell::default(),
+                seq: Cell::new(0),
+                outbound: RefCell::default(),
+                shared,
+            }),
+            max_in_flight,
+            counters: ExecCounters::default(),
+        }
+    }
+
+    /// Sets how a wake from another thread reaches the core loop (its doorbell).
+    pub fn set_doorbell(&self, ring: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.ready.doorbell.set(ring);
+    }
+
+    /// What futures on this core share.
+    pub fn core(&self) -> &Rc<CoreShared> {
+        &self.core
+    }
+
+    /// Tasks running.
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len() - self.free.len()
+    }
+
+    /// True when another task may start.
+    pub fn has_room(&self) -> bool {
+        self.in_flight() < self.max_in_flight
+    }
+
+    /// Counts a request refused for want of room.
+    pub fn count_refused(&mut self) {
+        self.counters.refused_busy += 1;
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> ExecCounters {
+        self.counters
+    }
+
+    /// Starts `fut` for request `req` on connection `conn`, ended at `deadline`; it is
+    /// first polled in the next [`run`](Self::run). The guard cancels it when dropped.
+    pub fn spawn(&mut self, fut: HandlerFuture, conn: u64, req: ReqId, deadline: Instant) -> TaskGuard {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.tasks.push(None);
+            self.gens.push(0);
+            (self.tasks.len() - 1) as u32
+        });
+        let key = TaskKey { idx, gen: self.gens[idx as usize] };
+        let waker = Waker::from(Arc::new(TaskWaker { key, queue: self.ready.clone() }));
+        self.tasks[idx as usize] = Some(Task { fut, waker: waker.clone(), conn, req });
+        self.counters.spawned += 1;
+        self.core.push_timer(deadline, TimerKind::Deadline(key));
+        waker.wake();
+        TaskGuard { key, cancels: self.cancels.clone(), armed: true }
+    }
+
+    /// The earliest timer, for the loop's sleep.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.core.timers.borrow().peek().map(|Reverse(t)| t.at)
+    }
+
+    /// True when a woken task waits to be polled.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// One executor turn at `now`: drops cancelled tasks, fires due timers, polls woken
+    /// tasks once each. Returns the tasks that finished.
+    pub fn run(&mut self, now: Instant) -> Vec<Completion> {
+        self.core.now.set(now);
+        let mut done = Vec::new();
+        let cancels: Vec<TaskKey> = std::mem::take(&mut *self.cancels.borrow_mut());
+        for key in cancels {
+            if self.take(key).is_some() {
+                self.counters.cancelled += 1;
+            }
+        }
+        self.fire_timers(now, &mut done);
+        let woken: Vec<TaskKey> = std::mem::take(&mut *self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in woken {
+            self.poll_task(key, &mut done);
+        }
+        done
+    }
+
+    fn fire_timers(&mut self, now: Instant, done: &mut Vec<Completion>) {
+        loop {
+            let due = {
+                let mut timers = self.core.timers.borrow_mut();
+                match timers.peek() {
+                    Some(Reverse(t)) if t.at <= now => timers.pop().map(|Reverse(t)| t.kind),
+                    _ => None,
+                }
+            };
+            match due {
+                None => return,
+                Some(TimerKind::Wake(w)) => w.wake(),
+                Some(TimerKind::Deadline(key)) => {
+                    if let Some(t) = self.take(key) {
+                        self.counters.timed_out += 1;
+                        done.push(Completion { conn: t.conn, req: t.req, outcome: Outcome::TimedOut });
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_task(&mut self, key: TaskKey, done: &mut Vec<Completion>) {
+        let Some(Some(task)) = self.tasks.get_mut(key.idx as usize) else { return };
+        if self.gens[key.idx as usize] != key.gen {
+            return; // woken after it ended
+        }
+        self.counters.polls += 1;
+        let waker = task.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        let polled = catch_unwind(AssertUnwindSafe(|| task.fut.as_mut().poll(&mut cx)));
+        let outcome = match polled {
+            Ok(Poll::Pending) => return,
+            Ok(Poll::Ready(r)) => {
+                self.counters.completed += 1;
+                Outcome::Done(r)
+            }
+            Err(_) => {
+                self.counters.panicked += 1;
+                tracing::error!("async handler panicked; answered 500");
+                Outcome::Panicked
+            }
+        };
+        if let Some(t) = self.take(key) {
+            done.push(Completion { conn: t.conn, req: t.req, outcome });
+        }
+    }
+
+    /// Removes the task (dropping its future, and with it what it held).
+    fn take(&mut self, key: TaskKey) -> Option<Task> {
+        let i = key.idx as usize;
+        if self.gens.get(i) != Some(&key.gen) {
+            return None;
+        }
+        let t = self.tasks[i].take()?;
+        self.gens[i] = self.gens[i].wrapping_add(1);
+        self.free.push(key.idx);
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fut(core: Rc<CoreShared>, ms: u64) -> HandlerFuture {
+        Box::pin(async move {
+            let now = core.now();
+            Sleep::until(core.clone(), now + Duration::from_millis(ms)).await;
+            Ok(Response::text(200, format!("slept {ms}")))
+        })
+    }
+
+    #[test]
+    fn timers_wake_tasks_in_order_and_deadlines_end_them() {
+        let t0 = Instant::now();
+        let mut ex = Executor::new(8, t0, Shared::default());
+        let core = ex.core().clone();
+        let g1 = ex.spawn(fut(core.clone(), 10), 1, ReqId::from_raw(1), t0 + Duration::from_secs(1));
+        let g2 = ex.spawn(fut(core.clone(), 5000), 2, ReqId::from_raw(2), t0 + Duration::from_millis(100));
+        assert!(ex.run(t0).is_empty(), "both wait");
+        assert_eq!(ex.next_timer(), Some(t0 + Duration::from_millis(10)));
+        assert!(ex.run(t0 + Duration::from_millis(9)).is_empty(), "not yet due");
+        let done = ex.run(t0 + Duration::from_millis(10));
+        assert_eq!(done.len(), 1, "the timer wakes the task and it runs in the same turn");
+        assert_eq!(done[0].conn, 1);
+        assert!(matches!(&done[0].outcome, Outcome::Done(Ok(r)) if r.status == 200));
+        g1.disarm();
+        let done = ex.run(t0 + Duration::from_millis(100));
+        assert!(matches!(done[..], [Completion { conn: 2, outcome: Outcome::TimedOut, .. }]));
+        g2.disarm();
+        assert_eq!(ex.in_flight(), 0);
+        let c = ex.counters();
+        assert_eq!((c.spawned, c.completed, c.timed_out, c.cancelled), (2, 1, 1, 0));
+    }
+
+    #[test]
+    fn dropping_the_guard_cancels_and_frees_what_the_future_held() {
+        let t0 = Instant::now();
+        let mut ex = Executor::new(8, t0, Shared::default());
+        let held = Rc::new(());
+        let h = held.clone();
+        let core = ex.core().clone();
+        let guard = ex.spawn(
+            Box::pin(async move {
+                let _h = h;
+                let now = core.now();
+                Sleep::until(core.clone(), now + Duration::from_secs(60)).await;
+                Ok(Response::text(200, "never"))
+            }),
+            7,
+            ReqId::from_raw(1),
+            t0 + Duration::from_secs(120),
+        );
+        ex.run(t0);
+        assert_eq!(Rc::strong_count(&held), 2);
+        drop(guard);
+        assert!(ex.run(t0).is_empty());
+        assert_eq!(Rc::strong_count(&held), 1, "the future was dropped");
+        assert_eq!(ex.counters().cancelled, 1);
+        assert_eq!(ex.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_panicking_future_completes_as_panicked() {
+        let t0 = Instant::now();
+        let mut ex = Executor::new(8, t0, Shared::default());
+        let g = ex.spawn(Box::pin(async { panic!("boom") }), 3, ReqId::from_raw(1), t0 + Duration::from_secs(1));
+        let done = ex.run(t0);
+        assert!(matches!(done[..], [Completion { conn: 3, outcome: Outcome::Panicked, .. }]));
+        g.disarm();
+        assert_eq!(ex.counters().panicked, 1);
+    }
+}

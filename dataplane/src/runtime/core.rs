@@ -1,0 +1,72 @@
+//! The one per-core loop, generic over a [`Transport`].
+//!
+//! A turn: wait for I/O (not at all while there is work; else until the next timer, at
+//! most the transport's tick) → one bounded batch of I/O events through the transport
+//! to the dispatcher → the executor's woken tasks and due timers, and the answers of
+//! job threads, delivered to their sessions → outbound connections opened and fed. Then
+//! again. A stop request begins a drain: no new connections, in-flight requests finish,
+//! and the loop ends once every queue is done or the drain time has passed.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::app::Dispatch;
+use crate::transport::Transport;
+
+/// Runs `t` with `d` until shutdown completes; returns the connections still open when
+/// the drain deadline passed. `draining` counts the queues still draining: a queue that
+/// is done keeps serving (refusing new connections) until it reaches zero.
+pub fn run_core<T: Transport>(
+    t: &mut T,
+    d: &mut Dispatch,
+    stop: &AtomicBool,
+    drain: Duration,
+    draining: &AtomicUsize,
+) -> usize {
+    let mut deadline: Option<Instant> = None;
+    let mut done = false;
+    let mut now = Instant::now();
+    loop {
+        let timeout = if t.has_backlog() || d.has_ready() {
+            Duration::ZERO
+        } else {
+            let tick = t.max_sleep();
+            d.next_timer().map_or(tick, |at| at.saturating_duration_since(now).min(tick))
+        };
+        t.wait(timeout, now);
+        now = Instant::now();
+        d.tick(SystemTime::now(), now);
+        if deadline.is_none() && stop.load(Ordering::Acquire) {
+            deadline = Some(now + drain);
+            t.begin_drain(now, d);
+        }
+        turn(t, d, now);
+        if let Some(end) = deadline {
+            if !done && t.active() == 0 {
+                done = true;
+                draining.fetch_sub(1, Ordering::AcqRel);
+            }
+            if draining.load(Ordering::Acquire) == 0 {
+                turn(t, d, Instant::now()); // the last ACKs and FINs
+                return 0;
+            }
+            if now >= end {
+                let cut = t.active();
+                if cut > 0 {
+                    tracing::warn!("shutdown deadline passed with {cut} connections still open; closing them");
+                }
+                return cut;
+            }
+        }
+    }
+}
+
+fn turn<T: Transport>(t: &mut T, d: &mut Dispatch, now: Instant) -> usize {
+    let mut work = t.turn(now, d);
+    let items = d.run(now);
+    work += items.len();
+    if !items.is_empty() {
+        t.deliver(now, d, items);
+    }
+    work + t.outbound(now, d)
+}

@@ -1,0 +1,334 @@
+//! Starting the core loops, running them, stopping them.
+//!
+//! Start-up is the same for both transports: the control plane, then one pinned thread
+//! per queue that maps its arena memory on its own core (first touch NUMA-local), builds
+//! its [`Dispatch`] and its transport, says it is ready, and runs [`run_core`] until
+//! shutdown. Only what a transport needs before the threads (bound listeners; the
+//! AF_XDP interface, its sockets and program) differs, in [`start`].
+
+mod core;
+
+pub use self::core::run_core;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::app::{ControlPlane, Dispatch, DispatchConfig, ExecCounters, OutboundCounters};
+use crate::config::{Backend, Config};
+use crate::http::HttpStats;
+use crate::mem::{ChunkPool, MemError, PoolStats, Region};
+use crate::transport::{kernel, stack, Transport};
+
+pub use crate::app::AppSet;
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Binding or configuring a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A core's arena memory could not be mapped.
+    #[error("queue {queue}: arena memory: {source}")]
+    Memory {
+        /// Queue.
+        queue: usize,
+        /// Cause.
+        source: MemError,
+    },
+    /// Creating the poller or a thread failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The AF_XDP interface could not be opened.
+    #[error(transparent)]
+    Xdp(#[from] crate::nic::af_xdp::XdpError),
+    /// A setting the backend cannot use (the key and the reason).
+    #[error("{key}: {reason}")]
+    Config {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A core thread died while starting.
+    #[error("queue {0}: the core thread died while starting")]
+    ThreadDied(usize),
+}
+
+/// What one core did, reported when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct CoreReport {
+    /// Queue index.
+    pub queue: usize,
+    /// CPU it ran on (None if pinning failed).
+    pub cpu: Option<usize>,
+    /// HTTP counters.
+    pub http: HttpStats,
+    /// Async tasks.
+    pub exec: ExecCounters,
+    /// Outbound connections.
+    pub outbound: OutboundCounters,
+    /// Arena pool occupancy at the end.
+    pub pool: PoolStats,
+    /// Connections accepted (kernel transport).
+    pub accepted: u64,
+    /// Connections still open when the drain deadline passed.
+    pub cut_at_shutdown: usize,
+    /// The packet path's counters (stack transport).
+    pub stack: Option<stack::StackReport>,
+}
+
+impl std::fmt::Display for CoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (h, e, o) = (&self.http, &self.exec, &self.outbound);
+        write!(
+            f,
+            "queue {} (cpu {:?}): accepted={} http_requests={} http_2xx={} http_4xx={} http_5xx={} \
+             http_rejected={} http_panics={} http_arena_failures={} http_bytes_in={} http_bytes_out={} \
+             http_body_bytes_by_reference={} tasks_spawned={} tasks_completed={} tasks_cancelled={} \
+             tasks_timed_out={} tasks_panicked={} tasks_refused_busy={} upstream_connects={} \
+             upstream_established={} upstream_refused={} upstream_failed={} upstream_timed_out={} \
+             arena_chunks_free={}/{} arena_chunks_free_min={} cut_at_shutdown={}",
+            self.queue,
+            self.cpu,
+            self.accepted,
+            h.requests,
+            h.responses_by_class[2],
+            h.responses_by_class[4],
+            h.responses_by_class[5],
+            h.rejected,
+            h.handler_panics,
+            h.arena_failures,
+            h.bytes_in,
+            h.bytes_out,
+            h.body_bytes_by_reference,
+            e.spawned,
+            e.completed,
+            e.cancelled,
+            e.timed_out,
+            e.panicked,
+            e.refused_busy,
+            o.connects,
+            o.established,
+            o.refused,
+            o.failed,
+            o.timed_out,
+            self.pool.chunks_free,
+            self.pool.chunks_total,
+            self.pool.chunks_free_min,
+            self.cut_at_shutdown,
+        )?;
+        if let Some(s) = &self.stack {
+            write!(f, " {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a transport is reached from other threads: rung to wake its loop.
+pub type Doorbell = Arc<dyn Fn() + Send + Sync>;
+
+/// Builds one queue's transport on its core thread.
+pub(crate) type Build<T> = Box<dyn FnOnce() -> Result<T, StartError> + Send>;
+
+/// One queue's plan: where it runs, how it is woken, how its transport is built.
+pub(crate) struct QueuePlan<T> {
+    pub queue: usize,
+    pub cpu: usize,
+    pub bell: Doorbell,
+    pub build: Build<T>,
+}
+
+/// A running server.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    bells: Vec<Doorbell>,
+    threads: Vec<JoinHandle<CoreReport>>,
+    plane: Option<ControlPlane>,
+    addr: Option<SocketAddr>,
+    xdp: Option<stack::XdpRunning>,
+}
+
+impl Running {
+    /// The address clients connect to (kernel backend).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The AF_XDP attach mode ("native" or "generic") and whether the sockets got
+    /// zero-copy, on the AF_XDP backend.
+    pub fn xdp_mode(&self) -> Option<(&'static str, bool)> {
+        self.xdp.as_ref().map(|x| (x.attach_mode, x.zerocopy))
+    }
+
+    /// A function that starts a graceful shutdown from another thread.
+    pub fn shutdown_trigger(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let stop = self.stop.clone();
+        let bells = self.bells.clone();
+        Arc::new(move || {
+            stop.store(true, Ordering::Release);
+            for b in &bells {
+                b();
+            }
+        })
+    }
+
+    /// Asks every loop to stop.
+    pub fn shutdown(&self) {
+        (self.shutdown_trigger())();
+    }
+
+    /// Waits for every loop to exit (then detaches the XDP program, if any).
+    pub fn join(mut self) -> Vec<CoreReport> {
+        let reports = self.threads.drain(..).filter_map(|t| t.join().ok()).collect();
+        drop(self.xdp.take());
+        if let Some(p) = self.plane.take() {
+            p.shutdown();
+        }
+        reports
+    }
+}
+
+/// Starts the configured backend; returns once every core loop is serving.
+pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<Running, StartError> {
+    let plane = ControlPlane::start_with(cfg.control.queue_depth, cfg.control.io_threads)
+        .map_err(|source| StartError::Io { what: "spawning the control thread", source })?;
+    match cfg.server.backend {
+        Backend::Kernel => {
+            let (addr, plans) = kernel::plan(cfg)?;
+            spawn(cfg, apps, plane, plans, Some(addr), None)
+        }
+        Backend::AfXdp => {
+            let (xdp, plans) = stack::plan(cfg)?;
+            spawn(cfg, apps, plane, plans, None, Some(xdp))
+        }
+    }
+}
+
+fn spawn<T: Transport + 'static>(
+    cfg: &Config,
+    apps: Arc<AppSet>,
+    plane: ControlPlane,
+    plans: Vec<QueuePlan<T>>,
+    addr: Option<SocketAddr>,
+    xdp: Option<stack::XdpRunning>,
+) -> Result<Running, StartError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicUsize::new(plans.len()));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
+    let mut server = Running { stop: stop.clone(), bells: Vec::new(), threads: Vec::new(), plane: None, addr, xdp };
+    for plan in plans {
+        server.bells.push(plan.bell.clone());
+        let core = CoreArgs {
+            cfg: cfg.clone(),
+            apps: apps.clone(),
+            control: plane.handle(),
+            stop: stop.clone(),
+            draining: draining.clone(),
+        };
+        let ready = ready_tx.clone();
+        let queue = plan.queue;
+        let t = std::thread::Builder::new()
+            .name(format!("px-core-{queue}"))
+            .spawn(move || core.run(plan, ready))
+            .map_err(|source| StartError::Io { what: "spawning a core thread", source })?;
+        server.threads.push(t);
+    }
+    server.plane = Some(plane);
+    drop(ready_tx);
+    let mut failure = None;
+    for i in 0..server.threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(StartError::ThreadDied(i))),
+        }
+    }
+    if let Some(e) = failure {
+        server.shutdown();
+        server.join();
+        return Err(e);
+    }
+    Ok(server)
+}
+
+/// What a core thread takes with it.
+struct CoreArgs {
+    cfg: Config,
+    apps: Arc<AppSet>,
+    control: crate::app::ControlHandle,
+    stop: Arc<AtomicBool>,
+    draining: Arc<AtomicUsize>,
+}
+
+impl CoreArgs {
+    fn run<T: Transport>(self, plan: QueuePlan<T>, ready: mpsc::Sender<Result<(), StartError>>) -> CoreReport {
+        let QueuePlan { queue, cpu, bell, build } = plan;
+        let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+        if !pinned {
+            tracing::warn!("queue {queue}: could not pin to CPU {cpu}");
+        }
+        let mut report = CoreReport { queue, cpu: pinned.then_some(cpu), ..Default::default() };
+        let CoreArgs { cfg, apps, control, stop, draining } = self;
+        let (mut d, mut t) = match core_parts(&cfg, apps, control, queue, cpu, &bell, build) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return report;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let drain = Duration::from_millis(cfg.server.shutdown_timeout_ms);
+        report.cut_at_shutdown = run_core(&mut t, &mut d, &stop, drain, &draining);
+        report.http = d.stats.clone();
+        report.exec = d.exec().counters();
+        report.outbound = d.exec().core().outbound.borrow().counters;
+        report.pool = d.pool().stats();
+        t.report(&mut report);
+        report
+    }
+}
+
+/// Maps the arena on this core, builds the dispatcher and the transport.
+fn core_parts<T>(
+    cfg: &Config,
+    apps: Arc<AppSet>,
+    control: crate::app::ControlHandle,
+    queue: usize,
+    cpu: usize,
+    bell: &Doorbell,
+    build: Build<T>,
+) -> Result<(Dispatch, T), StartError> {
+    {
+        let a = &cfg.arena;
+        let region = Region::map(a.pool_bytes_per_core, crate::mem::cpu_numa_node(cpu), a.hugepages)
+            .map_err(|source| StartError::Memory { queue, source })?;
+        tracing::debug!(queue, cpu, backing = ?region.backing(), "arena pool mapped");
+        let pool = Rc::new(ChunkPool::new(region, a.chunk_bytes));
+        let dcfg = DispatchConfig {
+            limits: cfg.http.clone(),
+            arena_cap: a.max_bytes_per_conn,
+            deadline: Duration::from_millis(cfg.handlers.deadline_ms),
+            max_in_flight: cfg.handlers.max_in_flight_per_core,
+        };
+        let (b1, b2) = (bell.clone(), bell.clone());
+        control.set_waker(Box::new(move || b1()));
+        let d = Dispatch::new(apps, dcfg, pool, control);
+        d.exec().set_doorbell(Box::new(move || b2()));
+        Ok((d, build()?))
+    }
+}

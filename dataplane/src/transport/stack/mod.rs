@@ -1,0 +1,503 @@
+//! The packet transport: a [`PacketIo`] queue, our network layer (ARP, ICMP, IPv4) and
+//! our TCP engine, carrying HTTP sessions and outbound clients.
+//!
+//! A turn: frames a full ring left behind go first (order on the wire is kept) → at
+//! most `rx_batch` received frames, each through the network layer to the TCP engine
+//! (or to the queue that owns its flow) → frames other queues handed over → the network
+//! layer's and the engine's timers → the TX flush. Segments are built in place in the
+//! sink's frame (a UMEM TX frame on AF_XDP): headers emitted there, the payload gathered
+//! there from the session's output — response heads, and bodies still in the arena —
+//! and the TCP checksum computed over the frame. A body the arena holds is copied once.
+//!
+//! Adaptive polling: while frames flow the loop spins; after `idle_spin_us` without any
+//! it sleeps in poll(2) on the socket (at most `idle_sleep_ms`, and at most 10 ms while
+//! TCP connections are open, so their timers are seen).
+
+mod directory;
+mod session;
+mod xdp;
+
+pub use directory::FlowDirectory;
+pub use session::StackSession;
+pub(crate) use xdp::plan;
+pub use xdp::XdpRunning;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+
+use super::Transport;
+use crate::app::dispatch::Delivery;
+use crate::app::outbound::{ClientPhase, EndReason};
+use crate::app::{ClientConn, Dispatch};
+use crate::net::{FrameBatch, NetCounters, NetStack, TcpIn, TxSink};
+use crate::nic::{IoCounters, PacketIo};
+use crate::runtime::CoreReport;
+use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
+
+/// Longest sleep while TCP connections are open.
+const TCP_TICK: Duration = Duration::from_millis(10);
+/// Frames kept for a full TX ring before the oldest are dropped.
+const TX_BACKLOG_MAX: usize = 4096;
+/// First local port of outbound connections; each queue takes every `queues`-th one.
+const EPHEMERAL_FIRST: u16 = 32768;
+const EPHEMERAL_LAST: u16 = 60999;
+
+/// How the loop spent its turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopCounters {
+    /// Turns that moved at least one frame.
+    pub busy_turns: u64,
+    /// Turns that found nothing.
+    pub idle_turns: u64,
+    /// Sleeps in poll(2).
+    pub sleeps: u64,
+    /// Frames dropped because the TX ring stayed full.
+    pub tx_backlog_drops: u64,
+}
+
+/// What one queue's packet path did.
+#[derive(Debug, Clone, Default)]
+pub struct StackReport {
+    /// Ring counters.
+    pub io: IoCounters,
+    /// Network-layer counters.
+    pub net: NetCounters,
+    /// Loop counters.
+    pub turns: LoopCounters,
+    /// TCP counters.
+    pub tcp: TcpCounters,
+    /// TCP segments handed to the queue owning their flow, and those dropped (inbox full).
+    pub forwarded: (u64, u64),
+}
+
+impl std::fmt::Display for StackReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (io, n, t, tcp) = (&self.io, &self.net, &self.turns, &self.tcp);
+        write!(
+            f,
+            "rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} icmp_echo_replies={} \
+             arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
+             drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
+             drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
+             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
+             tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
+             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={}",
+            io.rx_packets,
+            io.rx_bytes,
+            io.tx_packets,
+            io.tx_bytes,
+            n.icmp_echo_replies,
+            n.arp_replies_sent,
+            n.arp_requests_sent,
+            n.arp_learned,
+            n.drop_not_for_us,
+            n.drop_malformed,
+            n.drop_bad_checksum,
+            n.drop_unsupported,
+            n.drop_not_our_ip,
+            n.drop_fragment,
+            n.drop_no_route,
+            n.drop_arp_unresolved,
+            n.tcp_segments,
+            io.tx_ring_full,
+            io.fill_ring_short,
+            io.kernel_rx_dropped,
+            io.injected_drops,
+            io.wakeups,
+            t.busy_turns,
+            t.idle_turns,
+            t.sleeps,
+            t.tx_backlog_drops,
+            tcp.established,
+            tcp.closed,
+            tcp.reset,
+            tcp.rto_retransmits,
+            tcp.fast_retransmits,
+            tcp.out_of_order,
+            tcp.syn_cookies_sent,
+            self.forwarded.0,
+            self.forwarded.1,
+            io.tx_in_place,
+        )
+    }
+}
+
+/// Polling settings of a stack transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    /// Frames taken per turn at most.
+    pub rx_batch: usize,
+    /// Spin this long without work before sleeping.
+    pub idle_spin: Duration,
+    /// Longest sleep.
+    pub idle_sleep: Duration,
+}
+
+/// One queue's packet transport.
+pub struct StackTransport<P> {
+    io: P,
+    net: NetStack,
+    out: FrameBatch,
+    poll: Polling,
+    last_work: Instant,
+    counters: LoopCounters,
+    engine: Engine<StackSession, Dispatch>,
+    caps: ChecksumCapabilities,
+    directory: Option<(Arc<FlowDirectory>, usize)>,
+    queues: usize,
+    ip: Ipv4Addr,
+    next_port: u16,
+    forwarded: u64,
+    forward_drops: u64,
+}
+
+impl<P: PacketIo> StackTransport<P> {
+    /// A transport over `io` whose engine listens on `port` (if any).
+    pub fn new(io: P, net: NetStack, poll: Polling, tcp: TcpConfig, port: Option<u16>, secret: u64) -> Self {
+        let now = Instant::now();
+        let mut engine = Engine::new(tcp, now, secret);
+        if let Some(p) = port {
+            engine.listen(p);
+        }
+        let ip = net.ip();
+        StackTransport {
+            io,
+            net,
+            out: FrameBatch::default(),
+            poll,
+            last_work: now,
+            counters: LoopCounters::default(),
+            engine,
+            caps: ChecksumCapabilities::default(),
+            directory: None,
+            queues: 1,
+            ip,
+            next_port: EPHEMERAL_FIRST,
+            forwarded: 0,
+            forward_drops: 0,
+        }
+    }
+
+    /// Shares flow ownership with the other `queues` queues through `dir`; this is
+    /// queue `me`. Outbound connections of this queue take local ports ≡ `me` mod
+    /// `queues`.
+    pub fn with_directory(mut self, dir: Arc<FlowDirectory>, me: usize, queues: usize) -> Self {
+        self.engine.track_lifecycle(true);
+        self.directory = Some((dir, me));
+        self.queues = queues.max(1);
+        self.next_port = EPHEMERAL_FIRST + me as u16;
+        self
+    }
+
+    /// The I/O backend (for tests).
+    pub fn io_mut(&mut self) -> &mut P {
+        &mut self.io
+    }
+
+    fn sync_directory(&mut self) {
+        if let Some((dir, me)) = &self.directory {
+            dir.publish(*me, self.engine.take_lifecycle());
+        }
+    }
+
+    /// Tells outbound clients whose connection ended how it ended; HTTP sessions that
+    /// ended are dropped here (cancelling what they waited for).
+    fn reap(&mut self, d: &mut Dispatch) {
+        for e in self.engine.take_ended() {
+            if let StackSession::Client(c) = e.app {
+                let why = match (e.state, e.end) {
+                    (_, End::Orderly) => None,
+                    (State::SynSent, End::Reset) => Some(EndReason::Refused),
+                    (_, End::Reset) => Some(EndReason::Reset),
+                    (_, End::TimedOut) => Some(EndReason::TimedOut),
+                };
+                c.ended(why, &mut d.exec().core().outbound.borrow_mut().counters);
+            }
+        }
+    }
+
+    /// A free local port towards `remote`, in this queue's share of the range.
+    fn pick_port(&mut self, remote: SocketAddrV4) -> Option<u16> {
+        let step = self.queues as u16;
+        let span = (EPHEMERAL_LAST - EPHEMERAL_FIRST) / step;
+        for _ in 0..span {
+            let p = self.next_port;
+            self.next_port = if p.saturating_add(step) > EPHEMERAL_LAST { p - span * step } else { p + step };
+            if !self.engine.in_use(SocketAddrV4::new(self.ip, p), remote) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn open_client(&mut self, c: ClientConn, now: Instant, d: &mut Dispatch, sink: &mut dyn TxSink) {
+        let counters = |d: &mut Dispatch, c: &ClientConn, why| {
+            c.ended(why, &mut d.exec().core().outbound.borrow_mut().counters);
+        };
+        if c.abandoned() {
+            return counters(d, &c, None);
+        }
+        let SocketAddr::V4(remote) = c.addr() else {
+            tracing::debug!("outbound {}: IPv6 is not on the packet path yet", c.addr());
+            return counters(d, &c, Some(EndReason::Failed));
+        };
+        let Some(port) = self.pick_port(remote) else { return counters(d, &c, Some(EndReason::Failed)) };
+        let local = SocketAddrV4::new(self.ip, port);
+        let StackTransport { engine, caps, net, .. } = self;
+        let app = Some(StackSession::Client(c.clone()));
+        match engine.connect_with(local, remote, now, app, &mut |so| emit(caps, so, now, net, sink)) {
+            Some(id) => c.connecting(id.0),
+            None => counters(d, &c, Some(EndReason::Failed)),
+        }
+    }
+
+    /// A client the handler wrote to, read from, or dropped.
+    fn kick_client(&mut self, c: ClientConn, now: Instant, d: &mut Dispatch, sink: &mut dyn TxSink) {
+        let Some(k) = c.key() else { return };
+        let id = ConnId(k);
+        let StackTransport { engine, caps, net, .. } = self;
+        let connecting = c.0.borrow().phase == ClientPhase::Connecting;
+        if connecting && c.abandoned() {
+            engine.abort(id, &mut |so| emit(caps, so, now, net, sink));
+            return;
+        }
+        engine.kick(id, now, d, &mut |so| emit(caps, so, now, net, sink));
+    }
+}
+
+/// Hands one checksum-verified segment (located in `frame` by `t`) to the engine, or to
+/// the queue that owns its flow.
+#[allow(clippy::too_many_arguments)]
+fn on_segment(
+    engine: &mut Engine<StackSession, Dispatch>,
+    directory: &Option<(Arc<FlowDirectory>, usize)>,
+    forwarded: &mut (u64, u64),
+    caps: &ChecksumCapabilities,
+    frame: &[u8],
+    t: TcpIn,
+    now: Instant,
+    net: &mut NetStack,
+    d: &mut Dispatch,
+    out: &mut dyn TxSink,
+) {
+    let bytes = &frame[t.start..t.start + t.len];
+    if let (Some((dir, me)), true) = (directory, bytes.len() >= 4) {
+        let sport = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let dport = u16::from_be_bytes([bytes[2], bytes[3]]);
+        let (local, remote) = (SocketAddrV4::new(t.dst, dport), SocketAddrV4::new(t.src, sport));
+        if !engine.knows(local, remote) {
+            if let Some(owner) = dir.owner((local, remote)).filter(|o| o != me) {
+                if dir.forward(owner, frame) {
+                    forwarded.0 += 1;
+                } else {
+                    forwarded.1 += 1;
+                }
+                return;
+            }
+        }
+    }
+    let packet = TcpPacket::new_unchecked(bytes);
+    let mut no_verify = ChecksumCapabilities::ignored();
+    no_verify.ipv4 = smoltcp::phy::Checksum::None;
+    let Ok(repr) = TcpRepr::parse(&packet, &t.src.into(), &t.dst.into(), &no_verify) else { return };
+    let seg = Segment::from_repr(&repr);
+    engine.on_segment(now, t.dst, t.src, &seg, d, &mut |so| emit(caps, so, now, net, out));
+}
+
+/// Builds IPv4 + TCP for `so` in place in the sink's frame (via the neighbour table):
+/// headers emitted, payload gathered from the send queue, then the TCP checksum.
+fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
+    let tcp = so.seg.to_repr();
+    let header = tcp.header_len();
+    let ip = Ipv4Repr {
+        src_addr: *so.src.ip(),
+        dst_addr: *so.dst.ip(),
+        next_header: IpProtocol::Tcp,
+        payload_len: header + so.payload.len(),
+        hop_limit: 64,
+    };
+    let len = ip.buffer_len() + header + so.payload.len();
+    let mut no_tcp_sum = caps.clone();
+    no_tcp_sum.tcp = smoltcp::phy::Checksum::None;
+    net.send_ipv4_with(*so.dst.ip(), len, now, out, |buf| {
+        let mut p = Ipv4Packet::new_unchecked(&mut *buf);
+        ip.emit(&mut p, caps);
+        let seg = p.payload_mut();
+        // The frame may hold an old frame's bytes; option padding must be zero.
+        seg[..header].fill(0);
+        let mut t = TcpPacket::new_unchecked(&mut *seg);
+        tcp.emit(&mut t, &ip.src_addr.into(), &ip.dst_addr.into(), &no_tcp_sum);
+        so.payload.copy_to(&mut seg[header..]);
+        TcpPacket::new_unchecked(&mut *seg).fill_checksum(&ip.src_addr.into(), &ip.dst_addr.into());
+    });
+}
+
+/// Sends what the backlog holds until the ring is full; returns frames sent.
+fn send_backlog<P: PacketIo>(io: &mut P, out: &mut FrameBatch) -> usize {
+    let mut sent = 0;
+    for frame in out.iter() {
+        if io.send(frame).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    out.consume(sent);
+    sent
+}
+
+impl<P: PacketIo> StackTransport<P> {
+    /// Ends the turn's TX: the backlog again, bounded; the kick.
+    fn finish_tx(&mut self) -> usize {
+        let sent = send_backlog(&mut self.io, &mut self.out);
+        if self.out.len() > TX_BACKLOG_MAX {
+            let extra = self.out.len() - TX_BACKLOG_MAX;
+            self.out.consume(extra);
+            self.counters.tx_backlog_drops += extra as u64;
+        }
+        self.io.flush();
+        sent
+    }
+}
+
+impl<P: PacketIo> Transport for StackTransport<P> {
+    fn wait(&mut self, timeout: Duration, now: Instant) {
+        if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < self.poll.idle_spin {
+            return; // busy, or still spinning
+        }
+        self.io.wait(timeout.min(self.poll.idle_sleep));
+        self.counters.sleeps += 1;
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    fn turn(&mut self, now: Instant, d: &mut Dispatch) -> usize {
+        let StackTransport { io, net, out, poll, engine, caps, directory, forwarded, forward_drops, .. } = self;
+        let mut fw = (*forwarded, *forward_drops);
+        // Frames a full ring left behind go first, so order on the wire is kept.
+        let mut sent = send_backlog(io, out);
+        let received = io.recv_tx(poll.rx_batch, out, &mut |frame, sink| {
+            if let Some(seg) = net.on_frame(frame, now, sink) {
+                on_segment(engine, directory, &mut fw, caps, frame, seg, now, net, d, sink);
+            }
+        });
+        let mut handed = 0;
+        sent += io.tx(out, &mut |sink| {
+            if let Some((dir, me)) = directory.as_ref() {
+                for frame in dir.take(*me, poll.rx_batch) {
+                    handed += 1;
+                    if let Some(seg) = net.on_frame(&frame, now, sink) {
+                        on_segment(engine, directory, &mut fw, caps, &frame, seg, now, net, d, sink);
+                    }
+                }
+            }
+            net.poll(now, sink);
+            engine.poll(now, d, &mut |so| emit(caps, so, now, net, sink));
+        });
+        (*forwarded, *forward_drops) = fw;
+        sent += self.finish_tx();
+        self.reap(d);
+        self.sync_directory();
+        let work = received + sent + handed;
+        if work > 0 {
+            self.counters.busy_turns += 1;
+            self.last_work = now;
+        } else {
+            self.counters.idle_turns += 1;
+        }
+        work
+    }
+
+    fn deliver(&mut self, now: Instant, d: &mut Dispatch, items: Vec<(u64, Delivery)>) {
+        let StackTransport { io, net, out, engine, caps, .. } = self;
+        let mut items = Some(items);
+        io.tx(out, &mut |sink| {
+            for (k, item) in items.take().into_iter().flatten() {
+                let id = ConnId(k);
+                if let Some(StackSession::Http(s)) = engine.app_mut(id) {
+                    d.deliver(k, s, item);
+                    engine.kick(id, now, d, &mut |so| emit(caps, so, now, net, sink));
+                }
+            }
+        });
+        self.finish_tx();
+        self.reap(d);
+        self.sync_directory();
+        self.last_work = now;
+    }
+
+    fn outbound(&mut self, now: Instant, d: &mut Dispatch) -> usize {
+        let (connects, dirty) = {
+            let mut ob = d.exec().core().outbound.borrow_mut();
+            if !ob.has_work() {
+                return 0;
+            }
+            (ob.take_connects(), ob.take_dirty())
+        };
+        let work = connects.len() + dirty.len();
+        // The SYNs and segments are built in the backlog; finish_tx sends them.
+        let mut out = std::mem::take(&mut self.out);
+        for c in connects {
+            self.open_client(c, now, d, &mut out);
+        }
+        for c in dirty {
+            self.kick_client(c, now, d, &mut out);
+        }
+        self.out = out;
+        self.finish_tx();
+        self.reap(d);
+        self.sync_directory();
+        self.last_work = now;
+        work
+    }
+
+    fn begin_drain(&mut self, now: Instant, d: &mut Dispatch) {
+        self.engine.stop_listening();
+        let mut ids = Vec::new();
+        self.engine.for_each_app(|id, s| {
+            if matches!(s, StackSession::Http(_)) {
+                ids.push(id);
+            }
+        });
+        let StackTransport { io, net, out, engine, caps, .. } = self;
+        io.tx(out, &mut |sink| {
+            for &id in &ids {
+                if let Some(StackSession::Http(s)) = engine.app_mut(id) {
+                    d.begin_drain(id.0, s);
+                }
+                engine.kick(id, now, d, &mut |so| emit(caps, so, now, net, sink));
+            }
+        });
+        self.finish_tx();
+    }
+
+    fn active(&self) -> usize {
+        self.engine.active_connections()
+    }
+
+    fn max_sleep(&self) -> Duration {
+        if self.engine.connections() > 0 {
+            self.poll.idle_sleep.min(TCP_TICK)
+        } else {
+            self.poll.idle_sleep
+        }
+    }
+
+    fn report(&self, r: &mut CoreReport) {
+        r.stack = Some(StackReport {
+            io: self.io.counters(),
+            net: self.net.counters(),
+            turns: self.counters,
+            tcp: self.engine.counters(),
+            forwarded: (self.forwarded, self.forward_drops),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! Bringing the packet transport up on AF_XDP: the interface's sockets and program, and
+//! one [`StackTransport`] per queue with its fault and pcap wrappers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{FlowDirectory, Polling, StackTransport};
+use crate::config::Config;
+use crate::net::{NetConfig, NetStack, SharedNeighbors};
+use crate::nic::af_xdp::{iface_mac, iface_numa_node, Doorbell, XdpInterface, XskQueue};
+use crate::nic::fault::Fault;
+use crate::nic::pcap::{Pcap, PcapFile};
+use crate::nic::PacketIo;
+use crate::runtime::{QueuePlan, StartError};
+
+/// The AF_XDP side of a running server: dropping it detaches the program.
+pub struct XdpRunning {
+    _iface: XdpInterface,
+    /// "native" or "generic".
+    pub attach_mode: &'static str,
+    /// True if the sockets got zero-copy.
+    pub zerocopy: bool,
+}
+
+/// A packet transport over one AF_XDP queue and its wrappers.
+pub type XdpTransport = StackTransport<Box<dyn PacketIo + Send>>;
+
+/// Opens the queues, attaches the program and plans one transport per queue.
+pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTransport>>), StartError> {
+    let x = &cfg.af_xdp;
+    let (ip, prefix_len) =
+        NetConfig::parse_cidr(&x.ip).map_err(|reason| StartError::Config { key: "af_xdp.ip", reason })?;
+    let gateway = match x.gateway.as_str() {
+        "" => None,
+        g => Some(g.parse().map_err(|_| StartError::Config {
+            key: "af_xdp.gateway",
+            reason: format!("{g:?} is not an IPv4 address"),
+        })?),
+    };
+    let (iface, socks) = XdpInterface::open(x, cfg.server.queues)?;
+    let mac = iface_mac(&x.iface).map_err(|source| StartError::Io { what: "reading the interface MAC", source })?;
+    let net_cfg = NetConfig { mac, ip, prefix_len, gateway };
+    let pcap = match &x.pcap {
+        Some(p) => {
+            Some(PcapFile::create(p).map_err(|source| StartError::Io { what: "creating the pcap file", source })?)
+        }
+        None => None,
+    };
+    let neighbors: Arc<SharedNeighbors> = Arc::default();
+    let queues = cfg.server.queues;
+    let directory = FlowDirectory::new(queues);
+    // One key for all queues: any queue can check a SYN cookie another one issued.
+    let secret = random_secret();
+    // Default pinning: the NIC's NUMA node's CPUs in order (all CPUs if sysfs is silent).
+    let node_cpus = crate::mem::node_cpus(iface_numa_node(&x.iface));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let zerocopy = socks.iter().all(XskQueue::zerocopy);
+    let poll = Polling {
+        rx_batch: x.rx_batch,
+        idle_spin: Duration::from_micros(x.idle_spin_us),
+        idle_sleep: Duration::from_millis(x.idle_sleep_ms),
+    };
+    let mut plans = Vec::new();
+    for (queue, mut sock) in socks.into_iter().enumerate() {
+        let bell = Arc::new(Doorbell::new().map_err(|source| StartError::Io { what: "creating an eventfd", source })?);
+        sock.set_doorbell(bell.clone());
+        let cpu = match (cfg.server.cores.is_empty(), node_cpus.is_empty()) {
+            (true, false) => node_cpus[queue % node_cpus.len()],
+            _ => cfg.core_for_queue(queue, cpus),
+        };
+        let mut io: Box<dyn PacketIo + Send> = Box::new(sock);
+        if let Some(file) = &pcap {
+            io = Box::new(Pcap::new(io, file.clone()));
+        }
+        if x.faults.any() {
+            let mut faults = x.faults;
+            faults.seed = faults.seed.wrapping_add(queue as u64);
+            io = Box::new(Fault::new(io, faults));
+        }
+        let net = NetStack::new(net_cfg, neighbors.clone());
+        let (tcp, port, dir) = (cfg.tcp.clone(), cfg.server.listen.port(), directory.clone());
+        plans.push(QueuePlan {
+            queue,
+            cpu,
+            bell: Arc::new(move || bell.ring()),
+            build: Box::new(move || {
+                Ok(StackTransport::new(io, net, poll, tcp, Some(port), secret).with_directory(dir, queue, queues))
+            }),
+        });
+    }
+    let attach_mode = iface.attach_mode;
+    Ok((XdpRunning { _iface: iface, attach_mode, zerocopy }, plans))
+}
+
+/// A per-process random key for ISNs and SYN cookies.
+fn random_secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
