@@ -15,6 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_px-appliance");
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    stderr: Option<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -26,6 +27,16 @@ impl Server {
 
     /// As [`start`](Self::start), run under `wrapper` (e.g. `prlimit --nofile=48`).
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
+        Server::launch(wrapper, args, false)
+    }
+
+    /// As [`start_under`](Self::start_under), keeping what it logs (at info level) for
+    /// [`stop_log`](Self::stop_log).
+    pub fn start_logged(wrapper: &[&str], args: &[&str]) -> Server {
+        Server::launch(wrapper, args, true)
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], logged: bool) -> Server {
         let mut cmd = match wrapper.split_first() {
             Some((prog, rest)) => {
                 let mut c = Command::new(prog);
@@ -37,11 +48,20 @@ impl Server {
         let mut child = cmd
             .args(["--backend", "kernel", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if logged { "info" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logged { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("spawn px-appliance");
+        let stderr = child.stderr.take().map(|err| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut all = String::new();
+                let _ = BufReader::new(err).read_to_string(&mut all);
+                let _ = tx.send(all);
+            });
+            rx
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -53,7 +73,7 @@ impl Server {
         });
         let line = rx.recv_timeout(Duration::from_secs(20)).expect("px-appliance printed its readiness line");
         let addr = line.rsplit("http://").next().unwrap().trim().parse().expect("address in readiness line");
-        Server { child: Some(child), addr }
+        Server { child: Some(child), addr, stderr }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -90,6 +110,14 @@ impl Server {
         self.signal("TERM");
         let st = self.wait(Duration::from_secs(5)).expect("exited within 5 s of SIGTERM");
         assert!(st.success(), "exit status {st}");
+    }
+
+    /// As [`stop`](Self::stop), returning what it logged (started with
+    /// [`start_logged`](Self::start_logged)).
+    pub fn stop_log(mut self) -> String {
+        let rx = self.stderr.take().expect("started with start_logged");
+        self.stop();
+        rx.recv_timeout(Duration::from_secs(5)).expect("the log")
     }
 }
 
@@ -246,4 +274,81 @@ pub fn wiki_fixture() -> &'static (PathBuf, PathBuf) {
         assert!(text.contains("indexed 206 pages") && text.contains("100 redirects"), "{text}");
         (xml, idx)
     })
+}
+
+/// Sum of `key=N` over the per-queue report lines of a log.
+pub fn counter(log: &str, key: &str) -> u64 {
+    let pat = format!(" {key}=");
+    log.lines()
+        .filter(|l| l.contains("queue ") && l.contains(&pat))
+        .map(|l| l.split(&pat).nth(1).unwrap().split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Writes `text` to a fresh file under target/ and returns its path.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = root().join("target").join("test-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{}-{name}", std::process::id()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits (up to 10 s) until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// nginx serving `root` on a loopback port, for upstream tests; None (skip) outside CI
+/// when nginx is not installed.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Nginx {
+    pub fn start(root_dir: &std::path::Path) -> Option<Nginx> {
+        let bin = tool("nginx").or_else(|| {
+            let sbin = PathBuf::from("/usr/sbin/nginx");
+            sbin.is_file().then_some(sbin)
+        })?;
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let dir = root_dir.parent().unwrap().to_path_buf();
+        let conf = format!(
+            "daemon off; worker_processes 1; error_log stderr error; pid {pid};\n\
+             events {{ worker_connections 8192; }}\n\
+             http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp}; \
+             fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
+             server {{ listen {addr} backlog=4096; root {root}; }} }}\n",
+            pid = dir.join("nginx.pid").display(),
+            tmp = dir.display(),
+            root = root_dir.display(),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(bin)
+            .args(["-c", conf_path.to_str().unwrap(), "-p", dir.to_str().unwrap()])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        wait_listening(addr);
+        Some(Nginx { child, addr })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

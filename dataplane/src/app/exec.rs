@@ -23,6 +23,9 @@ use super::outbound::OutboundState;
 use super::{HandlerError, HandlerFuture, Shared};
 use crate::http::{ReqId, Response};
 
+/// Woken tasks polled per executor turn at most.
+pub const POLLS_PER_TURN: usize = 256;
+
 /// A task's slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskKey {
@@ -336,8 +339,10 @@ impl Executor {
         !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    /// One executor turn at `now`: drops cancelled tasks, fires due timers, polls woken
-    /// tasks once each. Returns the tasks that finished.
+    /// One executor turn at `now`: drops cancelled tasks, fires due timers, polls at most
+    /// [`POLLS_PER_TURN`] woken tasks once each (the rest stay queued for the next turn,
+    /// so a burst of timers firing at once cannot hold the loop off its I/O). Returns
+    /// the tasks that finished.
     pub fn run(&mut self, now: Instant) -> Vec<Completion> {
         self.core.now.set(now);
         let mut done = Vec::new();
@@ -348,7 +353,11 @@ impl Executor {
             }
         }
         self.fire_timers(now, &mut done);
-        let woken: Vec<TaskKey> = std::mem::take(&mut *self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()));
+        let woken: Vec<TaskKey> = {
+            let mut q = self.ready.woken.lock().unwrap_or_else(|e| e.into_inner());
+            let n = q.len().min(POLLS_PER_TURN);
+            q.drain(..n).collect()
+        };
         for key in woken {
             self.poll_task(key, &mut done);
         }

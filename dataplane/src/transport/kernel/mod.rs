@@ -241,17 +241,18 @@ impl KernelTransport {
             self.flush(idx, now, d);
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.read(idx, now, d);
+            self.read(idx, now, d, ev.is_read_closed() || ev.is_error());
         }
     }
 
-    /// Reads a bounded burst, feeding the dispatcher and flushing its answers.
-    fn read(&mut self, idx: usize, now: Instant, d: &mut Dispatch) {
+    /// Reads a bounded burst, feeding the dispatcher and flushing its answers. `hup`: the
+    /// event said the peer closed, so a short read is followed by the read that sees it.
+    fn read(&mut self, idx: usize, now: Instant, d: &mut Dispatch, hup: bool) {
         for _ in 0..self.cfg.reads_per_turn_max {
             let Some(Some(c)) = self.conns.get_mut(idx) else { return };
             let k = key(idx, c.gen);
             let Kind::Http { s, read_paused } = &mut c.kind else { return };
-            if !s.http.wants_read() {
+            if !s.http.wants_read() && !hup {
                 *read_paused = true;
                 break;
             }
@@ -267,7 +268,7 @@ impl KernelTransport {
                     if !self.write_out(idx, d) {
                         return;
                     }
-                    if drained {
+                    if drained && !hup {
                         // A short read took everything queued; edge-triggered epoll
                         // reports the next arrival, so skip the read that would only
                         // return EAGAIN (one syscall per request saved).
@@ -501,7 +502,7 @@ impl Transport for KernelTransport {
         for _ in 0..self.ready.len() {
             let Some(idx) = self.ready.pop_front() else { break };
             work += 1;
-            self.read(idx, now, d);
+            self.read(idx, now, d, false);
         }
         let sweep = *self.next_sweep.get_or_insert(now + Duration::from_secs(1));
         if now >= sweep {
