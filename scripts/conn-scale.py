@@ -9,7 +9,8 @@ default "Hello, World!")"""
 import asyncio, json, os, resource, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from http_ask import ask  # noqa: E402
+import collections  # noqa: E402
+from http_ask import ask_why  # noqa: E402
 
 async def main(host, port, n, path, body):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -33,13 +34,15 @@ async def main(host, port, n, path, body):
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
     t1 = time.monotonic()
-    results = await asyncio.gather(*(ask(c, req, 30, body) for c in opened))
+    whys = await asyncio.gather(*(ask_why(c, req, 30, body) for c in opened))
+    results = [w is None for w in whys]
+    failures = dict(collections.Counter(w for w in whys if w is not None))
     t2 = time.monotonic()
     for _, w in opened:
         w.close()
     print(json.dumps({"opened": len(opened), "answered": sum(results),
                       "errors": n - sum(results), "seconds": round(t2 - t0, 2),
-                      "request_seconds": round(t2 - t1, 3)}))
+                      "request_seconds": round(t2 - t1, 3), "failures": failures}))
 
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 path = sys.argv[4] if len(sys.argv) > 4 else "/plaintext"

@@ -235,13 +235,14 @@ pub struct DemoConfig {
     /// `host:port` of the HTTP server `/demo/upstream/{*path}` relays (empty: the route
     /// answers 503 saying it is not configured).
     pub upstream: String,
-    /// Time allowed to connect to the upstream.
+    /// Time allowed to connect to the upstream. Above the 1 s initial RTO, so one lost
+    /// SYN or SYN-ACK is retransmitted before the request fails.
     pub upstream_connect_timeout_ms: u64,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { upstream: String::new(), upstream_connect_timeout_ms: 1000 }
+        DemoConfig { upstream: String::new(), upstream_connect_timeout_ms: 3000 }
     }
 }
 

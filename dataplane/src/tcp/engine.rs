@@ -246,6 +246,7 @@ pub struct Engine<A, C> {
     lifecycle: Vec<(SocketAddrV4, SocketAddrV4, bool)>,
     track_lifecycle: bool,
     ended: Vec<Ended<A>>,
+    ts_base: u32,
     _cx: std::marker::PhantomData<fn(&mut C)>,
 }
 
@@ -273,8 +274,17 @@ impl<A, C> Engine<A, C> {
             lifecycle: Vec::new(),
             track_lifecycle: false,
             ended: Vec::new(),
+            ts_base: 0,
             _cx: std::marker::PhantomData,
         }
+    }
+
+    /// Offsets our TCP timestamps by `wall_ms` (the wall clock in milliseconds when the
+    /// engine started), so they keep growing across restarts: a peer holding a
+    /// TIME-WAIT for a 4-tuple we reuse accepts our new SYN only if its timestamp is
+    /// newer (RFC 7323 §5, RFC 6191).
+    pub fn set_ts_base(&mut self, wall_ms: u64) {
+        self.ts_base = wall_ms as u32;
     }
 
     /// Accepts connections on `port`.
@@ -372,7 +382,7 @@ impl<A, C> Engine<A, C> {
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
-        (self.tick(now) as u32).wrapping_add(1)
+        (self.tick(now) as u32).wrapping_add(self.ts_base).wrapping_add(1)
     }
 
     fn hash(&self, parts: &[u64]) -> u64 {

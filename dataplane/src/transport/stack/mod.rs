@@ -160,6 +160,8 @@ impl<P: PacketIo> StackTransport<P> {
     pub fn new(io: P, net: NetStack, poll: Polling, tcp: TcpConfig, port: Option<u16>, secret: u64) -> Self {
         let now = Instant::now();
         let mut engine = Engine::new(tcp, now, secret);
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        engine.set_ts_base(wall.as_millis() as u64);
         if let Some(p) = port {
             engine.listen(p);
         }
@@ -449,6 +451,9 @@ impl<P: PacketIo> Transport for StackTransport<P> {
             self.kick_client(c, now, d, &mut out);
         }
         self.out = out;
+        // Publish the new flows before their SYNs leave: the answers may arrive on
+        // another queue, which must already know to hand them over.
+        self.sync_directory();
         self.finish_tx();
         self.reap(d);
         self.sync_directory();
