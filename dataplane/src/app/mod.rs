@@ -234,6 +234,11 @@ impl Cx {
         Sleep::until(self.core.clone(), self.core.now() + d)
     }
 
+    /// `fut`, or [`Elapsed`] once the core's time reaches `at`.
+    pub fn timeout<F: Future>(&self, at: Instant, fut: F) -> Timeout<F> {
+        exec::timeout(&self.core, at, fut)
+    }
+
     /// Opens a TCP connection to `addr` from this core, through whichever transport the
     /// core runs (kernel sockets, or our TCP engine over AF_XDP). Fails with a typed
     /// error when refused, reset, or not established within `timeout`.

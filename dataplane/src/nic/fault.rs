@@ -153,8 +153,7 @@ fn judge(
 }
 
 impl<P: PacketIo> PacketIo for Fault<P> {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
-        let now = Instant::now();
+    fn recv(&mut self, now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         let delay = self.delay();
         let mut n = 0;
         while n < max && self.rx_held.front().is_some_and(|h| h.at <= now) {
@@ -163,10 +162,10 @@ impl<P: PacketIo> PacketIo for Fault<P> {
             n += 1;
         }
         if self.cfg.direction == Direction::Tx {
-            return n + self.inner.recv(max.saturating_sub(n), f);
+            return n + self.inner.recv(now, max.saturating_sub(n), f);
         }
         let Fault { inner, cfg, state, rx_held, rx_behind, scratch, counters, .. } = self;
-        let got = inner.recv(max.saturating_sub(n), &mut |frame| {
+        let got = inner.recv(now, max.saturating_sub(n), &mut |frame| {
             let Some((copies, hold)) = judge(state, cfg, counters, frame, scratch) else { return };
             for _ in 0..copies {
                 if hold && cfg.delay_ms > 0 {
@@ -190,9 +189,9 @@ impl<P: PacketIo> PacketIo for Fault<P> {
         n + got
     }
 
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
+    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<(), TxFull> {
         if self.cfg.direction == Direction::Rx {
-            return self.inner.send(frame);
+            return self.inner.send(now, frame);
         }
         let Fault { cfg, state, counters, scratch, .. } = self;
         let Some((copies, hold)) = judge(state, cfg, counters, frame, scratch) else { return Ok(()) };
@@ -200,33 +199,31 @@ impl<P: PacketIo> PacketIo for Fault<P> {
         let mut result = Ok(());
         for _ in 0..copies {
             if hold && self.cfg.delay_ms > 0 {
-                self.tx_held.push_back(Held { at: Instant::now() + self.delay(), frame: frame.clone() });
+                self.tx_held.push_back(Held { at: now + self.delay(), frame: frame.clone() });
             } else {
-                result = self.inner.send(&frame);
+                result = self.inner.send(now, &frame);
             }
         }
         self.scratch = frame;
         result
     }
 
-    fn flush(&mut self) {
-        let now = Instant::now();
+    fn flush(&mut self, now: Instant) {
         while self.tx_held.front().is_some_and(|h| h.at <= now) {
             let h = self.tx_held.pop_front().expect("checked");
-            if self.inner.send(&h.frame).is_err() {
+            if self.inner.send(now, &h.frame).is_err() {
                 self.tx_held.push_front(h);
                 break;
             }
         }
-        self.inner.flush();
+        self.inner.flush(now);
     }
 
-    fn wait(&mut self, timeout: Duration) {
-        let now = Instant::now();
+    fn wait(&mut self, now: Instant, timeout: Duration) {
         let next = [self.rx_held.front(), self.tx_held.front()].into_iter().flatten().map(|h| h.at).min();
         let timeout = next.map_or(timeout, |at| timeout.min(at.saturating_duration_since(now)));
         if !timeout.is_zero() {
-            self.inner.wait(timeout);
+            self.inner.wait(now, timeout);
         }
     }
 
@@ -244,16 +241,18 @@ mod tests {
 
     fn run(cfg: FaultConfig) -> (Vec<Vec<u8>>, FaultCounters) {
         let (mut a, b) = Loopback::pair(10_000);
+        let mut now = Instant::now();
         for i in 0..1000u32 {
-            a.send(&i.to_be_bytes()).unwrap();
+            a.send(now, &i.to_be_bytes()).unwrap();
         }
         let mut b = Fault::new(b, cfg);
         let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.len() < 2000 && Instant::now() < deadline {
-            if b.recv(64, &mut |f| got.push(f.to_vec())) == 0 && b.rx_held.is_empty() && b.rx_behind.is_none() {
+        // Simulated time, 1 ms a call: delays are reproducible from the seed.
+        for _ in 0..5000 {
+            if b.recv(now, 64, &mut |f| got.push(f.to_vec())) == 0 && b.rx_held.is_empty() && b.rx_behind.is_none() {
                 break;
             }
+            now += Duration::from_millis(1);
         }
         (got, b.fault_counters())
     }
@@ -292,6 +291,8 @@ mod tests {
         assert!(c.delayed > 600 && c.reordered > 150, "{c:?}");
         let order: Vec<u32> = got.iter().map(|f| u32::from_be_bytes(f[..4].try_into().unwrap())).collect();
         assert!(order.windows(2).any(|w| w[0] > w[1]), "some frames overtook others");
+        let (again, c2) = run(cfg);
+        assert_eq!((again, c2), (got, c), "delays and reordering repeat per seed");
     }
 
     #[test]
@@ -299,12 +300,13 @@ mod tests {
         let (a, mut b) = Loopback::pair(10_000);
         let mut a =
             Fault::new(a, FaultConfig { seed: 3, drop_ppm: 100_000, duplicate_ppm: 100_000, ..Default::default() });
+        let now = Instant::now();
         for i in 0..1000u32 {
-            a.send(&i.to_be_bytes()).unwrap();
+            a.send(now, &i.to_be_bytes()).unwrap();
         }
-        a.flush();
+        a.flush(now);
         let mut n = 0;
-        while b.recv(64, &mut |_| n += 1) > 0 {}
+        while b.recv(now, 64, &mut |_| n += 1) > 0 {}
         let c = a.fault_counters();
         assert_eq!(n as u64, 1000 - c.dropped + c.duplicated);
         assert!(c.dropped > 50 && c.duplicated > 50);

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{IoCounters, PacketIo, TxFull};
 
@@ -37,7 +37,7 @@ impl Loopback {
 }
 
 impl PacketIo for Loopback {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn recv(&mut self, _now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         let mut n = 0;
         while n < max {
             let Some(frame) = self.rx.borrow_mut().pop_front() else { break };
@@ -49,7 +49,7 @@ impl PacketIo for Loopback {
         n
     }
 
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
+    fn send(&mut self, _now: Instant, frame: &[u8]) -> Result<(), TxFull> {
         let mut tx = self.tx.borrow_mut();
         if tx.len() >= self.capacity {
             self.counters.tx_ring_full += 1;
@@ -61,9 +61,9 @@ impl PacketIo for Loopback {
         Ok(())
     }
 
-    fn flush(&mut self) {}
+    fn flush(&mut self, _now: Instant) {}
 
-    fn wait(&mut self, _timeout: Duration) {}
+    fn wait(&mut self, _now: Instant, _timeout: Duration) {}
 
     fn counters(&self) -> IoCounters {
         self.counters
@@ -77,11 +77,12 @@ mod tests {
     #[test]
     fn frames_cross_in_order_and_capacity_is_enforced() {
         let (mut a, mut b) = Loopback::pair(2);
-        a.send(b"one").unwrap();
-        a.send(b"two").unwrap();
-        assert_eq!(a.send(b"three"), Err(TxFull));
+        let now = Instant::now();
+        a.send(now, b"one").unwrap();
+        a.send(now, b"two").unwrap();
+        assert_eq!(a.send(now, b"three"), Err(TxFull));
         let mut got = Vec::new();
-        assert_eq!(b.recv(8, &mut |f| got.push(f.to_vec())), 2);
+        assert_eq!(b.recv(now, 8, &mut |f| got.push(f.to_vec())), 2);
         assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(a.counters().tx_packets, 2);
         assert_eq!(a.counters().tx_ring_full, 1);

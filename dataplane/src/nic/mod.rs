@@ -16,7 +16,7 @@ pub mod pcap;
 
 pub use batch::{FrameBatch, TxSink};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The TX ring (or queue) is full; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,51 +48,65 @@ pub struct IoCounters {
     pub injected_drops: u64,
 }
 
-/// Batch frame I/O on one queue.
+/// Batch frame I/O on one queue. Every call takes the loop's `now`: no backend or
+/// wrapper reads a clock, so a fault injector's delays and a capture's timestamps are
+/// reproducible from the seed and the times passed in.
 pub trait PacketIo {
     /// Hands up to `max` received frames to `f`, in arrival order; returns how many.
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize;
+    fn recv(&mut self, now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize;
     /// As [`recv`](Self::recv), handing `f` with each frame a sink for the frames it
     /// answers with. A backend whose TX buffers can be written while a received frame
     /// is borrowed (AF_XDP: disjoint UMEM frames) builds them there in place; the
     /// default builds them in `backlog`, which the caller then [`send`](Self::send)s.
-    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
-        self.recv(max, &mut |frame| f(frame, &mut *backlog))
+    fn recv_tx(
+        &mut self,
+        now: Instant,
+        max: usize,
+        backlog: &mut FrameBatch,
+        f: &mut dyn FnMut(&[u8], &mut dyn TxSink),
+    ) -> usize {
+        self.recv(now, max, &mut |frame| f(frame, &mut *backlog))
     }
     /// Gives `f` a sink for frames to send outside a receive (timers, late answers), as
     /// [`recv_tx`](Self::recv_tx) does; returns how many went straight to TX buffers.
-    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+    fn tx(&mut self, _now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
         f(backlog);
         0
     }
     /// Queues one frame for transmission (copied into a TX buffer).
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull>;
+    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<(), TxFull>;
     /// Makes queued frames go out (kicks the kernel when it asks to be woken).
-    fn flush(&mut self);
+    fn flush(&mut self, now: Instant);
     /// Sleeps until a frame may have arrived, at most `timeout` (the idle path).
-    fn wait(&mut self, timeout: Duration);
+    fn wait(&mut self, now: Instant, timeout: Duration);
     /// The backend's counters.
     fn counters(&self) -> IoCounters;
 }
 
 impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
-        (**self).recv(max, f)
+    fn recv(&mut self, now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        (**self).recv(now, max, f)
     }
-    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
-        (**self).recv_tx(max, backlog, f)
+    fn recv_tx(
+        &mut self,
+        now: Instant,
+        max: usize,
+        backlog: &mut FrameBatch,
+        f: &mut dyn FnMut(&[u8], &mut dyn TxSink),
+    ) -> usize {
+        (**self).recv_tx(now, max, backlog, f)
     }
-    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
-        (**self).tx(backlog, f)
+    fn tx(&mut self, now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+        (**self).tx(now, backlog, f)
     }
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
-        (**self).send(frame)
+    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<(), TxFull> {
+        (**self).send(now, frame)
     }
-    fn flush(&mut self) {
-        (**self).flush()
+    fn flush(&mut self, now: Instant) {
+        (**self).flush(now)
     }
-    fn wait(&mut self, timeout: Duration) {
-        (**self).wait(timeout)
+    fn wait(&mut self, now: Instant, timeout: Duration) {
+        (**self).wait(now, timeout)
     }
     fn counters(&self) -> IoCounters {
         (**self).counters()

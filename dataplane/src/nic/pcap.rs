@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{IoCounters, PacketIo, TxFull};
 
@@ -55,41 +55,48 @@ impl PcapFile {
     }
 }
 
-/// Records frames passing through `inner`.
+/// Records frames passing through `inner`, stamped with the loop's `now` (mapped to
+/// wall-clock time through the pair of clocks read when the wrapper was made).
 pub struct Pcap<P> {
     inner: P,
     file: PcapFile,
+    epoch: (Instant, SystemTime),
 }
 
 impl<P: PacketIo> Pcap<P> {
-    /// Wraps `inner`, recording to `file`.
-    pub fn new(inner: P, file: PcapFile) -> Self {
-        Pcap { inner, file }
+    /// Wraps `inner`, recording to `file`; `epoch` pairs one instant with its wall time.
+    pub fn new(inner: P, file: PcapFile, epoch: (Instant, SystemTime)) -> Self {
+        Pcap { inner, file, epoch }
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0)
     }
 }
 
 impl<P: PacketIo> PacketIo for Pcap<P> {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn recv(&mut self, now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let at = self.wall(now);
         let file = &self.file;
-        self.inner.recv(max, &mut |frame| {
-            file.record(frame, SystemTime::now());
+        self.inner.recv(now, max, &mut |frame| {
+            file.record(frame, at);
             f(frame)
         })
     }
 
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
-        self.inner.send(frame)?;
-        self.file.record(frame, SystemTime::now());
+    fn send(&mut self, now: Instant, frame: &[u8]) -> Result<(), TxFull> {
+        self.inner.send(now, frame)?;
+        self.file.record(frame, self.wall(now));
         Ok(())
     }
 
-    fn flush(&mut self) {
-        self.inner.flush();
+    fn flush(&mut self, now: Instant) {
+        self.inner.flush(now);
     }
 
-    fn wait(&mut self, timeout: Duration) {
+    fn wait(&mut self, now: Instant, timeout: Duration) {
         self.file.flush();
-        self.inner.wait(timeout);
+        self.inner.wait(now, timeout);
     }
 
     fn counters(&self) -> IoCounters {
@@ -114,15 +121,18 @@ mod tests {
         let path = std::env::temp_dir().join(format!("px-pcap-test-{}.pcap", std::process::id()));
         let file = PcapFile::create(&path).unwrap();
         let (a, mut b) = Loopback::pair(8);
-        let mut a = Pcap::new(a, file);
-        a.send(&[0xaa; 60]).unwrap();
-        b.send(&[0xbb; 42]).unwrap();
-        assert_eq!(a.recv(8, &mut |_| {}), 1);
+        let now = Instant::now();
+        let mut a = Pcap::new(a, file, (now, UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        a.send(now, &[0xaa; 60]).unwrap();
+        b.send(now, &[0xbb; 42]).unwrap();
+        assert_eq!(a.recv(now, 8, &mut |_| {}), 1);
         drop(a);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
         assert_eq!(bytes.len(), 24 + 16 + 60 + 16 + 42);
         assert_eq!(u32::from_le_bytes(bytes[24 + 8..24 + 12].try_into().unwrap()), 60);
+        // Stamped from the passed time, not the wall clock.
+        assert_eq!(u32::from_le_bytes(bytes[24..28].try_into().unwrap()), 1_700_000_000);
         std::fs::remove_file(path).unwrap();
     }
 }

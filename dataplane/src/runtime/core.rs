@@ -33,7 +33,7 @@ pub fn run_core<T: Transport>(
             let tick = t.max_sleep();
             d.next_timer().map_or(tick, |at| at.saturating_duration_since(now).min(tick))
         };
-        t.wait(timeout, now);
+        t.wait(now, timeout);
         now = Instant::now();
         d.tick(SystemTime::now(), now);
         if deadline.is_none() && stop.load(Ordering::Acquire) {

@@ -20,54 +20,12 @@ use std::time::Duration;
 use crate::app::{ControlPlane, Dispatch, DispatchConfig, ExecCounters, OutboundCounters};
 use crate::config::{Backend, Config};
 use crate::http::HttpStats;
-use crate::mem::{ChunkPool, MemError, PoolStats, Region};
-use crate::transport::{kernel, stack, Transport};
+use crate::mem::{ChunkPool, PoolStats, Region};
+use crate::transport::{kernel, stack, Build, QueuePlan, Transport};
+
+pub use crate::transport::{Doorbell, StartError};
 
 pub use crate::app::AppSet;
-
-/// Why the runtime did not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// Binding or configuring a listener failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// Address.
-        addr: SocketAddr,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// A core's arena memory could not be mapped.
-    #[error("queue {queue}: arena memory: {source}")]
-    Memory {
-        /// Queue.
-        queue: usize,
-        /// Cause.
-        source: MemError,
-    },
-    /// Creating the poller or a thread failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// The AF_XDP interface could not be opened.
-    #[error(transparent)]
-    Xdp(#[from] crate::nic::af_xdp::XdpError),
-    /// A setting the backend cannot use (the key and the reason).
-    #[error("{key}: {reason}")]
-    Config {
-        /// The key.
-        key: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// A core thread died while starting.
-    #[error("queue {0}: the core thread died while starting")]
-    ThreadDied(usize),
-}
 
 /// What one core did, reported when it stops.
 #[derive(Debug, Clone, Default)]
@@ -137,20 +95,6 @@ impl std::fmt::Display for CoreReport {
         }
         Ok(())
     }
-}
-
-/// How a transport is reached from other threads: rung to wake its loop.
-pub type Doorbell = Arc<dyn Fn() + Send + Sync>;
-
-/// Builds one queue's transport on its core thread.
-pub(crate) type Build<T> = Box<dyn FnOnce() -> Result<T, StartError> + Send>;
-
-/// One queue's plan: where it runs, how it is woken, how its transport is built.
-pub(crate) struct QueuePlan<T> {
-    pub queue: usize,
-    pub cpu: usize,
-    pub bell: Doorbell,
-    pub build: Build<T>,
 }
 
 /// A running server.
@@ -298,7 +242,9 @@ impl CoreArgs {
         report.exec = d.exec().counters();
         report.outbound = d.exec().core().outbound.borrow().counters;
         report.pool = d.pool().stats();
-        t.report(&mut report);
+        let tr = t.report();
+        report.accepted = tr.accepted;
+        report.stack = tr.stack;
         report
     }
 }

@@ -14,17 +14,86 @@
 pub mod kernel;
 pub mod stack;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::dispatch::Delivery;
 use crate::app::Dispatch;
-use crate::runtime::CoreReport;
+use crate::mem::MemError;
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Binding or configuring a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A core's arena memory could not be mapped.
+    #[error("queue {queue}: arena memory: {source}")]
+    Memory {
+        /// Queue.
+        queue: usize,
+        /// Cause.
+        source: MemError,
+    },
+    /// Creating the poller or a thread failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The AF_XDP interface could not be opened.
+    #[error(transparent)]
+    Xdp(#[from] crate::nic::af_xdp::XdpError),
+    /// A setting the backend cannot use (the key and the reason).
+    #[error("{key}: {reason}")]
+    Config {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A core thread died while starting.
+    #[error("queue {0}: the core thread died while starting")]
+    ThreadDied(usize),
+}
+
+/// How a transport is reached from other threads: rung to wake its loop.
+pub type Doorbell = Arc<dyn Fn() + Send + Sync>;
+
+/// Builds one queue's transport on its core thread.
+pub(crate) type Build<T> = Box<dyn FnOnce() -> Result<T, StartError> + Send>;
+
+/// One queue's plan: where it runs, how it is woken, how its transport is built.
+pub(crate) struct QueuePlan<T> {
+    pub queue: usize,
+    pub cpu: usize,
+    pub bell: Doorbell,
+    pub build: Build<T>,
+}
+
+/// What a transport did, for its core's report.
+#[derive(Debug, Clone, Default)]
+pub struct TransportReport {
+    /// Connections accepted (kernel transport).
+    pub accepted: u64,
+    /// The packet path's counters (stack transport).
+    pub stack: Option<stack::StackReport>,
+}
 
 /// One core's carrier of connections, driven by [`crate::runtime::run_core`].
 pub trait Transport {
     /// Waits at most `timeout` for I/O (zero: do not wait). A transport that busy-polls
     /// while loaded decides here whether to sleep at all.
-    fn wait(&mut self, timeout: Duration, now: Instant);
+    fn wait(&mut self, now: Instant, timeout: Duration);
     /// True when work was left over by a bound (a connection cut off mid-burst, frames
     /// a full ring held back): the loop then does not wait.
     fn has_backlog(&self) -> bool;
@@ -45,5 +114,5 @@ pub trait Transport {
     /// are not on the executor's heap).
     fn max_sleep(&self) -> Duration;
     /// What it did, for the core's report.
-    fn report(&self, report: &mut CoreReport);
+    fn report(&self) -> TransportReport;
 }

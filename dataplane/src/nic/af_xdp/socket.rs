@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::mmap::Mmap;
 use super::ring::{Consumer, Producer, RingLayout};
@@ -302,23 +302,29 @@ impl XskQueue {
 }
 
 impl PacketIo for XskQueue {
-    fn recv(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn recv(&mut self, _now: Instant, max: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         self.recv_each(max, &mut |frame, _, _| f(frame))
     }
 
-    fn recv_tx(&mut self, max: usize, backlog: &mut FrameBatch, f: &mut dyn FnMut(&[u8], &mut dyn TxSink)) -> usize {
+    fn recv_tx(
+        &mut self,
+        _now: Instant,
+        max: usize,
+        backlog: &mut FrameBatch,
+        f: &mut dyn FnMut(&[u8], &mut dyn TxSink),
+    ) -> usize {
         self.recv_each(max, &mut |frame, txs, umem| {
             f(frame, &mut XdpSink { txs, umem, backlog: &mut *backlog, direct: 0 });
         })
     }
 
-    fn tx(&mut self, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
+    fn tx(&mut self, _now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
         let mut sink = XdpSink { txs: &mut self.txs, umem: &self.umem, backlog, direct: 0 };
         f(&mut sink);
         sink.direct
     }
 
-    fn send(&mut self, frame: &[u8]) -> Result<(), TxFull> {
+    fn send(&mut self, _now: Instant, frame: &[u8]) -> Result<(), TxFull> {
         if self.txs.build(&self.umem, frame.len(), &mut |buf| buf.copy_from_slice(frame)) {
             Ok(())
         } else {
@@ -326,11 +332,11 @@ impl PacketIo for XskQueue {
         }
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, _now: Instant) {
         self.txs.flush(&self.umem);
     }
 
-    fn wait(&mut self, timeout: Duration) {
+    fn wait(&mut self, _now: Instant, timeout: Duration) {
         if self.fill.needs_wakeup() {
             syscall::kick_rx(self.fd.as_raw_fd());
         }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::runtime::StartError;
+use crate::transport::StartError;
 
 /// Binds `server.queues` listeners to `server.listen`. With port 0 the first listener
 /// picks the port and the others join it.

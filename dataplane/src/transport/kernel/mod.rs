@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use super::Transport;
+use super::{QueuePlan, StartError, Transport, TransportReport};
 use crate::app::dispatch::Delivery;
 use crate::app::outbound::EndReason;
 use crate::app::{ClientConn, Dispatch, HttpSession};
 use crate::config::{Config, KernelConfig};
-use crate::runtime::{CoreReport, QueuePlan, StartError};
 
 /// Pieces of output handed to one `writev` at most.
 const WRITEV_PIECES: usize = 64;
@@ -470,7 +469,7 @@ fn reason(e: &io::Error) -> EndReason {
 }
 
 impl Transport for KernelTransport {
-    fn wait(&mut self, timeout: Duration, _now: Instant) {
+    fn wait(&mut self, _now: Instant, timeout: Duration) {
         if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("epoll_wait failed: {e}");
@@ -578,7 +577,7 @@ impl Transport for KernelTransport {
         TICK
     }
 
-    fn report(&self, r: &mut CoreReport) {
-        r.accepted = self.accepted;
+    fn report(&self) -> TransportReport {
+        TransportReport { accepted: self.accepted, stack: None }
     }
 }

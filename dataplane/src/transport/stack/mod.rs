@@ -29,13 +29,12 @@ use std::time::{Duration, Instant};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
-use super::Transport;
+use super::{Transport, TransportReport};
 use crate::app::dispatch::Delivery;
 use crate::app::outbound::{ClientPhase, EndReason};
 use crate::app::{ClientConn, Dispatch};
 use crate::net::{FrameBatch, NetCounters, NetStack, TcpIn, TxSink};
 use crate::nic::{IoCounters, PacketIo};
-use crate::runtime::CoreReport;
 use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
 
 /// Longest sleep while TCP connections are open.
@@ -339,10 +338,10 @@ fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mu
 }
 
 /// Sends what the backlog holds until the ring is full; returns frames sent.
-fn send_backlog<P: PacketIo>(io: &mut P, out: &mut FrameBatch) -> usize {
+fn send_backlog<P: PacketIo>(io: &mut P, out: &mut FrameBatch, now: Instant) -> usize {
     let mut sent = 0;
     for frame in out.iter() {
-        if io.send(frame).is_err() {
+        if io.send(now, frame).is_err() {
             break;
         }
         sent += 1;
@@ -353,24 +352,24 @@ fn send_backlog<P: PacketIo>(io: &mut P, out: &mut FrameBatch) -> usize {
 
 impl<P: PacketIo> StackTransport<P> {
     /// Ends the turn's TX: the backlog again, bounded; the kick.
-    fn finish_tx(&mut self) -> usize {
-        let sent = send_backlog(&mut self.io, &mut self.out);
+    fn finish_tx(&mut self, now: Instant) -> usize {
+        let sent = send_backlog(&mut self.io, &mut self.out, now);
         if self.out.len() > TX_BACKLOG_MAX {
             let extra = self.out.len() - TX_BACKLOG_MAX;
             self.out.consume(extra);
             self.counters.tx_backlog_drops += extra as u64;
         }
-        self.io.flush();
+        self.io.flush(now);
         sent
     }
 }
 
 impl<P: PacketIo> Transport for StackTransport<P> {
-    fn wait(&mut self, timeout: Duration, now: Instant) {
+    fn wait(&mut self, now: Instant, timeout: Duration) {
         if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < self.poll.idle_spin {
             return; // busy, or still spinning
         }
-        self.io.wait(timeout.min(self.poll.idle_sleep));
+        self.io.wait(now, timeout.min(self.poll.idle_sleep));
         self.counters.sleeps += 1;
     }
 
@@ -382,14 +381,14 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         let StackTransport { io, net, out, poll, engine, caps, directory, forwarded, forward_drops, .. } = self;
         let mut fw = (*forwarded, *forward_drops);
         // Frames a full ring left behind go first, so order on the wire is kept.
-        let mut sent = send_backlog(io, out);
-        let received = io.recv_tx(poll.rx_batch, out, &mut |frame, sink| {
+        let mut sent = send_backlog(io, out, now);
+        let received = io.recv_tx(now, poll.rx_batch, out, &mut |frame, sink| {
             if let Some(seg) = net.on_frame(frame, now, sink) {
                 on_segment(engine, directory, &mut fw, caps, frame, seg, now, net, d, sink);
             }
         });
         let mut handed = 0;
-        sent += io.tx(out, &mut |sink| {
+        sent += io.tx(now, out, &mut |sink| {
             if let Some((dir, me)) = directory.as_ref() {
                 for frame in dir.take(*me, poll.rx_batch) {
                     handed += 1;
@@ -402,7 +401,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
             engine.poll(now, d, &mut |so| emit(caps, so, now, net, sink));
         });
         (*forwarded, *forward_drops) = fw;
-        sent += self.finish_tx();
+        sent += self.finish_tx(now);
         self.reap(d);
         self.sync_directory();
         let work = received + sent + handed;
@@ -418,7 +417,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
     fn deliver(&mut self, now: Instant, d: &mut Dispatch, items: Vec<(u64, Delivery)>) {
         let StackTransport { io, net, out, engine, caps, .. } = self;
         let mut items = Some(items);
-        io.tx(out, &mut |sink| {
+        io.tx(now, out, &mut |sink| {
             for (k, item) in items.take().into_iter().flatten() {
                 let id = ConnId(k);
                 if let Some(StackSession::Http(s)) = engine.app_mut(id) {
@@ -427,7 +426,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 }
             }
         });
-        self.finish_tx();
+        self.finish_tx(now);
         self.reap(d);
         self.sync_directory();
         self.last_work = now;
@@ -454,7 +453,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         // Publish the new flows before their SYNs leave: the answers may arrive on
         // another queue, which must already know to hand them over.
         self.sync_directory();
-        self.finish_tx();
+        self.finish_tx(now);
         self.reap(d);
         self.sync_directory();
         self.last_work = now;
@@ -470,7 +469,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
             }
         });
         let StackTransport { io, net, out, engine, caps, .. } = self;
-        io.tx(out, &mut |sink| {
+        io.tx(now, out, &mut |sink| {
             for &id in &ids {
                 if let Some(StackSession::Http(s)) = engine.app_mut(id) {
                     d.begin_drain(id.0, s);
@@ -478,7 +477,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 engine.kick(id, now, d, &mut |so| emit(caps, so, now, net, sink));
             }
         });
-        self.finish_tx();
+        self.finish_tx(now);
     }
 
     fn active(&self) -> usize {
@@ -493,14 +492,17 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         }
     }
 
-    fn report(&self, r: &mut CoreReport) {
-        r.stack = Some(StackReport {
-            io: self.io.counters(),
-            net: self.net.counters(),
-            turns: self.counters,
-            tcp: self.engine.counters(),
-            forwarded: (self.forwarded, self.forward_drops),
-        });
+    fn report(&self) -> TransportReport {
+        TransportReport {
+            accepted: 0,
+            stack: Some(StackReport {
+                io: self.io.counters(),
+                net: self.net.counters(),
+                turns: self.counters,
+                tcp: self.engine.counters(),
+                forwarded: (self.forwarded, self.forward_drops),
+            }),
+        }
     }
 }
 

@@ -196,12 +196,12 @@ fn loop_answers_pings_over_the_loopback_and_counts() {
         let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
         ip.emit(&mut p, &caps);
         icmp.emit(&mut Icmpv4Packet::new_unchecked(p.payload_mut()), &caps);
-        peer.send(&buf).unwrap();
+        peer.send(Instant::now(), &buf).unwrap();
     }
     // The first turn asks ARP for the peer (one request), the replies wait.
     lp.turn(Instant::now(), &mut d);
     let mut got = Vec::new();
-    peer.recv(64, &mut |f| got.push(f.to_vec()));
+    peer.recv(Instant::now(), 64, &mut |f| got.push(f.to_vec()));
     assert_eq!(got.len(), 1, "one ARP request for ten parked replies");
     let reply = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
@@ -219,14 +219,12 @@ fn loop_answers_pings_over_the_loopback_and_counts() {
     }
     .emit(&mut f);
     reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
-    peer.send(&buf).unwrap();
+    peer.send(Instant::now(), &buf).unwrap();
     lp.turn(Instant::now(), &mut d);
     got.clear();
-    peer.recv(64, &mut |f| got.push(f.to_vec()));
+    peer.recv(Instant::now(), 64, &mut |f| got.push(f.to_vec()));
     assert_eq!(got.len(), 10);
-    let mut report = CoreReport::default();
-    lp.report(&mut report);
-    let r = report.stack.clone().unwrap();
+    let r = lp.report().stack.unwrap();
     assert_eq!((r.net.icmp_echo_replies, r.io.rx_packets, r.io.tx_packets), (10, 11, 11));
-    assert!(report.to_string().contains(" icmp_echo_replies=10"));
+    assert!(r.to_string().contains(" icmp_echo_replies=10"));
 }

@@ -11,7 +11,7 @@ use crate::nic::af_xdp::{iface_mac, iface_numa_node, Doorbell, XdpInterface, Xsk
 use crate::nic::fault::Fault;
 use crate::nic::pcap::{Pcap, PcapFile};
 use crate::nic::PacketIo;
-use crate::runtime::{QueuePlan, StartError};
+use crate::transport::{QueuePlan, StartError};
 
 /// The AF_XDP side of a running server: dropping it detaches the program.
 pub struct XdpRunning {
@@ -60,6 +60,8 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
         idle_spin: Duration::from_micros(x.idle_spin_us),
         idle_sleep: Duration::from_millis(x.idle_sleep_ms),
     };
+    // Captures stamp the loop's time; one pair of clocks maps it to the wall.
+    let epoch = (std::time::Instant::now(), std::time::SystemTime::now());
     let mut plans = Vec::new();
     for (queue, mut sock) in socks.into_iter().enumerate() {
         let bell = Arc::new(Doorbell::new().map_err(|source| StartError::Io { what: "creating an eventfd", source })?);
@@ -70,7 +72,7 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
         };
         let mut io: Box<dyn PacketIo + Send> = Box::new(sock);
         if let Some(file) = &pcap {
-            io = Box::new(Pcap::new(io, file.clone()));
+            io = Box::new(Pcap::new(io, file.clone(), epoch));
         }
         if x.faults.any() {
             let mut faults = x.faults;
