@@ -602,6 +602,7 @@ fn async_handlers_and_outbound_connections_over_af_xdp() {
             .args(["netns", "exec", "px-client"])
             .arg(&nginx_bin)
             .args(["-c", dir.join("nginx.conf").to_str().unwrap(), "-p", dir.to_str().unwrap()])
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

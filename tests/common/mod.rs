@@ -338,7 +338,7 @@ impl Nginx {
         std::fs::write(&conf_path, conf).unwrap();
         let child = Command::new(bin)
             .args(["-c", conf_path.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn nginx");
         wait_listening(addr);
@@ -348,7 +348,9 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, so the master stops its worker too (SIGKILL would orphan it, and the
+        // worker would keep the test's stderr open).
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
