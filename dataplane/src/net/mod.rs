@@ -9,6 +9,7 @@
 //! Panic contract: arbitrary bytes never panic (`new_checked` everywhere).
 
 mod neighbor;
+pub mod rss;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

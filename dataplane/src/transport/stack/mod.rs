@@ -33,6 +33,7 @@ use super::{Transport, TransportReport};
 use crate::app::dispatch::Delivery;
 use crate::app::outbound::{ClientPhase, EndReason};
 use crate::app::{ClientConn, Dispatch};
+use crate::net::rss::RssTable;
 use crate::net::{FrameBatch, NetCounters, NetStack, TcpIn, TxSink};
 use crate::nic::{IoCounters, PacketIo};
 use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
@@ -148,6 +149,8 @@ pub struct StackTransport<P> {
     caps: ChecksumCapabilities,
     directory: Option<(Arc<FlowDirectory>, usize)>,
     queues: usize,
+    me: usize,
+    rss: Option<Arc<RssTable>>,
     ip: Ipv4Addr,
     next_port: u16,
     forwarded: u64,
@@ -176,6 +179,8 @@ impl<P: PacketIo> StackTransport<P> {
             caps: ChecksumCapabilities::default(),
             directory: None,
             queues: 1,
+            me: 0,
+            rss: None,
             ip,
             next_port: EPHEMERAL_FIRST,
             forwarded: 0,
@@ -190,7 +195,15 @@ impl<P: PacketIo> StackTransport<P> {
         self.engine.track_lifecycle(true);
         self.directory = Some((dir, me));
         self.queues = queues.max(1);
+        self.me = me;
         self.next_port = EPHEMERAL_FIRST + me as u16;
+        self
+    }
+
+    /// The NIC's RSS setting: outbound connections then take a local port whose replies
+    /// the NIC steers to this queue (else they are handed over through the directory).
+    pub fn with_rss(mut self, rss: Option<Arc<RssTable>>) -> Self {
+        self.rss = rss;
         self
     }
 
@@ -221,8 +234,21 @@ impl<P: PacketIo> StackTransport<P> {
         }
     }
 
-    /// A free local port towards `remote`, in this queue's share of the range.
+    /// A free local port towards `remote`: with the NIC's RSS known, one whose replies
+    /// hash to this queue; else one of this queue's share of the range.
     fn pick_port(&mut self, remote: SocketAddrV4) -> Option<u16> {
+        if let Some(rss) = &self.rss {
+            let span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1;
+            for _ in 0..span {
+                let p = self.next_port;
+                self.next_port = if p >= EPHEMERAL_LAST { EPHEMERAL_FIRST } else { p + 1 };
+                let ours = rss.queue(*remote.ip(), self.ip, remote.port(), p) == self.me;
+                if ours && !self.engine.in_use(SocketAddrV4::new(self.ip, p), remote) {
+                    return Some(p);
+                }
+            }
+            return None;
+        }
         let step = self.queues as u16;
         let span = (EPHEMERAL_LAST - EPHEMERAL_FIRST) / step;
         for _ in 0..span {

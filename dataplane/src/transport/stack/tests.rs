@@ -228,3 +228,17 @@ fn loop_answers_pings_over_the_loopback_and_counts() {
     assert_eq!((r.net.icmp_echo_replies, r.io.rx_packets, r.io.tx_packets), (10, 11, 11));
     assert!(r.to_string().contains(" icmp_echo_replies=10"));
 }
+
+#[test]
+fn with_rss_known_outbound_ports_are_chosen_so_replies_reach_their_queue() {
+    let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let rss = Arc::new(crate::net::rss::RssTable::new(key, (0..128).map(|i| i % 4).collect()).unwrap());
+    let (la, _lb) = Loopback::pair(64);
+    let dir = FlowDirectory::new(4);
+    let mut t = transport(la, host(1)).with_directory(dir, 3, 4).with_rss(Some(rss.clone()));
+    let remote = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5432);
+    for _ in 0..50 {
+        let p = t.pick_port(remote).expect("a port");
+        assert_eq!(rss.queue(*remote.ip(), Ipv4Addr::new(10, 99, 0, 1), 5432, p), 3, "port {p}");
+    }
+}

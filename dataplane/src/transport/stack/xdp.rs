@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{FlowDirectory, Polling, StackTransport};
 use crate::config::Config;
+use crate::net::rss::RssTable;
 use crate::net::{NetConfig, NetStack, SharedNeighbors};
 use crate::nic::af_xdp::{iface_mac, iface_numa_node, Doorbell, XdpInterface, XskQueue};
 use crate::nic::fault::Fault;
@@ -60,6 +61,7 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
         idle_spin: Duration::from_micros(x.idle_spin_us),
         idle_sleep: Duration::from_millis(x.idle_sleep_ms),
     };
+    let rss = read_rss(&x.iface);
     // Captures stamp the loop's time; one pair of clocks maps it to the wall.
     let epoch = (std::time::Instant::now(), std::time::SystemTime::now());
     let mut plans = Vec::new();
@@ -80,18 +82,40 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
             io = Box::new(Fault::new(io, faults));
         }
         let net = NetStack::new(net_cfg, neighbors.clone());
-        let (tcp, port, dir) = (cfg.tcp.clone(), cfg.server.listen.port(), directory.clone());
+        let (tcp, port, dir, rss) = (cfg.tcp.clone(), cfg.server.listen.port(), directory.clone(), rss.clone());
         plans.push(QueuePlan {
             queue,
             cpu,
             bell: Arc::new(move || bell.ring()),
             build: Box::new(move || {
-                Ok(StackTransport::new(io, net, poll, tcp, Some(port), secret).with_directory(dir, queue, queues))
+                Ok(StackTransport::new(io, net, poll, tcp, Some(port), secret)
+                    .with_directory(dir, queue, queues)
+                    .with_rss(rss))
             }),
         });
     }
     let attach_mode = iface.attach_mode;
     Ok((XdpRunning { _iface: iface, attach_mode, zerocopy }, plans))
+}
+
+/// The NIC's RSS key and indirection table, as `ethtool -x` shows them; None where the
+/// driver does not say (veth) or ethtool is missing: outbound replies are then handed to
+/// their queue by the flow directory.
+fn read_rss(iface: &str) -> Option<Arc<RssTable>> {
+    let out = std::process::Command::new("ethtool").args(["-x", iface]).output();
+    let rss = out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| RssTable::from_ethtool(&String::from_utf8_lossy(&o.stdout)));
+    match &rss {
+        Some(_) => tracing::info!(
+            "{iface}: Toeplitz RSS known: outbound connections take ports whose replies reach their own queue"
+        ),
+        None => tracing::info!(
+            "{iface}: RSS key not readable (ethtool -x): outbound replies are handed over by the flow directory"
+        ),
+    }
+    rss.map(Arc::new)
 }
 
 /// A per-process random key for ISNs and SYN cookies.
