@@ -57,6 +57,11 @@ up() {
   # The veth checksum trap: the client kernel would leave TX checksums to an offload that
   # never happens; and a generic-mode XDP program must not see 64 KiB GSO super-frames.
   ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" tx off tso off gso off gro off >/dev/null
+  # The client opens tens of thousands of connections per test run and closes them
+  # first, so their TIME-WAITs pile up in its namespace (19,000 after two 10k runs:
+  # connects then crawled through SYN retries). Let it reuse them (safe with timestamps,
+  # which both ends send) and a wider port range (above the test upstreams on 9090-9092).
+  ip netns exec "$CLIENT_NS" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65535"
   "$here/hugepages.sh" 128 >/dev/null
   echo "testbed: $APP_NS/$APP_IF (appliance 10.99.0.1, userspace) <-> $CLIENT_NS/$CLIENT_IF ($CLIENT_IP)"
 }
