@@ -537,6 +537,16 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     /// Sends what connection `id`'s application has queued (after it produced output
     /// outside `received`, e.g. a control-thread answer).
     pub fn kick(&mut self, id: ConnId, now: Instant, cx: &mut C, tx: &mut Tx<'_>) {
+        let cfg = &self.cfg;
+        if let Some(c) = self.slab.get_mut(id.idx() as usize).and_then(Option::as_mut).filter(|c| c.gen == id.gen()) {
+            // The application took buffered bytes: if that opens the window by half or
+            // more, say so now (RFC 9293 §3.8.6.2.2) rather than leave the peer to its
+            // zero-window probes.
+            let (_, adv) = Self::window_calc(cfg, c);
+            if c.synchronized() && gt(adv, c.rcv_adv) && dist(c.rcv_adv, adv) >= cfg.recv_window_bytes / 2 {
+                c.ack_now = true;
+            }
+        }
         if self.conn(id).is_some() {
             self.output(id, now, tx);
             self.finish(id, now, cx, tx);

@@ -252,6 +252,12 @@ impl Sim {
         self.client.kick(id, self.now, &mut self.ccx, &mut |o| out.push(Owned::of(o)));
         self.send(out);
     }
+
+    fn kick_server(&mut self, id: ConnId) {
+        let mut out = Vec::new();
+        self.server.kick(id, self.now, &mut self.scx, &mut |o| out.push(Owned::of(o)));
+        self.send(out);
+    }
 }
 
 fn no_faults() -> Faults {
@@ -377,6 +383,27 @@ fn zero_window_is_probed_until_it_opens() {
     sim.server.app_mut(sid).unwrap().hold = 0;
     sim.server.app_mut(sid).unwrap().held = 0;
     assert!(sim.run(Duration::from_secs(60), |s| s.server_app().is_some_and(|a| a.rx.len() == 20_000)));
+}
+
+#[test]
+fn a_window_reopened_by_the_application_is_announced_at_once() {
+    let cfg = TcpConfig { recv_window_bytes: 4096, window_scale: 0, ..TcpConfig::default() };
+    let mut sim = Sim::new(11, no_faults(), cfg);
+    sim.scx.hold = 4096;
+    let id = sim.connect();
+    sim.run(Duration::from_secs(1), |s| s.client.state(id) == Some(State::Established));
+    sim.client_app(id).tx = vec![7; 20_000];
+    sim.kick_client(id);
+    sim.run(Duration::from_secs(3), |s| s.client.counters().window_probes >= 2);
+    let probes = sim.client.counters().window_probes;
+    // The application drains and its core kicks the connection: a window update goes
+    // out now, and the rest arrives without waiting for the next (backed-off) probe.
+    let sid = sim.scx.opened[0];
+    sim.server.app_mut(sid).unwrap().hold = 0;
+    sim.server.app_mut(sid).unwrap().held = 0;
+    sim.kick_server(sid);
+    assert!(sim.run(Duration::from_millis(300), |s| s.server_app().is_some_and(|a| a.rx.len() == 20_000)));
+    assert_eq!(sim.client.counters().window_probes, probes, "no probe was needed");
 }
 
 // ---- scripted exchanges against a server engine -----------------------------------------
