@@ -2,13 +2,28 @@
 # Bring the appliance up. As root on a kernel with AF_XDP: the veth testbed, and
 # px-appliance on AF_XDP with our TCP engine at http://10.99.0.1:8080 (reach it from the
 # px-client namespace). Otherwise — or if the AF_XDP start fails — kernel sockets on
-# http://127.0.0.1:8080, and it says so. Extra arguments go to px-appliance
-# (e.g. --apps tfb,bytes,demo). Ctrl-C stops it gracefully.
+# http://127.0.0.1:8080, and it says so. Without --apps it serves every app: tfb, bytes,
+# demo, and wiki (Parallelopedia) on the real 206-page dump in data/, whose index it
+# builds first. Extra arguments go to px-appliance. Ctrl-C stops it gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
 queues=$(nproc)
 bin=target/release/px-appliance
+
+case " $* " in
+  *" --apps "*|*" --apps="*) ;;
+  *)
+    work=target/wiki-demo
+    dump=enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened
+    mkdir -p "$work"
+    # python3's bz2 rather than bunzip2: a fresh machine has the one, not always the other.
+    [ -s "$work/$dump.xml" ] || python3 -c 'import bz2, shutil, sys; shutil.copyfileobj(bz2.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+      "data/$dump.bz2" "$work/$dump.xml"
+    [ -s "$work/index/titles.fst" ] || "$bin" wiki-index --xml "$work/$dump.xml" --out "$work/index" >&2
+    set -- --apps tfb,bytes,demo,wiki --wiki-dir "$work/index" "$@"
+    ;;
+esac
 
 kernel() {
   echo "up.sh: serving over KERNEL SOCKETS on http://127.0.0.1:8080 ($queues queues): $1" >&2
