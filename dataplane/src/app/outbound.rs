@@ -240,13 +240,8 @@ impl ClientConn {
         st.closing && st.tx.is_empty()
     }
 
-    /// True once the handler will queue nothing more (a TCP engine sends FIN after the
-    /// queue).
-    pub fn finishing(&self) -> bool {
-        self.0.borrow().closing
-    }
-
-    /// The handler dropped its end (close now if nothing is queued).
+    /// The handler dropped its end: it will queue nothing more (a TCP engine sends FIN
+    /// after the queue; a kernel transport closes once it is written).
     pub fn abandoned(&self) -> bool {
         self.0.borrow().closing
     }

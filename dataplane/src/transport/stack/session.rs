@@ -69,7 +69,7 @@ impl TcpApp<Dispatch> for StackSession {
     fn finishing(&self) -> bool {
         match self {
             StackSession::Http(s) => s.http.finishing(),
-            StackSession::Client(c) => c.finishing(),
+            StackSession::Client(c) => c.abandoned(),
         }
     }
 
