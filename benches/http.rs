@@ -28,7 +28,7 @@ fn bench_http(c: &mut Criterion) {
     let mut router = Router::new();
     router.add(Route::sync(Method::Get, "/plaintext", plaintext)).unwrap();
     router.add(Route::sync(Method::Get, "/json", json)).unwrap();
-    let apps = Arc::new(AppSet { router, shared: Shared::default() });
+    let apps = Arc::new(AppSet::new(router, Shared::default()));
     let plane = ControlPlane::start(16).unwrap();
     let pool = Rc::new(ChunkPool::new(Region::map(4 * HUGEPAGE_BYTES, None, HugepagePolicy::Auto).unwrap(), 64 << 10));
     let cfg = DispatchConfig {

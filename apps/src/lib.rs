@@ -65,5 +65,5 @@ pub fn mount_with(names: &[String], cfg: &Config) -> Result<AppSet, MountError> 
             router.add(*r)?;
         }
     }
-    Ok(AppSet { router, shared })
+    Ok(AppSet::new(router, shared))
 }

@@ -30,6 +30,19 @@ pub struct AppSet {
     pub router: Router,
     /// Read-only shared state.
     pub shared: Shared,
+    /// Run on each core as it starts, before it serves (an app opens its per-core
+    /// client connections here).
+    pub core_init: Vec<CoreInit>,
+}
+
+/// A hook run on each core as it starts, with a context that has no request behind it.
+pub type CoreInit = Arc<dyn Fn(&Cx) + Send + Sync>;
+
+impl AppSet {
+    /// Routes and shared state, with no per-core hooks.
+    pub fn new(router: Router, shared: Shared) -> AppSet {
+        AppSet { router, shared, core_init: Vec::new() }
+    }
 }
 
 /// Dispatch settings (from `[http]`, `[arena]` and `[handlers]`).
@@ -84,6 +97,10 @@ impl Dispatch {
         let mut date = DateCache::default();
         date.update(now);
         let exec = Executor::new(cfg.max_in_flight, mono, apps.shared.clone());
+        let cx = Cx::for_core(exec.core().clone());
+        for init in &apps.core_init {
+            init(&cx);
+        }
         Dispatch { apps, cfg, pool, control, exec, date, stats: HttpStats::default(), now, mono }
     }
 

@@ -8,6 +8,7 @@
 //! [`Executor::run`] polls the tasks woken before it was called, fires due timers, and
 //! ends tasks whose deadline passed. It is given the time; it reads no clock.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -84,14 +85,20 @@ impl Ord for Timer {
     }
 }
 
+/// A background task's future: it answers no request and has no deadline (an
+/// app-level client's connection driver, say).
+pub type BackgroundFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 /// What the core's futures share: the turn's time, the timer heap, the outbound
-/// connections, the apps' read-only state.
+/// connections, the apps' read-only state, and per-core values apps keep here.
 pub struct CoreShared {
     now: Cell<Instant>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     seq: Cell<u64>,
     pub(crate) outbound: RefCell<OutboundState>,
     shared: Shared,
+    spawned: RefCell<Vec<BackgroundFuture>>,
+    locals: RefCell<Vec<(TypeId, Rc<dyn Any>)>>,
 }
 
 impl CoreShared {
@@ -103,6 +110,26 @@ impl CoreShared {
     /// The apps' read-only state.
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// Starts `fut` as a background task of this core (polled from the next executor
+    /// turn on). It ends when it completes or when the core stops serving.
+    pub fn spawn(&self, fut: BackgroundFuture) {
+        self.spawned.borrow_mut().push(fut);
+    }
+
+    /// This core's value of type `T`, made by `init` on first use. Not shared with other
+    /// cores: each core that asks builds its own.
+    pub fn local<T: 'static>(&self, init: impl FnOnce() -> T) -> Rc<T> {
+        let id = TypeId::of::<T>();
+        if let Some((_, v)) = self.locals.borrow().iter().find(|(t, _)| *t == id) {
+            if let Ok(v) = v.clone().downcast::<T>() {
+                return v;
+            }
+        }
+        let v = Rc::new(init());
+        self.locals.borrow_mut().push((id, v.clone()));
+        v
     }
 
     /// Wakes `waker` once `at` has passed.
@@ -220,11 +247,16 @@ pub struct ExecCounters {
     pub polls: u64,
 }
 
+enum TaskFuture {
+    /// Answers request `req` of connection `conn`.
+    Handler { fut: HandlerFuture, conn: u64, req: ReqId },
+    /// Answers nothing.
+    Background(BackgroundFuture),
+}
+
 struct Task {
-    fut: HandlerFuture,
+    fut: TaskFuture,
     waker: Waker,
-    conn: u64,
-    req: ReqId,
 }
 
 /// Cancels its task when dropped (the connection went away), unless disarmed.
@@ -258,6 +290,7 @@ pub struct Executor {
     cancels: Rc<RefCell<Vec<TaskKey>>>,
     core: Rc<CoreShared>,
     max_in_flight: usize,
+    background: usize,
     counters: ExecCounters,
 }
 
@@ -276,8 +309,11 @@ impl Executor {
                 seq: Cell::new(0),
                 outbound: RefCell::default(),
                 shared,
+                spawned: RefCell::default(),
+                locals: RefCell::default(),
             }),
             max_in_flight,
+            background: 0,
             counters: ExecCounters::default(),
         }
     }
@@ -292,9 +328,26 @@ impl Executor {
         &self.core
     }
 
-    /// Tasks running.
+    /// Request tasks running (background tasks are not counted).
     pub fn in_flight(&self) -> usize {
-        self.tasks.len() - self.free.len()
+        self.tasks.len() - self.free.len() - self.background
+    }
+
+    /// Background tasks running.
+    pub fn background(&self) -> usize {
+        self.background
+    }
+
+    /// Drops every background task (the core stops serving: an app's client connections
+    /// close with them).
+    pub fn stop_background(&mut self) {
+        self.core.spawned.borrow_mut().clear();
+        for i in 0..self.tasks.len() {
+            if matches!(self.tasks[i], Some(Task { fut: TaskFuture::Background(_), .. })) {
+                let key = TaskKey { idx: i as u32, gen: self.gens[i] };
+                self.take(key);
+            }
+        }
     }
 
     /// True when another task may start.
@@ -315,18 +368,26 @@ impl Executor {
     /// Starts `fut` for request `req` on connection `conn`, ended at `deadline`; it is
     /// first polled in the next [`run`](Self::run). The guard cancels it when dropped.
     pub fn spawn(&mut self, fut: HandlerFuture, conn: u64, req: ReqId, deadline: Instant) -> TaskGuard {
+        let key = self.insert(TaskFuture::Handler { fut, conn, req });
+        self.counters.spawned += 1;
+        self.core.push_timer(deadline, TimerKind::Deadline(key));
+        TaskGuard { key, cancels: self.cancels.clone(), armed: true }
+    }
+
+    fn insert(&mut self, fut: TaskFuture) -> TaskKey {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.tasks.push(None);
             self.gens.push(0);
             (self.tasks.len() - 1) as u32
         });
         let key = TaskKey { idx, gen: self.gens[idx as usize] };
+        if matches!(fut, TaskFuture::Background(_)) {
+            self.background += 1;
+        }
         let waker = Waker::from(Arc::new(TaskWaker { key, queue: self.ready.clone() }));
-        self.tasks[idx as usize] = Some(Task { fut, waker: waker.clone(), conn, req });
-        self.counters.spawned += 1;
-        self.core.push_timer(deadline, TimerKind::Deadline(key));
+        self.tasks[idx as usize] = Some(Task { fut, waker: waker.clone() });
         waker.wake();
-        TaskGuard { key, cancels: self.cancels.clone(), armed: true }
+        key
     }
 
     /// The earliest timer, for the loop's sleep.
@@ -336,7 +397,7 @@ impl Executor {
 
     /// True when a woken task waits to be polled.
     pub fn has_ready(&self) -> bool {
-        !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self.core.spawned.borrow().is_empty() || !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// One executor turn at `now`: drops cancelled tasks, fires due timers, polls at most
@@ -345,6 +406,10 @@ impl Executor {
     /// the tasks that finished.
     pub fn run(&mut self, now: Instant) -> Vec<Completion> {
         self.core.now.set(now);
+        let spawned: Vec<BackgroundFuture> = std::mem::take(&mut *self.core.spawned.borrow_mut());
+        for fut in spawned {
+            self.insert(TaskFuture::Background(fut));
+        }
         let mut done = Vec::new();
         let cancels: Vec<TaskKey> = std::mem::take(&mut *self.cancels.borrow_mut());
         for key in cancels {
@@ -377,9 +442,9 @@ impl Executor {
                 None => return,
                 Some(TimerKind::Wake(w)) => w.wake(),
                 Some(TimerKind::Deadline(key)) => {
-                    if let Some(t) = self.take(key) {
+                    if let Some(Task { fut: TaskFuture::Handler { conn, req, .. }, .. }) = self.take(key) {
                         self.counters.timed_out += 1;
-                        done.push(Completion { conn: t.conn, req: t.req, outcome: Outcome::TimedOut });
+                        done.push(Completion { conn, req, outcome: Outcome::TimedOut });
                     }
                 }
             }
@@ -394,21 +459,34 @@ impl Executor {
         self.counters.polls += 1;
         let waker = task.waker.clone();
         let mut cx = Context::from_waker(&waker);
-        let polled = catch_unwind(AssertUnwindSafe(|| task.fut.as_mut().poll(&mut cx)));
-        let outcome = match polled {
-            Ok(Poll::Pending) => return,
-            Ok(Poll::Ready(r)) => {
-                self.counters.completed += 1;
-                Outcome::Done(r)
-            }
-            Err(_) => {
-                self.counters.panicked += 1;
-                tracing::error!("async handler panicked; answered 500");
-                Outcome::Panicked
+        let outcome = match &mut task.fut {
+            TaskFuture::Handler { fut, .. } => match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
+                Ok(Poll::Pending) => return,
+                Ok(Poll::Ready(r)) => {
+                    self.counters.completed += 1;
+                    Outcome::Done(r)
+                }
+                Err(_) => {
+                    self.counters.panicked += 1;
+                    tracing::error!("async handler panicked; answered 500");
+                    Outcome::Panicked
+                }
+            },
+            TaskFuture::Background(fut) => {
+                match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))) {
+                    Ok(Poll::Pending) => return,
+                    Ok(Poll::Ready(())) => {}
+                    Err(_) => {
+                        self.counters.panicked += 1;
+                        tracing::error!("a background task panicked; it is gone");
+                    }
+                }
+                self.take(key);
+                return;
             }
         };
-        if let Some(t) = self.take(key) {
-            done.push(Completion { conn: t.conn, req: t.req, outcome });
+        if let Some(Task { fut: TaskFuture::Handler { conn, req, .. }, .. }) = self.take(key) {
+            done.push(Completion { conn, req, outcome });
         }
     }
 
@@ -419,6 +497,9 @@ impl Executor {
             return None;
         }
         let t = self.tasks[i].take()?;
+        if matches!(t.fut, TaskFuture::Background(_)) {
+            self.background -= 1;
+        }
         self.gens[i] = self.gens[i].wrapping_add(1);
         self.free.push(key.idx);
         Some(t)

@@ -32,8 +32,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use control::{BlockingJob, ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
-pub use dispatch::{AppSet, Dispatch, DispatchConfig, HttpSession};
-pub use exec::{timeout, Elapsed, ExecCounters, Executor, Sleep, Timeout};
+pub use dispatch::{AppSet, CoreInit, Dispatch, DispatchConfig, HttpSession};
+pub use exec::{timeout, BackgroundFuture, Elapsed, ExecCounters, Executor, Sleep, Timeout};
 pub use outbound::{ClientConn, ClientPhase, OutboundCounters, Upstream, UpstreamError};
 pub use router::{Route, RouteError, Routed, Router};
 pub use shared::{ConnState, Shared};
@@ -244,5 +244,25 @@ impl Cx {
     /// error when refused, reset, or not established within `timeout`.
     pub async fn connect(&self, addr: std::net::SocketAddr, timeout: Duration) -> Result<Upstream, UpstreamError> {
         outbound::connect(&self.core, addr, timeout).await
+    }
+
+    /// Starts `fut` as a background task on this core: it answers no request, has no
+    /// deadline, and is dropped when the core stops serving (after its last request).
+    /// App-level clients run their connections this way.
+    pub fn spawn(&self, fut: impl Future<Output = ()> + 'static) {
+        self.core.spawn(Box::pin(fut));
+    }
+
+    /// This core's value of type `T`, built by `init` the first time the core asks (a
+    /// connection pool, a cache): per core, never shared with another, no locks.
+    pub fn local<T: 'static>(&self, init: impl FnOnce() -> T) -> Rc<T> {
+        self.core.local(init)
+    }
+
+    /// A context with no request behind it (for [`CoreInit`] hooks and the background
+    /// tasks they start): its deadline is far away.
+    pub(crate) fn for_core(core: Rc<exec::CoreShared>) -> Cx {
+        let deadline = core.now() + Duration::from_secs(100 * 365 * 86_400);
+        Cx { core, deadline }
     }
 }

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::exec::{timeout, CoreShared};
@@ -362,28 +362,51 @@ impl Upstream {
     /// Reads what has arrived into `buf` (waiting until something has); 0 at the end of
     /// the peer's data.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, UpstreamError> {
-        let (n, was_full) = poll_fn(|cx| {
-            let mut st = self.conn.0.borrow_mut();
-            if !st.rx.is_empty() {
-                let n = st.rx.len().min(buf.len());
-                buf[..n].copy_from_slice(&st.rx[..n]);
-                let was_full = st.rx.len() >= UPSTREAM_BUFFER_BYTES;
-                st.rx.drain(..n);
-                return Poll::Ready(Ok((n, was_full)));
+        poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    /// The poll form of [`read`](Self::read), for a future that waits on this
+    /// connection and something else at once (it registers `cx`'s waker when nothing has
+    /// arrived).
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, UpstreamError>> {
+        let mut st = self.conn.0.borrow_mut();
+        if !st.rx.is_empty() {
+            let n = st.rx.len().min(buf.len());
+            buf[..n].copy_from_slice(&st.rx[..n]);
+            let was_full = st.rx.len() >= UPSTREAM_BUFFER_BYTES;
+            st.rx.drain(..n);
+            drop(st);
+            if was_full {
+                mark_dirty(&self.core, &self.conn); // the transport may read again
             }
-            match st.phase {
-                ClientPhase::Ended(Some(why)) => return Poll::Ready(Err(why.error())),
-                _ if st.eof => return Poll::Ready(Ok((0, false))),
-                _ => {}
-            }
-            st.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await?;
-        if was_full {
-            mark_dirty(&self.core, &self.conn); // the transport may read again
+            return Poll::Ready(Ok(n));
         }
-        Ok(n)
+        match st.phase {
+            ClientPhase::Ended(Some(why)) => return Poll::Ready(Err(why.error())),
+            _ if st.eof => return Poll::Ready(Ok(0)),
+            _ => {}
+        }
+        st.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Queues `data` without waiting, however much is queued already: for a client
+    /// that bounds what it has in flight itself (a pipelining database client).
+    pub fn queue(&mut self, data: &[u8]) -> Result<(), UpstreamError> {
+        {
+            let mut st = self.conn.0.borrow_mut();
+            if let ClientPhase::Ended(why) = st.phase {
+                return Err(why.map_or(UpstreamError::Closed, EndReason::error));
+            }
+            st.tx.extend_from_slice(data);
+        }
+        mark_dirty(&self.core, &self.conn);
+        Ok(())
+    }
+
+    /// Bytes queued and not yet sent (kernel) or acknowledged (TCP engine).
+    pub fn unsent(&self) -> usize {
+        self.conn.0.borrow().tx.len()
     }
 
     /// Reads until the peer closes, appending to `out`; fails past `max` bytes.

@@ -96,7 +96,7 @@ impl Harness {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let region = Region::map(HUGEPAGE_BYTES, None, HugepagePolicy::Off).unwrap();
         let pool = Rc::new(ChunkPool::new(region, 64 << 10));
-        let apps = Arc::new(AppSet { router, shared: Shared::default() });
+        let apps = Arc::new(AppSet::new(router, Shared::default()));
         let limits = HttpLimits::default();
         let d = dispatcher(&apps, &plane, &limits, &pool, now);
         Harness { apps, plane: Some(plane), d, built: limits.clone(), limits, pool, now }

@@ -42,6 +42,10 @@ pub fn run_core<T: Transport>(
         }
         turn(t, d, now);
         if let Some(end) = deadline {
+            if d.exec().in_flight() == 0 && d.exec().background() > 0 {
+                // The last request is answered: apps' client connections may close now.
+                d.exec_mut().stop_background();
+            }
             if !done && t.active() == 0 {
                 done = true;
                 draining.fetch_sub(1, Ordering::AcqRel);

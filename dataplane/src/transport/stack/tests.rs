@@ -29,7 +29,7 @@ fn dispatch(router: Router) -> (Dispatch, ControlPlane) {
         deadline: Duration::from_secs(5),
         max_in_flight: 64,
     };
-    let apps = Arc::new(AppSet { router, shared: Shared::default() });
+    let apps = Arc::new(AppSet::new(router, Shared::default()));
     (Dispatch::new(apps, cfg, pool, plane.handle()), plane)
 }
 
