@@ -54,6 +54,10 @@ struct Cli {
     /// wiki.dir.
     #[arg(long)]
     wiki_dir: Option<PathBuf>,
+    /// PostgreSQL server of the tfb app's database routes, IP:port (e.g. 127.0.0.1:5432;
+    /// scripts/db.sh starts one). Overrides db.address.
+    #[arg(long)]
+    db_address: Option<String>,
     /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
     #[arg(long)]
     log_level: Option<String>,
@@ -131,6 +135,9 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
     }
+    if let Some(a) = &cli.db_address {
+        cfg.db.address = a.clone();
+    }
     if let Some(d) = &cli.wiki_dir {
         cfg.wiki.dir = d.to_string_lossy().into_owned();
     }
@@ -176,7 +183,12 @@ fn run(cli: Cli) -> Result<()> {
         tracing::error!("panic in {}: {info}", thread.name().unwrap_or("?"));
     }));
     let apps = Arc::new(px_apps::mount_with(&cfg.server.apps, &cfg)?);
-    let server = runtime::start(&cfg, apps)?;
+    let server = runtime::start(&cfg, apps.clone())?;
+    if let Err(e) = px_apps::start_check(&apps, &cfg) {
+        server.shutdown();
+        server.join();
+        return Err(e.into());
+    }
     let trigger = server.shutdown_trigger();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .context("installing signal handlers")?;
@@ -212,6 +224,9 @@ fn run(cli: Cli) -> Result<()> {
     std::io::stdout().flush()?;
     for r in server.join() {
         tracing::info!("{r}");
+    }
+    if let Some(db) = apps.shared.get::<px_apps::tfb::db::TfbDb>().filter(|d| d.pool.is_some()) {
+        tracing::info!("{}", db.health.counters);
     }
     Ok(())
 }
