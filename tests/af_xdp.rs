@@ -696,3 +696,127 @@ fn async_handlers_and_outbound_connections_over_af_xdp() {
     let report = app.stop();
     assert_eq!(counter(&report, "tasks_timed_out"), 1, "{report}");
 }
+
+/// One request from px-client with curl, parsed.
+fn curl_resp(path: &str) -> common::Resp {
+    let out = in_client(&["curl", "-sS", "-i", "--max-time", "10", &format!("http://10.99.0.1:8080{path}")]);
+    assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let raw = out.stdout;
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    let httparse::Status::Complete(n) = r.parse(&raw).expect("a valid response") else { panic!("cut short") };
+    common::Resp {
+        status: r.code.unwrap(),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect(),
+        body: raw[n..].to_vec(),
+    }
+}
+
+fn db_sh(arg: &str) {
+    assert!(Command::new(script("db.sh")).arg(arg).status().unwrap().success(), "scripts/db.sh {arg}");
+}
+
+#[test]
+fn database_routes_over_af_xdp() {
+    let Some(_tb) = testbed(2) else { return };
+    if !common::db::available() {
+        return;
+    }
+    db_sh("up"); // its relay on 10.99.0.2:5432 lives in the px-client namespace
+                 // The pool's connections cross the veth link through our TCP engine's active open.
+    let app = Appliance::start(&["--queues", "2", "--apps", "tfb", "--db-address", "10.99.0.2:5432"]);
+    common::db::check_routes(&curl_resp);
+    let report = app.stop();
+    assert_eq!(counter(&report, "http_5xx"), 0, "{report}");
+    assert!(report.contains("db_connects=4"), "two connections per core: {report}");
+
+    let cfg =
+        demo_config("xdp-md5.toml", "[db]\naddress = \"10.99.0.2:5432\"\nuser = \"md5user\"\npassword = \"md5pass\"\n");
+    let app = Appliance::start(&["--queues", "2", "--apps", "tfb", "--config", &cfg]);
+    common::db::check_statement_counts(&curl_resp);
+    app.stop();
+}
+
+#[test]
+fn database_outage_over_af_xdp_gives_fast_503s_and_service_resumes() {
+    let Some(_tb) = testbed(2) else { return };
+    if !common::db::available() {
+        return;
+    }
+    db_sh("up");
+    let cfg = demo_config(
+        "xdp-outage.toml",
+        "[db]\naddress = \"10.99.0.2:5432\"\nquery_timeout_ms = 1000\nreconnect_max_ms = 500\n",
+    );
+    let app = Appliance::start(&["--queues", "2", "--apps", "tfb", "--config", &cfg]);
+    // Four keep-alive loops in px-client (curl with many URLs reuses its connection), each
+    // printing every status; --max-time turns a hung request into 000.
+    let script_text = "while :; do curl -s --max-time 5 -w '%{http_code}\\n' \
+                       $(for i in $(seq 50); do printf -- '-o /dev/null http://10.99.0.1:8080/queries?queries=5 '; done) \
+                       || echo 000; done";
+    let mut loops: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", "px-client", "sh", "-c", script_text])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    for l in &mut loops {
+        let out = l.stdout.take().unwrap();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut seen: Vec<(Instant, String)> = Vec::new();
+    let take_until = |seen: &mut Vec<(Instant, String)>,
+                      what: &str,
+                      limit: Duration,
+                      cond: &dyn Fn(&[(Instant, String)]) -> bool| {
+        let end = Instant::now() + limit;
+        while !cond(seen) {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{what} within {limit:?}");
+            if let Ok(x) = rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                seen.push(x);
+            }
+        }
+    };
+    let count = |s: &[(Instant, String)], code: &str| s.iter().filter(|(_, c)| c == code).count();
+    take_until(&mut seen, "load running", Duration::from_secs(20), &|s| count(s, "200") >= 100);
+    let down_at = Instant::now();
+    db_sh("stop");
+    let ok_before = count(&seen, "200");
+    take_until(&mut seen, "503s while the database is down", Duration::from_secs(10), &|s| count(s, "503") >= 100);
+    let up_at = Instant::now();
+    db_sh("up");
+    take_until(&mut seen, "service resumes", Duration::from_secs(30), &|s| {
+        s.iter().filter(|(t, c)| *t > up_at && c == "200").count() >= 100
+    });
+    for mut l in loops {
+        let _ = l.kill();
+        let _ = l.wait();
+    }
+    let codes: std::collections::BTreeMap<&str, usize> = seen.iter().fold(Default::default(), |mut m, (_, c)| {
+        *m.entry(c.as_str()).or_default() += 1;
+        m
+    });
+    let first_503 = seen.iter().find(|(_, c)| c == "503").map(|(t, _)| t.saturating_duration_since(down_at));
+    let last_503 = seen.iter().rev().find(|(_, c)| c == "503").map(|(t, _)| t.saturating_duration_since(up_at));
+    eprintln!("AF_XDP outage: {codes:?}; {ok_before} ok before; first 503 {first_503:?} after the stop began, last 503 {last_503:?} after the restart began");
+    assert!(codes.keys().all(|c| *c == "200" || *c == "503"), "only 200 and 503, none hung (000): {codes:?}");
+    common::db::check_routes(&curl_resp);
+    let report = app.stop();
+    assert!(counter(&report, "http_5xx") >= 100, "the 503s are counted: {report}");
+}

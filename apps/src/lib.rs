@@ -103,7 +103,12 @@ pub fn start_check(apps: &AppSet, cfg: &Config) -> Result<(), StartCheckError> {
     let limit = pool.connect_timeout + std::time::Duration::from_millis(500);
     match db.health.wait_first(limit) {
         Some(Ok(())) => {
-            tracing::info!("db: connected to {} as {} (database {})", pool.addr, pool.params.user, pool.params.database);
+            tracing::info!(
+                "db: connected to {} as {} (database {})",
+                pool.addr,
+                pool.params.user,
+                pool.params.database
+            );
             Ok(())
         }
         Some(Err(e)) if e.is_config() && cfg.db.on_start_error == "fail" => {
@@ -114,7 +119,10 @@ pub fn start_check(apps: &AppSet, cfg: &Config) -> Result<(), StartCheckError> {
             Ok(())
         }
         None => {
-            tracing::warn!("db: no answer from {} within {limit:?}; the database routes answer 503 until it comes", pool.addr);
+            tracing::warn!(
+                "db: no answer from {} within {limit:?}; the database routes answer 503 until it comes",
+                pool.addr
+            );
             Ok(())
         }
     }

@@ -81,6 +81,63 @@ pub struct Config {
     pub log: LogConfig,
     /// `[wiki]`: the Parallelopedia app.
     pub wiki: WikiConfig,
+    /// `[db]`: the PostgreSQL database of the tfb app's database routes.
+    pub db: DbConfig,
+}
+
+/// `[db]`: the PostgreSQL database the tfb app's `/db`, `/queries`, `/updates`,
+/// `/fortunes` and `/cached-queries` use, through a pool of connections on every core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// `IP:port` of the server (empty: no database; those routes answer 503). With the
+    /// AF_XDP backend it must be reachable across the NIC (scripts/db.sh puts it on the
+    /// testbed's client side, 10.99.0.2:5432).
+    pub address: String,
+    /// Role.
+    pub user: String,
+    /// Its password (SCRAM-SHA-256, md5 or cleartext, whichever the server asks for).
+    pub password: String,
+    /// Database.
+    pub name: String,
+    /// Connections per core. Each is a PostgreSQL backend process and carries many
+    /// requests at once (pipelined), so a few per core keep the server's cores busy.
+    pub connections_per_core: usize,
+    /// Time allowed to connect and authenticate.
+    pub connect_timeout_ms: u64,
+    /// Time a request waits for the database before 503 (a connection with batches and
+    /// no answer for this long is closed and opened again).
+    pub query_timeout_ms: u64,
+    /// First wait before reconnecting after a failure; it doubles up to
+    /// `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Longest wait between reconnection attempts (how soon service resumes once the
+    /// database is back, at worst).
+    pub reconnect_max_ms: u64,
+    /// Batches in flight per connection at most (more wait in the connection's queue).
+    pub max_pipeline: usize,
+    /// `fail` (a start-up that cannot authenticate, or finds no database or schema,
+    /// is refused with the reason) or `warn` (log it and serve; the routes answer 503
+    /// until the database is right).
+    pub on_start_error: String,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            address: String::new(),
+            user: "benchmarkdbuser".into(),
+            password: "benchmarkdbpass".into(),
+            name: "hello_world".into(),
+            connections_per_core: 2,
+            connect_timeout_ms: 3000,
+            query_timeout_ms: 2000,
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 1000,
+            max_pipeline: 256,
+            on_start_error: "fail".into(),
+        }
+    }
 }
 
 /// `[wiki]`: the Parallelopedia app (mounted with `server.apps = [..., "wiki"]`).
@@ -354,6 +411,43 @@ impl Config {
         }
         if self.control.queue_depth == 0 {
             return Err(invalid("control.queue_depth", "must be positive"));
+        }
+        self.validate_db()
+    }
+
+    fn validate_db(&self) -> Result<(), ConfigError> {
+        let db = &self.db;
+        if !db.address.is_empty() && db.address.parse::<SocketAddr>().is_err() {
+            return Err(invalid("db.address", format!("must be an IP:port address, got {:?}", db.address)));
+        }
+        for (key, v) in [("db.user", &db.user), ("db.password", &db.password), ("db.name", &db.name)] {
+            if v.contains('\0') {
+                return Err(invalid(key, "must not contain NUL"));
+            }
+        }
+        if db.user.is_empty() || db.name.is_empty() {
+            return Err(invalid(if db.user.is_empty() { "db.user" } else { "db.name" }, "must not be empty"));
+        }
+        if !(1..=64).contains(&db.connections_per_core) {
+            return Err(invalid("db.connections_per_core", format!("must be 1..=64, got {}", db.connections_per_core)));
+        }
+        for (key, v) in [
+            ("db.connect_timeout_ms", db.connect_timeout_ms),
+            ("db.query_timeout_ms", db.query_timeout_ms),
+            ("db.reconnect_min_ms", db.reconnect_min_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if db.reconnect_max_ms < db.reconnect_min_ms {
+            return Err(invalid("db.reconnect_max_ms", "must be at least db.reconnect_min_ms"));
+        }
+        if db.max_pipeline == 0 {
+            return Err(invalid("db.max_pipeline", "must be positive"));
+        }
+        if !matches!(db.on_start_error.as_str(), "fail" | "warn") {
+            return Err(invalid("db.on_start_error", format!("must be fail or warn, got {:?}", db.on_start_error)));
         }
         Ok(())
     }

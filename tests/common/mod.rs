@@ -2,6 +2,8 @@
 //! readiness line, talk raw HTTP, find client tools.
 #![allow(dead_code)]
 
+pub mod db;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

@@ -33,7 +33,8 @@ pub const STATEMENTS: &[Statement] = &[
     Statement { name: "fortune", sql: "SELECT id, message FROM fortune", types: &[] },
     Statement {
         name: "update",
-        sql: "UPDATE world SET randomnumber = v.r FROM (SELECT unnest($1::int4[]) AS id, unnest($2::int4[]) AS r) AS v \
+        sql:
+            "UPDATE world SET randomnumber = v.r FROM (SELECT unnest($1::int4[]) AS id, unnest($2::int4[]) AS r) AS v \
               WHERE world.id = v.id",
         types: &[oid::INT4_ARRAY, oid::INT4_ARRAY],
     },
@@ -278,6 +279,9 @@ mod tests {
     fn the_fortunes_template_escapes() {
         let list = [Fortune { id: 11, message: "<script>alert(\"x\");</script> & フ".into() }];
         let html = FortunesPage { fortunes: &list }.render().unwrap();
-        assert!(html.contains("<td>11</td><td>&#60;script&#62;alert(&#34;x&#34;);&#60;/script&#62; &#38; フ</td>"), "{html}");
+        assert!(
+            html.contains("<td>11</td><td>&#60;script&#62;alert(&#34;x&#34;);&#60;/script&#62; &#38; フ</td>"),
+            "{html}"
+        );
     }
 }
