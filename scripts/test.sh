@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then format, lints,
-# unit + integration tests, the arena under Miri, a build of the benches, and the
+# unit + integration tests (PostgreSQL started by scripts/db.sh), the arena under Miri, a build of the benches, and the
 # benchmark harness in quick mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+echo "== PostgreSQL for the TechEmpower database tests (scripts/db.sh)"
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/db.sh up
+elif [ -n "${CI:-}" ]; then
+  echo "test.sh: the database tests need root to start PostgreSQL (scripts/db.sh); CI must run as root" >&2
+  exit 1
+else
+  echo "test.sh: not root: the database tests will say SKIPPED unless PostgreSQL runs on 127.0.0.1:5432"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -4,7 +4,10 @@
 # px-client namespace). Otherwise — or if the AF_XDP start fails — kernel sockets on
 # http://127.0.0.1:8080, and it says so. Without --apps it serves every app: tfb, bytes,
 # demo, and wiki (Parallelopedia) on the real 206-page dump in data/, whose index it
-# builds first. Extra arguments go to px-appliance. Ctrl-C stops it gracefully.
+# builds first. As root it also starts PostgreSQL with the TechEmpower schema
+# (scripts/db.sh; PX_NO_DB=1 skips it), so /db, /queries, /updates, /fortunes and
+# /cached-queries answer. Extra arguments go to px-appliance. Ctrl-C stops it
+# gracefully (the database keeps running: scripts/db.sh down removes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
@@ -25,20 +28,32 @@ case " $* " in
     ;;
 esac
 
+db=0
 kernel() {
   echo "up.sh: serving over KERNEL SOCKETS on http://127.0.0.1:8080 ($queues queues): $1" >&2
   echo "up.sh: try: curl http://127.0.0.1:8080/plaintext" >&2
+  shift
+  [ $db -eq 1 ] && set -- --db-address 127.0.0.1:5432 "$@"
   exec "$bin" --backend kernel --listen 127.0.0.1:8080 --queues "$queues" "$@"
 }
 
 if [ "$(id -u)" -ne 0 ]; then
+  echo "up.sh: not root: no PostgreSQL (scripts/db.sh needs root); the database routes answer 503" >&2
   kernel "AF_XDP needs root" "$@"
 fi
-if ! scripts/testbed.sh up --queues "$queues" >&2; then
+testbed=1
+scripts/testbed.sh up --queues "$queues" >&2 || testbed=0
+if [ "${PX_NO_DB:-0}" != 1 ]; then
+  # After the testbed: the database's relay for the AF_XDP side lives in px-client.
+  if scripts/db.sh up; then db=1; else echo "up.sh: PostgreSQL did not start; the database routes answer 503" >&2; fi
+fi
+if [ $testbed -eq 0 ]; then
   kernel "the veth testbed could not be created" "$@"
 fi
+xdp_db=()
+[ $db -eq 1 ] && xdp_db=(--db-address 10.99.0.2:5432)
 log=$(mktemp)
-ip netns exec px-app "$bin" --backend af-xdp --iface px-app0 --queues "$queues" --ip 10.99.0.1/24 "$@" > "$log" &
+ip netns exec px-app "$bin" --backend af-xdp --iface px-app0 --queues "$queues" --ip 10.99.0.1/24 "${xdp_db[@]}" "$@" > "$log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true' INT TERM
 for _ in $(seq 200); do
@@ -52,4 +67,5 @@ if ! grep -q listening "$log"; then
 fi
 cat "$log"
 echo "up.sh: AF_XDP on the veth testbed. Try: ip netns exec px-client curl http://10.99.0.1:8080/plaintext" >&2
+[ $db -eq 1 ] && echo "up.sh: and the database tests: ip netns exec px-client curl 'http://10.99.0.1:8080/queries?queries=20'" >&2
 wait "$pid"

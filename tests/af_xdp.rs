@@ -779,11 +779,9 @@ fn database_outage_over_af_xdp_gives_fast_503s_and_service_resumes() {
             }
         });
     }
+    type Seen = [(Instant, String)];
     let mut seen: Vec<(Instant, String)> = Vec::new();
-    let take_until = |seen: &mut Vec<(Instant, String)>,
-                      what: &str,
-                      limit: Duration,
-                      cond: &dyn Fn(&[(Instant, String)]) -> bool| {
+    let take_until = |seen: &mut Vec<(Instant, String)>, what: &str, limit: Duration, cond: &dyn Fn(&Seen) -> bool| {
         let end = Instant::now() + limit;
         while !cond(seen) {
             let left = end.saturating_duration_since(Instant::now());

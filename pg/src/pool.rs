@@ -147,7 +147,8 @@ fn complete(w: &WaiterRef, r: Result<Vec<Rows>, PgError>) {
     }
 }
 
-/// One connection's queue, shared by the pool and the connection's driver.
+/// One connection's queue, shared by the pool and the connection's driver. `last_error`
+/// is None only until the first attempt ends.
 #[derive(Default)]
 struct Link {
     up: bool,
@@ -243,16 +244,16 @@ impl Pool {
         rows.pop().ok_or_else(|| PgError::Protocol("a query returned no result".into()))
     }
 
-    /// The connection that is up with the least work queued and in flight.
+    /// The connection that is up with the least work queued and in flight; while none
+    /// is up, one still making its first attempt (the batch waits for it: the core has
+    /// just started). None when every connection has failed since it was last up.
     fn pick(&self) -> Option<Rc<RefCell<Link>>> {
-        self.links
-            .iter()
-            .filter(|l| l.borrow().up)
-            .min_by_key(|l| {
-                let l = l.borrow();
-                l.queued.len() + l.in_flight
-            })
-            .cloned()
+        let load = |l: &&Rc<RefCell<Link>>| {
+            let l = l.borrow();
+            l.queued.len() + l.in_flight
+        };
+        let up = self.links.iter().filter(|l| l.borrow().up).min_by_key(load);
+        up.or_else(|| self.links.iter().filter(|l| l.borrow().last_error.is_none()).min_by_key(load)).cloned()
     }
 }
 
