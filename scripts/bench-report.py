@@ -66,6 +66,28 @@ for wl in ("plaintext", "json"):
                        f"{r['errors']} | {cpu(r)} | {mib(r['rss_kb'])} |")
 lines += ["## Peak throughput", ""] + summary + [""]
 
+dbr = [r for r in runs if r["mode"] == "db"]
+if dbr:
+    lines += ["## TechEmpower database tests (PostgreSQL on the load CPU, one connection per server core)", "",
+              "Requests per second of server CPU is the figure to compare: the database shares the machine, and "
+              "every contender reaches it through the same relay. db/relay µs/req: CPU the database's processes "
+              "and the relay spent per request.", "",
+              "| contender | workload | conns | req/s | vs px-af-xdp | p50 | p99 | errors | server µs/req | req/s per server CPU | db µs/req | relay µs/req |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    dbase = {(r["workload"], r["conns"]): rps(r) for r in dbr if r["contender"] == "px-af-xdp"}
+    names = {"db": "db", "queries20": "queries (20)", "fortunes": "fortunes", "updates20": "updates (20)"}
+    for wl in ("db", "queries20", "fortunes", "updates20"):
+        for r in sorted((r for r in dbr if r["workload"] == wl), key=lambda r: (r["conns"], order.index(r["contender"]))):
+            b = dbase.get((wl, r["conns"]))
+            ratio = f"{rps(r) / b:.2f}×" if b else "-"
+            c = r.get("server_cpu_us_per_req")
+            per_cpu = f"{1e6 / c:,.0f}" if c else "-"
+            f = lambda k: f"{r[k]:.1f}" if r.get(k) else "-"
+            lines.append(f"| {r['contender']} | {names[wl]} | {r['conns']} | {rps(r):,.0f} | {ratio} | {us(r.get('p50_us'))} | "
+                         f"{us(r.get('p99_us'))} | {r['errors']} | {cpu(r)} | {per_cpu} | {f('db_cpu_us_per_req')} | "
+                         f"{f('relay_cpu_us_per_req')} |")
+    lines.append("")
+
 fixed = [r for r in runs if r["mode"] == "fixed"]
 if fixed:
     lines += ["## Fixed-rate latency (json, 64 connections, open loop)", "",

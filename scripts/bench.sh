@@ -9,9 +9,20 @@
 #                               25/50/80 % of each contender's json peak; connection
 #                               scaling at 1k/10k/50k open connections (~20 min)
 #   scripts/bench.sh --quick    one concurrency (64), px-af-xdp and nginx, short runs
-#                               (under 60 s; .ci/run runs it so the harness cannot rot)
+#                               (under 60 s; .ci/run runs it so the harness cannot rot),
+#                               and one database workload for px-af-xdp
+#   scripts/bench.sh --db-only  only the TechEmpower database workloads (below)
+#
+# Database workloads (issue #11): db, queries (20), fortunes, updates (20) at
+# --db-conns connections, for the contenders that have them: px-af-xdp, px-kernel,
+# actix (tokio-postgres) and xitca (xitca-web + xitca-postgres). PostgreSQL is
+# scripts/db.sh's cluster, reached by every contender at 10.99.0.2:5432 (its relay in
+# px-client) with one connection per server core, pinned with its relay to the load
+# CPU (the server's CPU stays the server's); the database's CPU per request is
+# recorded beside the server's.
 #
 # Options: --contenders "a b" --conns "16 64" --secs N --scale "1000 10000" --out DIR
+#          --db-conns "64 256" --no-db
 #          --readme (put the table into README.md between the bench markers)
 # Env: SERVER_CPU (default 1), LOAD_CPU (default 0).
 # Load generators: wrk (closed loop, peak throughput; benches/wrk/pipeline.lua prints
@@ -24,22 +35,30 @@ cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
 quick=0 readme=0
-contenders="px-af-xdp px-kernel nginx may-minihttp actix"
+contenders="px-af-xdp px-kernel nginx may-minihttp actix xitca"
 conns="16 64 256 1024"
 secs=10
 scale="1000 10000 50000"
 fixed="25 50 80"
 out=""
+db_conns="64 256"
+db_workloads="db queries20 fortunes updates20"
+db_contenders="px-af-xdp px-kernel actix xitca"
+http=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50" ;;
+    --quick) quick=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50"
+             db_conns="64"; db_workloads="queries20"; db_contenders="px-af-xdp" ;;
+    --db-only) http=0; contenders="$db_contenders" ;;
+    --no-db) db_conns="" ;;
+    --db-conns) db_conns=$2; shift ;;
     --contenders) contenders=$2; shift ;;
     --conns) conns=$2; shift ;;
     --secs) secs=$2; shift ;;
     --scale) scale=$2; shift ;;
     --out) out=$2; shift ;;
     --readme) readme=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -64,12 +83,21 @@ log() { echo "bench: $*" >&2; }
 log "building (release)"
 cargo build --release -q -p px-apps -p px-load
 for c in $contenders; do
-  case $c in may-minihttp|actix)
+  case $c in may-minihttp|actix|xitca)
     cargo build --release -q --manifest-path "benches/peers/$c/Cargo.toml" ;;
   esac
 done
 ADDR=10.99.0.1 PORT=8080
 scripts/testbed.sh up --queues 1 >/dev/null
+DB_HOST=10.99.0.2 DB_PORT=5432
+if [ -n "$db_conns" ]; then
+  scripts/db.sh up >/dev/null  # after the testbed: its relay lives in px-client
+  # Pin the database (postmaster, its backends, the relay) to the load CPU.
+  for p in $(pgrep -u postgres -x postgres) $(pgrep -f "socat TCP-LISTEN:$DB_PORT,bind=$DB_HOST"); do
+    taskset -pc "$load_cpu" "$p" >/dev/null
+  done
+  printf '[db]\naddress = "%s:%s"\nconnections_per_core = 1\n' "$DB_HOST" "$DB_PORT" > "$out/px-db.toml"
+fi
 # Room for 50k client connections and the servers' descriptors.
 ip netns exec px-client sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 ip netns exec px-client sysctl -qw net.ipv4.tcp_tw_reuse=1
@@ -88,17 +116,19 @@ addr_off() { ip -n px-app addr del "$ADDR/24" dev px-app0 2>/dev/null || true; }
 trap 'addr_off; [ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null; true' EXIT
 
 nginx_prefix=""
+px_db=()
+[ -n "$db_conns" ] && px_db=(--config "$out/px-db.toml")
 start() {
   local c=$1 logf=$out/$1.log
   case $c in
     px-af-xdp)
       addr_off
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
-        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn > "$logf" 2>&1 & ;;
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn "${px_db[@]}" > "$logf" 2>&1 & ;;
     px-kernel)
       addr_on
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend kernel \
-        --listen "$ADDR:$PORT" --queues 1 --cores "$server_cpu" --log-level warn > "$logf" 2>&1 & ;;
+        --listen "$ADDR:$PORT" --queues 1 --cores "$server_cpu" --log-level warn "${px_db[@]}" > "$logf" 2>&1 & ;;
     nginx)
       addr_on
       nginx_prefix=$(mktemp -d /tmp/px-bench-nginx.XXXX)
@@ -113,7 +143,12 @@ start() {
     actix)
       addr_on
       ip netns exec px-app taskset -c "$server_cpu" benches/peers/actix/target/release/peer-actix \
-        "$ADDR:$PORT" 1 > "$logf" 2>&1 & ;;
+        "$ADDR:$PORT" 1 ${db_conns:+"host=$DB_HOST port=$DB_PORT user=benchmarkdbuser password=benchmarkdbpass dbname=hello_world"} \
+        > "$logf" 2>&1 & ;;
+    xitca)
+      addr_on
+      ip netns exec px-app taskset -c "$server_cpu" benches/peers/xitca/target/release/peer-xitca \
+        "$ADDR:$PORT" 1 "postgres://benchmarkdbuser:benchmarkdbpass@$DB_HOST:$DB_PORT/hello_world" > "$logf" 2>&1 & ;;
     *) echo "bench.sh: unknown contender $c" >&2; exit 2 ;;
   esac
   server_pid=$!
@@ -157,6 +192,9 @@ done = r.get("requests", r.get("completed", 0)) or 0
 secs_cpu = (int(t1) - int(t0)) / int(hz)
 r["server_cpu_s"] = secs_cpu
 r["server_cpu_us_per_req"] = secs_cpu * 1e6 / done if done else None
+for k in ("db", "relay"):
+    if k + "_ticks" in r:
+        r[k + "_cpu_us_per_req"] = r[k + "_ticks"] / int(hz) * 1e6 / done if done else None
 r["machine_cpu_us_per_req"] = (int(m1) - int(m0)) / int(hz) * 1e6 / done if done else None
 r["rss_kb"], r["peak_rss_kb"] = int(rss), int(hwm)
 r["errors"] = r.get("errors", 0) + r.get("non_2xx", 0) + sum(v for k, v in r.items() if k.startswith("errors_"))
@@ -174,6 +212,26 @@ peak() {
     -s benches/wrk/pipeline.lua "http://$ADDR:$PORT$path" -- "$depth" 2>/dev/null | grep '^{' || true)
   t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
   record "$c" peak "$wl" "$n" "{\"pipeline\":$depth}" "$json" "$t0" "$t1" "$m0" "$m1"
+}
+
+# The database's CPU ticks: postgres (postmaster and backends), and the relay.
+db_ticks() { local t=0 p; for p in $(pgrep -u postgres -x postgres); do t=$((t + $(proc_ticks "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+relay_ticks() { local t=0 p; for p in $(pgrep -f "socat TCP-LISTEN:$DB_PORT,bind=$DB_HOST"); do t=$((t + $(proc_ticks "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+
+# dbpeak CONTENDER WORKLOAD CONNS: closed-loop wrk run on a database route.
+dbpeak() {
+  local c=$1 wl=$2 n=$3 path t0 t1 m0 m1 d0 d1 r0 r1 json
+  case $wl in
+    db) path=/db ;;
+    queries20) path="/queries?queries=20" ;;
+    fortunes) path=/fortunes ;;
+    updates20) path="/updates?queries=20" ;;
+  esac
+  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks); d0=$(db_ticks); r0=$(relay_ticks)
+  json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c"$n" -d"${secs}s" --timeout 5s \
+    -s benches/wrk/pipeline.lua "http://$ADDR:$PORT$path" -- 1 2>/dev/null | grep '^{' || true)
+  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks); d1=$(db_ticks); r1=$(relay_ticks)
+  record "$c" db "$wl" "$n" "{\"db_ticks\":$((d1 - d0)),\"relay_ticks\":$((r1 - r0))}" "$json" "$t0" "$t1" "$m0" "$m1"
 }
 
 # fixed CONTENDER RATE PERCENT: open-loop px-load run on json with 64 connections.
@@ -212,6 +270,12 @@ log "results in $out; contenders: $contenders; connections: $conns; ${secs}s per
 for c in $contenders; do
   log "== $c"
   start "$c"
+  case " $db_contenders " in *" $c "*)
+    for n in $db_conns; do
+      for wl in $db_workloads; do dbpeak "$c" "$wl" "$n"; done
+    done ;;
+  esac
+  [ $http -eq 1 ] || { stop; continue; }
   for n in $conns; do
     peak "$c" plaintext "$n"
     peak "$c" json "$n"
