@@ -64,7 +64,8 @@ for wl in ("plaintext", "json"):
         summary.append(f"| {r['contender']} | {wl}{' ×16' if wl == 'plaintext' else ''} | {r['conns']} | {rps(r):,.0f} | "
                        f"{ratio} | {us(r.get('p50_us'))} | {us(r.get('p99_us'))} | {us(r.get('p999_us'))} | "
                        f"{r['errors']} | {cpu(r)} | {mib(r['rss_kb'])} |")
-lines += ["## Peak throughput", ""] + summary + [""]
+if peak:
+    lines += ["## Peak throughput", ""] + summary + [""]
 
 dbr = [r for r in runs if r["mode"] == "db"]
 if dbr:
