@@ -40,6 +40,11 @@ pub(crate) struct ReadyQueue {
     doorbell: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
+thread_local! {
+    /// The ready queue of the executor made on this thread (its address), if any.
+    static ON_CORE: Cell<usize> = const { Cell::new(0) };
+}
+
 struct TaskWaker {
     key: TaskKey,
     queue: Arc<ReadyQueue>,
@@ -51,8 +56,13 @@ impl Wake for TaskWaker {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()).push(self.key);
-        if let Some(ring) = self.queue.doorbell.get() {
-            ring();
+        // On the core's own thread the loop sees the queue before it sleeps (it checks
+        // `has_ready` each turn): ringing would only cost an eventfd write per wake.
+        let here = ON_CORE.with(|c| c.get() == Arc::as_ptr(&self.queue) as usize);
+        if !here {
+            if let Some(ring) = self.queue.doorbell.get() {
+                ring();
+            }
         }
     }
 }
@@ -296,12 +306,16 @@ pub struct Executor {
 
 impl Executor {
     /// An executor for at most `max_in_flight` tasks at once, starting at `now`.
+    /// Made on the thread that runs it (the core's): wakes from that thread do not ring
+    /// the doorbell.
     pub fn new(max_in_flight: usize, now: Instant, shared: Shared) -> Executor {
+        let ready = Arc::new(ReadyQueue { woken: Mutex::new(Vec::new()), doorbell: std::sync::OnceLock::new() });
+        ON_CORE.with(|c| c.set(Arc::as_ptr(&ready) as usize));
         Executor {
             tasks: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
-            ready: Arc::new(ReadyQueue { woken: Mutex::new(Vec::new()), doorbell: std::sync::OnceLock::new() }),
+            ready,
             cancels: Rc::default(),
             core: Rc::new(CoreShared {
                 now: Cell::new(now),
@@ -567,6 +581,40 @@ mod tests {
         assert_eq!(Rc::strong_count(&held), 1, "the future was dropped");
         assert_eq!(ex.counters().cancelled, 1);
         assert_eq!(ex.in_flight(), 0);
+    }
+
+    #[test]
+    fn only_wakes_from_other_threads_ring_the_doorbell() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let t0 = Instant::now();
+        let mut ex = Executor::new(8, t0, Shared::default());
+        let rings = Arc::new(AtomicUsize::new(0));
+        let r = rings.clone();
+        ex.set_doorbell(Box::new(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        }));
+        let slot: Rc<RefCell<Option<Waker>>> = Rc::default();
+        let s = slot.clone();
+        let g = ex.spawn(
+            Box::pin(std::future::poll_fn(move |cx| {
+                *s.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            })),
+            1,
+            ReqId::from_raw(1),
+            t0 + Duration::from_secs(1),
+        );
+        ex.run(t0);
+        assert_eq!(rings.load(Ordering::SeqCst), 0, "spawning on the core's thread does not ring");
+        let waker = slot.borrow().clone().unwrap();
+        waker.wake_by_ref();
+        assert_eq!(rings.load(Ordering::SeqCst), 0, "a wake on the core's thread does not ring");
+        assert!(ex.has_ready(), "but the task is queued, and the loop sees it before sleeping");
+        ex.run(t0);
+        std::thread::spawn(move || waker.wake()).join().unwrap();
+        assert_eq!(rings.load(Ordering::SeqCst), 1, "a wake from another thread rings");
+        assert!(ex.has_ready());
+        drop(g);
     }
 
     #[test]
