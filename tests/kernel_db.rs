@@ -199,3 +199,67 @@ fn the_database_stopped_under_load_gives_fast_503s_and_service_resumes() {
     db::check_routes(&|path| common::get(addr, path));
     s.stop();
 }
+
+/// Resumes the database's processes when dropped (the test may fail while they are
+/// stopped).
+struct Resume;
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-CONT", "-u", "postgres", "-x", "postgres"]).status();
+    }
+}
+
+#[test]
+fn a_database_that_stops_answering_gives_503_within_the_query_timeout_and_service_resumes() {
+    let _g = DB.write().unwrap_or_else(|e| e.into_inner());
+    if !db::available() {
+        return;
+    }
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if uid.trim() != "0" {
+        assert!(std::env::var("CI").is_err(), "freezing the database needs root; CI is root");
+        eprintln!("SKIPPED: needs root to freeze the database");
+        return;
+    }
+    let s = serve("query_timeout_ms = 1000\nconnect_timeout_ms = 1000\nreconnect_max_ms = 500\n");
+    let mut c = Raw::connect(s.addr);
+    let mut ask = |path: &str| {
+        let t = Instant::now();
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.read_response(false);
+        (r.status, t.elapsed())
+    };
+    assert_eq!(ask("/db").0, 200);
+    // SIGSTOP: the server keeps its sockets (connects are still accepted by the kernel)
+    // but answers nothing: no EOF, no reset. Only a timeout can tell.
+    let resume = Resume;
+    assert!(Command::new("pkill").args(["-STOP", "-u", "postgres", "-x", "postgres"]).status().unwrap().success());
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let (status, took) = ask("/queries?queries=3");
+        assert_eq!(status, 503, "a frozen database answers 503");
+        times.push(took);
+    }
+    let slowest = times.iter().max().copied().unwrap();
+    eprintln!("frozen database: 503s after {times:?}");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "each within the query timeout (1 s) and far from the 5 s deadline: {slowest:?}"
+    );
+    drop(resume);
+    let end = Instant::now() + Duration::from_secs(30);
+    let resumed = Instant::now();
+    loop {
+        let (status, _) = ask("/db");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < end, "service resumes once the database answers again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("200 again {:?} after the database resumed", resumed.elapsed());
+    db::check_routes(&|path| common::get(s.addr, path));
+    s.stop();
+}
