@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
@@ -68,7 +68,9 @@ impl Wake for TaskWaker {
 }
 
 enum TimerKind {
-    Wake(Waker),
+    /// Wake the task, unless the future that armed it is gone (its token dropped).
+    Wake(Waker, Weak<()>),
+    /// End the task, unless it already ended.
     Deadline(TaskKey),
 }
 
@@ -142,9 +144,13 @@ impl CoreShared {
         v
     }
 
-    /// Wakes `waker` once `at` has passed.
-    pub(crate) fn wake_at(&self, at: Instant, waker: Waker) {
-        self.push_timer(at, TimerKind::Wake(waker));
+    /// Wakes `waker` once `at` has passed, while the returned token lives (the future
+    /// that waits keeps it: once that future is gone, the timer is dropped unfired and
+    /// does not wake the loop).
+    pub(crate) fn wake_at(&self, at: Instant, waker: Waker) -> Rc<()> {
+        let token = Rc::new(());
+        self.push_timer(at, TimerKind::Wake(waker, Rc::downgrade(&token)));
+        token
     }
 
     fn push_timer(&self, at: Instant, kind: TimerKind) {
@@ -158,12 +164,12 @@ impl CoreShared {
 pub struct Sleep {
     core: Rc<CoreShared>,
     at: Instant,
-    armed: bool,
+    armed: Option<Rc<()>>,
 }
 
 impl Sleep {
     pub(crate) fn until(core: Rc<CoreShared>, at: Instant) -> Sleep {
-        Sleep { core, at, armed: false }
+        Sleep { core, at, armed: None }
     }
 }
 
@@ -173,9 +179,8 @@ impl Future for Sleep {
         if self.core.now() >= self.at {
             return Poll::Ready(());
         }
-        if !self.armed {
-            self.armed = true;
-            self.core.wake_at(self.at, cx.waker().clone());
+        if self.armed.is_none() {
+            self.armed = Some(self.core.wake_at(self.at, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -188,14 +193,14 @@ pub struct Elapsed;
 
 /// `fut`, or [`Elapsed`] once the core's time reaches `at`.
 pub fn timeout<F: Future>(core: &Rc<CoreShared>, at: Instant, fut: F) -> Timeout<F> {
-    Timeout { core: core.clone(), at, armed: false, fut: Box::pin(fut) }
+    Timeout { core: core.clone(), at, armed: None, fut: Box::pin(fut) }
 }
 
 /// See [`timeout`].
 pub struct Timeout<F> {
     core: Rc<CoreShared>,
     at: Instant,
-    armed: bool,
+    armed: Option<Rc<()>>,
     fut: Pin<Box<F>>,
 }
 
@@ -208,9 +213,8 @@ impl<F: Future> Future for Timeout<F> {
         if self.core.now() >= self.at {
             return Poll::Ready(Err(Elapsed));
         }
-        if !self.armed {
-            self.armed = true;
-            self.core.wake_at(self.at, cx.waker().clone());
+        if self.armed.is_none() {
+            self.armed = Some(self.core.wake_at(self.at, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -404,9 +408,25 @@ impl Executor {
         key
     }
 
-    /// The earliest timer, for the loop's sleep.
+    /// The earliest live timer, for the loop's sleep. Timers whose task or future is
+    /// gone (a request answered before its deadline, a query answered before its
+    /// timeout) are dropped here, so they never wake the loop.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.core.timers.borrow().peek().map(|Reverse(t)| t.at)
+        let mut timers = self.core.timers.borrow_mut();
+        while let Some(Reverse(t)) = timers.peek() {
+            if !self.is_dead(&t.kind) {
+                return Some(t.at);
+            }
+            timers.pop();
+        }
+        None
+    }
+
+    fn is_dead(&self, kind: &TimerKind) -> bool {
+        match kind {
+            TimerKind::Wake(_, token) => token.strong_count() == 0,
+            TimerKind::Deadline(key) => self.gens.get(key.idx as usize) != Some(&key.gen),
+        }
     }
 
     /// True when a woken task waits to be polled.
@@ -454,7 +474,11 @@ impl Executor {
             };
             match due {
                 None => return,
-                Some(TimerKind::Wake(w)) => w.wake(),
+                Some(TimerKind::Wake(w, token)) => {
+                    if token.strong_count() > 0 {
+                        w.wake();
+                    }
+                }
                 Some(TimerKind::Deadline(key)) => {
                     if let Some(Task { fut: TaskFuture::Handler { conn, req, .. }, .. }) = self.take(key) {
                         self.counters.timed_out += 1;
@@ -581,6 +605,36 @@ mod tests {
         assert_eq!(Rc::strong_count(&held), 1, "the future was dropped");
         assert_eq!(ex.counters().cancelled, 1);
         assert_eq!(ex.in_flight(), 0);
+    }
+
+    #[test]
+    fn timers_of_finished_work_do_not_wake_the_loop() {
+        let t0 = Instant::now();
+        let mut ex = Executor::new(8, t0, Shared::default());
+        let core = ex.core().clone();
+        let c = core.clone();
+        // A request whose 2 s timeout is armed and whose answer comes at 10 ms.
+        let g = ex.spawn(
+            Box::pin(async move {
+                let now = c.now();
+                let quick = Sleep::until(c.clone(), now + Duration::from_millis(10));
+                let r = timeout(&c, now + Duration::from_secs(2), quick).await;
+                assert!(r.is_ok());
+                Ok(Response::text(200, "done"))
+            }),
+            1,
+            ReqId::from_raw(1),
+            t0 + Duration::from_secs(5),
+        );
+        assert!(ex.run(t0).is_empty());
+        assert_eq!(ex.next_timer(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(ex.run(t0 + Duration::from_millis(10)).len(), 1);
+        g.disarm();
+        assert_eq!(
+            ex.next_timer(),
+            None,
+            "the 2 s timeout and the 5 s deadline belong to finished work: nothing to wake up for"
+        );
     }
 
     #[test]

@@ -340,7 +340,9 @@ impl PacketIo for XskQueue {
         if self.fill.needs_wakeup() {
             syscall::kick_rx(self.fd.as_raw_fd());
         }
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: poll(2) counts whole milliseconds, and a timer due in 0.4 ms
+        // rounded down to 0 would make this a busy loop until it is due.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let bell = self.doorbell.as_ref().map(|b| b.raw());
         if let Err(e) = syscall::poll_in(self.fd.as_raw_fd(), bell, ms) {
             tracing::warn!("poll on the XSK socket failed: {e}");
