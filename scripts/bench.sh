@@ -15,7 +15,8 @@
 #
 # Database workloads (issue #11): db, queries (20), fortunes, updates (20) at
 # --db-conns connections, for the contenders that have them: px-af-xdp, px-kernel,
-# actix (tokio-postgres) and xitca (xitca-web + xitca-postgres). PostgreSQL is
+# actix (tokio-postgres) and xitca (xitca-web + xitca-postgres); px-af-xdp-spin0 (the
+# AF_XDP build with af_xdp.idle_spin_us = 0) can be added with --contenders. PostgreSQL is
 # scripts/db.sh's cluster, reached by every contender at 10.99.0.2:5432 (its relay in
 # px-client) with one connection per server core, pinned with its relay to the load
 # CPU (the server's CPU stays the server's); the database's CPU per request is
@@ -43,13 +44,13 @@ fixed="25 50 80"
 out=""
 db_conns="64 256"
 db_workloads="db queries20 fortunes updates20"
-db_contenders="px-af-xdp px-kernel actix xitca"
+db_contenders="px-af-xdp px-af-xdp-spin0 px-kernel actix xitca"
 http=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50"
              db_conns="64"; db_workloads="queries20"; db_contenders="px-af-xdp" ;;
-    --db-only) http=0; contenders="$db_contenders" ;;
+    --db-only) http=0; contenders="px-af-xdp px-kernel actix xitca" ;;
     --no-db) db_conns="" ;;
     --db-conns) db_conns=$2; shift ;;
     --contenders) contenders=$2; shift ;;
@@ -125,6 +126,13 @@ start() {
       addr_off
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn "${px_db[@]}" > "$logf" 2>&1 & ;;
+    px-af-xdp-spin0)
+      # The same, without the idle spin (af_xdp.idle_spin_us = 0): the loop sleeps in
+      # poll(2) as soon as a turn finds nothing, trading wake-up latency for CPU.
+      addr_off
+      { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nidle_spin_us = 0\n'; } > "$out/px-spin0.toml"
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin0.toml" > "$logf" 2>&1 & ;;
     px-kernel)
       addr_on
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend kernel \
