@@ -814,6 +814,7 @@ fn database_outage_over_af_xdp_gives_fast_503s_and_service_resumes() {
     let last_503 = seen.iter().rev().find(|(_, c)| c == "503").map(|(t, _)| t.saturating_duration_since(up_at));
     eprintln!("AF_XDP outage: {codes:?}; {ok_before} ok before; first 503 {first_503:?} after the stop began, last 503 {last_503:?} after the restart began");
     assert!(codes.keys().all(|c| *c == "200" || *c == "503"), "only 200 and 503, none hung (000): {codes:?}");
+    common::db::wait_until_every_core_serves(&curl_resp, Duration::from_secs(30));
     common::db::check_routes(&curl_resp);
     let report = app.stop();
     assert!(counter(&report, "http_5xx") >= 100, "the 503s are counted: {report}");

@@ -196,6 +196,7 @@ fn the_database_stopped_under_load_gives_fast_503s_and_service_resumes() {
     assert!(t.other.is_empty(), "only 200 or 503: {:?}", t.other);
     assert!(t.slowest < Duration::from_secs(5), "nothing waited past the handler deadline: {:?}", t.slowest);
     drop(t);
+    db::wait_until_every_core_serves(&|path| common::get(addr, path), Duration::from_secs(30));
     db::check_routes(&|path| common::get(addr, path));
     s.stop();
 }
@@ -260,6 +261,7 @@ fn a_database_that_stops_answering_gives_503_within_the_query_timeout_and_servic
         std::thread::sleep(Duration::from_millis(20));
     }
     eprintln!("200 again {:?} after the database resumed", resumed.elapsed());
+    db::wait_until_every_core_serves(&|path| common::get(s.addr, path), Duration::from_secs(30));
     db::check_routes(&|path| common::get(s.addr, path));
     s.stop();
 }

@@ -79,6 +79,25 @@ fn worlds(r: &Resp, what: &str) -> Vec<(i64, i64)> {
     v.as_array().unwrap_or_else(|| panic!("{what}: not an array: {v}")).iter().map(|w| world(w, what)).collect()
 }
 
+/// Waits (at most `limit`) until 20 requests in a row on fresh connections answer 200:
+/// after the database comes back, each core's pool reconnects on its own backoff, and a
+/// fresh connection may land on any core.
+pub fn wait_until_every_core_serves(fetch: &dyn Fn(&str) -> Resp, limit: Duration) {
+    let end = std::time::Instant::now() + limit;
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(std::time::Instant::now() < end, "every core serves the database routes again within {limit:?}");
+        let r = fetch("/db");
+        if r.status == 200 {
+            in_a_row += 1;
+        } else {
+            assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+            in_a_row = 0;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Every database route answers by the rules.
 pub fn check_routes(fetch: &dyn Fn(&str) -> Resp) {
     let (id, n) = world(&json(&fetch("/db"), "/db"), "/db");
