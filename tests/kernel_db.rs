@@ -24,6 +24,17 @@ fn db_sh(arg: &str) {
     assert!(st.success(), "scripts/db.sh {arg}");
 }
 
+/// True as root. Elsewhere the test says it skipped; in CI (which is root) it fails.
+fn root_or_skip(what: &str) -> bool {
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if uid.trim() == "0" {
+        return true;
+    }
+    assert!(std::env::var("CI").is_err(), "{what} needs root; CI is root");
+    eprintln!("SKIPPED: {what} needs root");
+    false
+}
+
 fn serve(extra_config: &str) -> Server {
     let cfg = common::temp_file("db.toml", &format!("[db]\naddress = \"{DB_ADDR}\"\n{extra_config}"));
     Server::start(&["--queues", "2", "--apps", "tfb", "--config", cfg.to_str().unwrap()])
@@ -122,10 +133,7 @@ fn the_database_stopped_under_load_gives_fast_503s_and_service_resumes() {
     if !db::available() {
         return;
     }
-    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    if uid.trim() != "0" {
-        assert!(std::env::var("CI").is_err(), "stopping the database needs root; CI is root");
-        eprintln!("SKIPPED: needs root to stop and start the database");
+    if !root_or_skip("stopping the database") {
         return;
     }
     let s = serve("query_timeout_ms = 1000\nreconnect_max_ms = 500\n");
@@ -217,10 +225,7 @@ fn a_database_that_stops_answering_gives_503_within_the_query_timeout_and_servic
     if !db::available() {
         return;
     }
-    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    if uid.trim() != "0" {
-        assert!(std::env::var("CI").is_err(), "freezing the database needs root; CI is root");
-        eprintln!("SKIPPED: needs root to freeze the database");
+    if !root_or_skip("freezing the database") {
         return;
     }
     let s = serve("query_timeout_ms = 1000\nconnect_timeout_ms = 1000\nreconnect_max_ms = 500\n");
