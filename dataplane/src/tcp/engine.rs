@@ -6,7 +6,9 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use super::cc::Cc;
 use super::rtt::Rtt;
+use super::sack::{self, AckInfo, Board, Tlp, Undo};
 use super::seq::{dist, ge, gt, le, lt};
 use super::wheel::{Tick, Wheel};
 use super::{Segment, SendQueue, TcpApp, TcpConfig};
@@ -65,10 +67,22 @@ pub struct TcpCounters {
     pub reset: u64,
     /// RSTs sent.
     pub rst_sent: u64,
-    /// Segments retransmitted on RTO.
+    /// Retransmission timeouts that resent data.
     pub rto_retransmits: u64,
-    /// Fast retransmits (three duplicate ACKs).
+    /// Fast-recovery episodes entered (three duplicate ACKs, or RACK found a loss).
     pub fast_retransmits: u64,
+    /// Segments retransmitted because the SACK scoreboard (RACK) marked them lost.
+    pub sack_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tlp_probes: u64,
+    /// D-SACK blocks received (RFC 2883: the peer got something twice).
+    pub dsacks_received: u64,
+    /// Recovery episodes undone as spurious (D-SACK or the timestamp echo).
+    pub undos: u64,
+    /// Keep-alive probes sent.
+    pub keepalive_probes: u64,
+    /// Connections reset after unanswered keep-alive probes.
+    pub keepalive_timeouts: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
     /// Out-of-order segments stored.
@@ -205,6 +219,34 @@ struct Conn<A> {
     last_active: Tick,
     wheel_at: Option<Tick>,
     from_cookie: bool,
+    /// We opened it (keep-alive uses `keepalive_outbound_idle_ms`).
+    outbound: bool,
+    /// SACK was negotiated.
+    sack_ok: bool,
+    /// The last output was limited by cwnd (only then does cwnd grow).
+    cwnd_limited: bool,
+    /// The scoreboard: present only while a SACK connection has data in flight.
+    board: Option<Box<Board>>,
+    cc: Cc,
+    /// Lowest RTT seen, µs (RACK.min_RTT; u32::MAX before a sample).
+    min_rtt_us: u32,
+    /// RACK: reordering seen on this connection.
+    reordering_seen: bool,
+    /// RACK.reo_wnd_mult (RFC 8985 §6.2 step 4).
+    reo_wnd_mult: u8,
+    /// Loss recoveries since reo_wnd_mult was last raised (reset after 16).
+    reo_recoveries: u8,
+    /// Keep-alive probes sent without an answer.
+    ka_probes: u8,
+    /// A duplicate we received, reported first in the next ACK (RFC 2883).
+    dsack_out: Option<(u32, u32)>,
+    /// Start of the out-of-order segment received last (its block goes first).
+    sack_last: Option<u32>,
+    /// The TLP or RACK reordering timer.
+    probe_at: Option<Tick>,
+    probe_is_tlp: bool,
+    /// The keep-alive timer.
+    ka_at: Option<Tick>,
 }
 
 /// How a connection ended.
@@ -255,6 +297,26 @@ const COOKIE_MSS: [u16; 8] = [536, 1200, 1220, 1360, 1400, 1440, 1452, 1460];
 /// Cookie time slot: 64 s; a cookie is valid in its slot and the next.
 const COOKIE_SLOT_SECS: u64 = 64;
 const OOO_MAX_SEGMENTS: usize = 64;
+/// Low bits of a cookie SYN-ACK's TSval that carry the SYN's options.
+const COOKIE_TS_MASK: u32 = 0x1f;
+/// Allowance for the peer's delayed ACK in the probe timeout when a single segment is
+/// outstanding (RFC 8985 §7.2's WCDelAckT; Linux's clients delay at most 40 ms in
+/// quick-ack mode, 200 ms at worst).
+const TLP_DELACK_MS: u64 = 50;
+/// The shortest probe timeout (two ticks of our millisecond timer, as Linux's
+/// TCP_TIMEOUT_MIN).
+const TLP_MIN_MS: u64 = 2;
+
+/// TSval bits for a cookie: window shift (0..=14; 15 = none) and SACK.
+fn cookie_ts_bits(wscale: Option<u8>, sack: bool) -> u32 {
+    u32::from(wscale.map_or(15, |w| w.min(14))) | u32::from(sack) << 4
+}
+
+/// The options a cookie TSval carried, from the peer's echo of it.
+fn cookie_ts_options(tsecr: u32) -> (Option<u8>, bool) {
+    let ws = (tsecr & 0xf) as u8;
+    ((ws != 15).then_some(ws), tsecr & 0x10 != 0)
+}
 
 impl<A, C> Engine<A, C> {
     /// An engine whose clock starts at `now`. `secret` keys ISNs and SYN cookies.
@@ -369,6 +431,12 @@ impl<A, C> Engine<A, C> {
         )
     }
 
+    /// (cwnd, ssthresh, SACK negotiated, scoreboard records) of `id`, for tests.
+    #[cfg(test)]
+    pub fn cc_state(&self, id: ConnId) -> Option<(u32, u32, bool, usize)> {
+        self.conn(id).map(|c| (c.cwnd, c.ssthresh, c.sack_ok, c.board.as_ref().map_or(0, |b| b.len())))
+    }
+
     fn conn(&self, id: ConnId) -> Option<&Conn<A>> {
         self.slab.get(id.idx() as usize)?.as_ref().filter(|c| c.gen == id.gen())
     }
@@ -379,6 +447,11 @@ impl<A, C> Engine<A, C> {
 
     fn tick(&self, now: Instant) -> Tick {
         now.saturating_duration_since(self.epoch).as_millis() as Tick
+    }
+
+    /// The engine clock in µs (RACK's transmission times and RTTs).
+    fn us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
@@ -454,7 +527,15 @@ impl<A> Conn<A> {
     }
 
     fn next_deadline(&self) -> Option<Tick> {
-        [self.rtx_at, self.delack_at, self.end_at].into_iter().flatten().min()
+        [self.rtx_at, self.delack_at, self.end_at, self.probe_at, self.ka_at].into_iter().flatten().min()
+    }
+
+    /// Bytes in the network by the scoreboard's count (RFC 6675 pipe), else the flight.
+    fn pipe(&self) -> u32 {
+        match &self.board {
+            Some(b) => b.pipe(self.flight()),
+            None => self.flight(),
+        }
     }
 
     fn flight(&self) -> u32 {
@@ -470,7 +551,39 @@ impl<A> Conn<A> {
             ack: Some(self.rcv_nxt),
             window,
             ts: self.ts_ok.then_some((ts_now, self.ts_recent)),
+            sack: if self.sack_ok && (!self.ooo.is_empty() || self.dsack_out.is_some()) {
+                sack::blocks(&self.ooo, self.sack_last, self.dsack_out)
+            } else {
+                [None; 3]
+            },
             ..Default::default()
+        }
+    }
+
+    /// Option bytes the SACK blocks of our next segment take beyond what the MSS
+    /// already leaves for options (the timestamps' 12).
+    fn sack_extra(&self) -> u32 {
+        if !self.sack_ok || (self.ooo.is_empty() && self.dsack_out.is_none()) {
+            return 0;
+        }
+        let n = sack::blocks(&self.ooo, self.sack_last, self.dsack_out).iter().flatten().count() as u32;
+        if self.ts_ok {
+            8 * n
+        } else {
+            8 * n + 4
+        }
+    }
+
+    /// Records data sent for the first time on a SACK connection.
+    fn record_sent(&mut self, start: u32, used: u32, now_us: u64, fin: bool) {
+        // The scoreboard must cover the whole flight: one starts only with nothing
+        // outstanding before it (else the connection recovers the NewReno way until
+        // its flight drains).
+        if self.board.is_none() && start != self.snd_una {
+            return;
+        }
+        if self.sack_ok && used > 0 {
+            self.board.get_or_insert_with(Box::default).sent_new(start, start.wrapping_add(used), now_us, fin);
         }
     }
 }
@@ -657,6 +770,21 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             last_active: self.tick(now),
             wheel_at: None,
             from_cookie: false,
+            outbound: state == State::SynSent,
+            sack_ok: false,
+            cwnd_limited: false,
+            board: None,
+            cc: Cc::new(c.congestion),
+            min_rtt_us: u32::MAX,
+            reordering_seen: false,
+            reo_wnd_mult: 1,
+            reo_recoveries: 0,
+            ka_probes: 0,
+            dsack_out: None,
+            sack_last: None,
+            probe_at: None,
+            probe_is_tlp: false,
+            ka_at: None,
         }
     }
 
@@ -745,6 +873,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             // Every segment then carries 12 option bytes: keep the frame within the MTU.
             c.mss -= 12;
         }
+        c.sack_ok = self.cfg.sack && seg.sack_permitted;
         c.cwnd = self.cfg.initial_cwnd_segments * c.mss;
     }
 
@@ -753,6 +882,21 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss.min(self.cfg.mss)).unwrap_or(0) as u32;
         let slot = Self::cookie_slot(now, self.epoch);
         let iss = self.cookie(&t, seg.seq, slot, idx);
+        // With timestamps, the options the SYN offered ride in the low bits of our TSval
+        // (as Linux does), which the final ACK echoes back: window scale and SACK survive
+        // a cookie. Without timestamps the connection goes without them.
+        let ts = match (self.cfg.timestamps, seg.ts) {
+            (true, Some((tsval, _))) => {
+                let bits = cookie_ts_bits(seg.wscale, self.cfg.sack && seg.sack_permitted);
+                let now_ts = self.ts_now(now);
+                let mut ours = (now_ts & !COOKIE_TS_MASK) | bits;
+                if gt(ours, now_ts) {
+                    ours = ours.wrapping_sub(COOKIE_TS_MASK + 1);
+                }
+                Some((ours, tsval))
+            }
+            _ => None,
+        };
         let out = Segment {
             src_port: t.local.port(),
             dst_port: t.remote.port(),
@@ -761,6 +905,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             syn: true,
             window: self.cfg.recv_window_bytes.min(65535) as u16,
             mss: Some(self.cfg.mss),
+            wscale: ts.and(seg.wscale).map(|_| self.cfg.window_scale),
+            sack_permitted: ts.is_some() && self.cfg.sack && seg.sack_permitted,
+            ts,
             ..Default::default()
         };
         self.counters.syn_cookies_sent += 1;
@@ -789,6 +936,20 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         c.max_snd_wnd = c.snd_wnd;
         c.snd_wl1 = seg.seq;
         c.snd_wl2 = ack;
+        if let (true, Some((tsval, tsecr))) = (self.cfg.timestamps, seg.ts) {
+            // The options the SYN offered, from the echo of our cookie TSval.
+            let (wscale, sack) = cookie_ts_options(tsecr);
+            if let Some(ws) = wscale {
+                c.snd_wscale = ws;
+                c.rcv_wscale = self.cfg.window_scale;
+                c.snd_wnd = u32::from(seg.window) << ws;
+                c.max_snd_wnd = c.snd_wnd;
+            }
+            c.sack_ok = sack && self.cfg.sack;
+            c.ts_ok = true;
+            c.ts_recent = tsval;
+            c.mss -= 12;
+        }
         c.cwnd = self.cfg.initial_cwnd_segments * c.mss;
         c.rcv_adv = c.rcv_nxt.wrapping_add(self.cfg.recv_window_bytes.min(65535));
         let id = self.insert(c);
@@ -813,8 +974,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     fn send_syn(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
         let ts_now = self.ts_now(now);
-        let (mss, ts_on, wscale_on, win) =
-            (self.cfg.mss, self.cfg.timestamps, self.cfg.window_scale, self.cfg.recv_window_bytes);
+        let (mss, ts_on, wscale_on, win, sack_on) =
+            (self.cfg.mss, self.cfg.timestamps, self.cfg.window_scale, self.cfg.recv_window_bytes, self.cfg.sack);
         let Some(c) = self.conn_mut(id) else { return };
         let active = c.state == State::SynSent;
         let seg = Segment {
@@ -826,6 +987,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             window: win.min(65535) as u16,
             mss: Some(mss),
             wscale: if active || c.rcv_wscale > 0 { Some(wscale_on) } else { None },
+            sack_permitted: if active { sack_on } else { c.sack_ok },
             ts: if active && ts_on {
                 Some((ts_now, 0))
             } else if c.ts_ok {
@@ -928,6 +1090,16 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if !acceptable {
             if !seg.rst {
                 c.ack_now = true;
+                // Data we already have, sent again: report it as a duplicate (RFC 2883).
+                let plen = seg.payload.len() as u32;
+                let start = seg.seq.wrapping_add(u32::from(seg.syn));
+                if c.sack_ok
+                    && plen > 0
+                    && le(start.wrapping_add(plen), c.rcv_nxt)
+                    && dist(start, c.rcv_nxt) <= wnd.max(1 << 20)
+                {
+                    c.dsack_out = Some((start, start.wrapping_add(plen)));
+                }
                 self.counters.unacceptable += 1;
                 self.output(id, now, tx);
             }
@@ -979,6 +1151,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
         let Some(c) = self.conn_mut(id) else { return };
         c.last_active = tick;
+        c.ka_probes = 0;
+        c.ka_at = None;
         // RFC 7323 §4.3: remember the timestamp of the in-window segment.
         if let Some((tsval, _)) = seg.ts {
             if c.ts_ok && le(seg.seq, c.rcv_nxt) {
@@ -1006,7 +1180,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return false;
         }
         let wnd = u32::from(seg.window) << c.snd_wscale;
-        if gt(ack, c.snd_una) {
+        if c.sack_ok && c.board.is_some() {
+            self.sack_ack(id, now, tick, seg, ack, cx, tx);
+        } else if gt(ack, c.snd_una) {
             self.new_ack(id, now, tick, seg, ack, cx, tx);
         } else if ack == c.snd_una && seg.payload.is_empty() && !seg.fin && wnd == c.snd_wnd && c.flight() > 0 {
             self.dup_ack(id, now, tx);
@@ -1033,6 +1209,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         cx: &mut C,
         tx: &mut Tx<'_>,
     ) {
+        let now_us = self.us(now);
         let Some(c) = self.conn_mut(id) else { return };
         let acked = dist(c.snd_una, ack);
         // RTT: the timestamp echo (RFC 7323), else the one timed segment (Karn).
@@ -1072,10 +1249,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             }
             None => {
                 c.dupacks = 0;
-                if c.cwnd < c.ssthresh {
-                    c.cwnd = c.cwnd.saturating_add(acked.min(c.mss));
-                } else {
-                    c.cwnd = c.cwnd.saturating_add((c.mss * c.mss / c.cwnd.max(1)).max(1));
+                if c.cwnd_limited {
+                    let srtt = c.rtt.srtt().map_or(0, |d| d.as_micros() as u64);
+                    c.cwnd = c.cc.on_ack(c.cwnd, c.ssthresh, acked, c.mss, now_us, srtt);
                 }
             }
         }
@@ -1084,6 +1260,224 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if fin_acked {
             self.our_fin_acked(id, now);
         }
+    }
+
+    /// ACK processing on a SACK connection with data in flight: the cumulative part, the
+    /// SACK blocks on the scoreboard, RACK loss detection (RFC 8985 §6), the end of a
+    /// tail loss probe (§7.4), undo of spurious episodes (D-SACK, timestamps), and the
+    /// congestion window.
+    #[allow(clippy::too_many_arguments)]
+    fn sack_ack(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        tick: Tick,
+        seg: &Segment<'_>,
+        ack: u32,
+        cx: &mut C,
+        tx: &mut Tx<'_>,
+    ) {
+        let now_us = self.us(now);
+        let Some(c) = self.conn_mut(id) else { return };
+        let mut info = AckInfo::default();
+        let board = c.board.as_deref_mut().expect("sack_ack has a board");
+        let min_rtt = u64::from(c.min_rtt_us);
+        let advanced = gt(ack, c.snd_una);
+        let mut acked = 0;
+        let mut fin_acked = false;
+        if advanced {
+            board.ack(ack, now_us, min_rtt, &mut info);
+            acked = dist(c.snd_una, ack);
+            fin_acked = c.fin_seq.is_some_and(|f| gt(ack, f));
+        }
+        let blocks: [(u32, u32); 3] = std::array::from_fn(|i| seg.sack[i].unwrap_or((0, 0)));
+        let n = seg.sack.iter().flatten().count();
+        board.sack(&blocks[..n], ack, now_us, min_rtt, &mut info);
+        // Spurious RTO (RFC 3522's timestamp test, as Linux's undo): the first ACK after
+        // the timeout echoes a TSval older than our first retransmission.
+        let mut undo = false;
+        if let Some(u) = board.undo.as_mut() {
+            if let Some(d) = info.dsack {
+                // A D-SACK for a retransmission: one fewer that might have been needed.
+                let segs = dist(d.0, d.1).div_ceil(c.mss).max(1);
+                u.retrans = u.retrans.saturating_sub(segs);
+                undo = u.retrans == 0;
+            }
+            if advanced && u.rto && u.ts != 0 && seg.ts.is_some_and(|(_, e)| e != 0 && lt(e, u.ts)) {
+                undo = true;
+            }
+        }
+        // RFC 8985 §7.4: the tail loss probe's episode ends with the ACK of its last
+        // byte. A probe that was a retransmission and is not reported as a duplicate
+        // repaired a real loss: the congestion window pays for it.
+        let mut tlp_loss = false;
+        if let Some(t) = board.tlp {
+            if info.dsack.is_some() && t.retrans {
+                board.tlp = None;
+            } else if ge(ack, t.end) {
+                board.tlp = None;
+                tlp_loss = t.retrans;
+            }
+        }
+        if info.dsack.is_some() {
+            // RFC 8985 §6.2 step 4: widen the reordering window.
+            c.reo_wnd_mult = c.reo_wnd_mult.saturating_add(1).min(8);
+            c.reo_recoveries = 0;
+        }
+        if info.reordered {
+            c.reordering_seen = true;
+        }
+        // RTT from the scoreboard (µs, never from a retransmission), else the timestamp
+        // echo.
+        if let Some(r) = info.rtt_us {
+            c.rtt.sample(Duration::from_micros(r));
+            c.min_rtt_us = c.min_rtt_us.min(r.min(u64::from(u32::MAX - 1)) as u32);
+        } else if let Some((_, tsecr)) = seg.ts.filter(|t| advanced && c.ts_ok && t.1 != 0) {
+            c.rtt.sample(Duration::from_millis(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)))));
+        }
+        if advanced {
+            let data_acked = acked - u32::from(fin_acked && c.fin_seq.is_some_and(|f| ge(f, c.snd_una)));
+            c.snd_una = ack;
+            if lt(c.snd_nxt, ack) {
+                c.snd_nxt = ack;
+            }
+            c.backoff = 0;
+            if data_acked > 0 {
+                if let Some(app) = c.app.as_mut() {
+                    app.acked(data_acked as usize, id, cx);
+                }
+            }
+        }
+        if undo {
+            Self::undo(c);
+        }
+        if tlp_loss {
+            c.ssthresh = c.cc.on_congestion(c.cwnd, c.flight(), c.mss);
+            c.cwnd = c.ssthresh;
+        }
+        // Congestion window: no growth in recovery; leave it once the recovery point is
+        // acknowledged.
+        match c.recover {
+            Some(rec) if lt(ack, rec) => {}
+            Some(_) => {
+                c.recover = None;
+                c.cwnd = c.cwnd.min(c.ssthresh.max(c.mss));
+            }
+            None if advanced && c.cwnd_limited && !undo => {
+                let srtt = c.rtt.srtt().map_or(0, |d| d.as_micros() as u64);
+                c.cwnd = c.cc.on_ack(c.cwnd, c.ssthresh, acked, c.mss, now_us, srtt);
+            }
+            None => {}
+        }
+        self.counters.dsacks_received += u64::from(info.dsack.is_some());
+        self.counters.undos += u64::from(undo);
+        self.rack_detect(id, now);
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.flight() == 0 {
+            c.board = None;
+            c.probe_at = None;
+        }
+        if advanced {
+            c.rtx_at = if c.flight() > 0 { Some(tick + c.rtt.rto().as_millis() as Tick) } else { None };
+        }
+        Self::arm_tlp(c, tick);
+        if fin_acked {
+            self.our_fin_acked(id, now);
+        }
+        let _ = tx;
+    }
+
+    /// RFC 8985 §6.2 steps 4–5 on the scoreboard: mark what is lost, enter recovery on
+    /// a new loss, arm the reordering timer for what may still arrive.
+    fn rack_detect(&mut self, id: ConnId, now: Instant) {
+        let (now_us, tick, ts_now) = (self.us(now), self.tick(now), self.ts_now(now));
+        let Some(c) = self.conn_mut(id) else { return };
+        let srtt = c.rtt.srtt().map_or(u64::MAX, |d| d.as_micros() as u64);
+        let in_recovery = c.recover.is_some();
+        let Some(b) = c.board.as_deref_mut() else { return };
+        let reo_wnd = if (!c.reordering_seen && (in_recovery || b.sacked_segs >= 3)) || c.min_rtt_us == u32::MAX {
+            0
+        } else {
+            (u64::from(c.reo_wnd_mult) * u64::from(c.min_rtt_us) / 4).min(srtt)
+        };
+        let (marked, timeout) = b.detect_loss(now_us, reo_wnd);
+        if marked && c.recover.is_none() {
+            // A new loss: fast recovery (RFC 6675 §5 with RACK's detection).
+            if b.undo.is_none() {
+                b.undo = Some(Undo {
+                    cwnd: c.cwnd,
+                    ssthresh: c.ssthresh,
+                    cc: c.cc,
+                    retrans: 0,
+                    ts: if c.ts_ok { ts_now } else { 0 },
+                    rto: false,
+                });
+            }
+            b.tlp = None;
+            c.ssthresh = c.cc.on_congestion(c.cwnd, c.flight(), c.mss);
+            c.cwnd = c.ssthresh;
+            c.recover = Some(c.snd_max);
+            c.reo_recoveries += 1;
+            if c.reo_recoveries >= 16 {
+                c.reo_wnd_mult = 1;
+                c.reo_recoveries = 0;
+            }
+            self.counters.fast_retransmits += 1;
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        match timeout {
+            Some(us) => {
+                c.probe_at = Some(tick + us.div_ceil(1000).max(1));
+                c.probe_is_tlp = false;
+            }
+            None if !c.probe_is_tlp => c.probe_at = None,
+            None => {}
+        }
+    }
+
+    /// Arms the tail loss probe (RFC 8985 §7.2) when data is in flight, nothing is known
+    /// lost, no recovery or probe is under way.
+    fn arm_tlp(c: &mut Conn<A>, tick: Tick) {
+        let Some(b) = c.board.as_deref() else { return };
+        let eligible = c.recover.is_none()
+            && c.backoff == 0
+            && b.lost == 0
+            && b.tlp.is_none()
+            && !b.is_empty()
+            && matches!(c.state, State::Established | State::CloseWait | State::FinWait1 | State::LastAck);
+        if !eligible {
+            if c.probe_is_tlp {
+                c.probe_at = None;
+            }
+            return;
+        }
+        if c.probe_at.is_some() && !c.probe_is_tlp {
+            return; // the reordering timer runs first
+        }
+        let pto = match c.rtt.srtt() {
+            Some(srtt) => {
+                let mut ms = (2 * srtt.as_micros() as u64).div_ceil(1000).max(TLP_MIN_MS);
+                if b.len() == 1 {
+                    ms += TLP_DELACK_MS;
+                }
+                ms
+            }
+            None => 1000,
+        };
+        let at = tick + pto;
+        c.probe_at = Some(c.rtx_at.map_or(at, |r| r.min(at)));
+        c.probe_is_tlp = true;
+    }
+
+    /// Restores the window from before a spurious episode.
+    fn undo(c: &mut Conn<A>) {
+        let Some(b) = c.board.as_deref_mut() else { return };
+        let Some(u) = b.undo.take() else { return };
+        c.cwnd = c.cwnd.max(u.cwnd);
+        c.ssthresh = c.ssthresh.max(u.ssthresh);
+        c.cc = u.cc;
+        c.recover = None;
+        b.unmark_lost();
     }
 
     fn our_fin_acked(&mut self, id: ConnId, now: Instant) {
@@ -1108,7 +1502,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         if c.dupacks == 3 {
-            c.ssthresh = (c.flight() / 2).max(2 * c.mss);
+            c.ssthresh = c.cc.on_congestion(c.cwnd, c.flight(), c.mss);
             c.cwnd = c.ssthresh + 3 * c.mss;
             c.recover = Some(c.snd_max);
             c.rtt_seq = None;
@@ -1152,6 +1546,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let fin_seq = seg.fin.then(|| data_seq.wrapping_add(payload.len() as u32));
         if lt(data_seq, c.rcv_nxt) {
             let skip = dist(data_seq, c.rcv_nxt) as usize;
+            if c.sack_ok && skip > 0 && !payload.is_empty() {
+                let dup_end = data_seq.wrapping_add(skip.min(payload.len()) as u32);
+                c.dsack_out = Some((data_seq, dup_end));
+                c.ack_now = true;
+            }
             payload = &payload[skip.min(payload.len())..];
         }
         let start = if lt(data_seq, c.rcv_nxt) { c.rcv_nxt } else { data_seq };
@@ -1172,7 +1571,15 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                     c.delack_at = Some(tick + delack);
                 }
             } else {
-                if c.ooo.len() < OOO_MAX_SEGMENTS {
+                let end = start.wrapping_add(payload.len() as u32);
+                let have = c.ooo.iter().any(|(s, d)| le(*s, start) && ge(s.wrapping_add(d.len() as u32), end));
+                if have {
+                    // A duplicate of what waits out of order (RFC 2883 §4.1.3).
+                    if c.sack_ok {
+                        c.dsack_out = Some((start, end));
+                    }
+                } else if c.ooo.len() < OOO_MAX_SEGMENTS {
+                    c.sack_last = Some(start);
                     c.ooo.push((start, payload.to_vec()));
                     c.ooo.sort_by(
                         |a, b| if lt(a.0, b.0) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater },
@@ -1224,23 +1631,68 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         c.ooo.retain(|(s, d)| gt(s.wrapping_add(d.len() as u32), nxt));
     }
 
-    /// Sends what the window allows, then FIN when the application is finishing, then a
-    /// pure ACK if one is owed.
+    /// Sends what the window allows — on a SACK connection the segments the scoreboard
+    /// marked lost first — then FIN when the application is finishing, then a pure ACK
+    /// if one is owed.
     fn output(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
         let tick = self.tick(now);
         let ts_now = self.ts_now(now);
+        let now_us = self.us(now);
         let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
         if c.gen != id.gen() {
             return;
         }
+        let mut sent_new = false;
+        c.cwnd_limited = false;
         while c.synchronized() && c.state != State::TimeWait {
             let Some(app) = c.app.as_ref() else { break };
             let q = app.send_queue();
+            let pipe = c.pipe();
+            // RFC 6675 §5 (NextSeg rule 1, with RACK's marks): lost segments first.
+            if let Some(i) = c.board.as_deref().and_then(|b| b.next_lost()) {
+                if pipe >= c.cwnd {
+                    c.cwnd_limited = true;
+                    break;
+                }
+                let r = c.board.as_deref().expect("board").get(i);
+                let fin = r.flags & sack::FIN != 0;
+                let off = dist(c.snd_una, r.start) as usize;
+                let len = (dist(r.start, r.end) - u32::from(fin)) as usize;
+                if off + len > q.len() {
+                    // Cannot happen while records mirror the queue; never send garbage.
+                    c.board.as_deref_mut().expect("board").retransmitted(i, now_us);
+                    continue;
+                }
+                let (win, adv) = Self::window_calc(&self.cfg, c);
+                let seg = Segment { fin, psh: true, ..c.segment(r.start, win, ts_now) };
+                send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, len));
+                advertise(c, adv);
+                c.board.as_deref_mut().expect("board").retransmitted(i, now_us);
+                self.counters.sack_retransmits += 1;
+                c.dsack_out = None;
+                c.ack_now = false;
+                c.unacked_segs = 0;
+                c.delack_at = None;
+                if c.rtx_at.is_none() {
+                    c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
+                }
+                continue;
+            }
             let off = dist(c.snd_una, c.snd_nxt) as usize;
             let fin_sent_past = c.fin_seq.is_some_and(|f| gt(c.snd_nxt, f));
             let avail = q.len().saturating_sub(off);
-            let room = c.cwnd.min(c.snd_wnd).saturating_sub(c.flight()) as usize;
-            let len = avail.min(room).min(c.mss as usize);
+            let cwnd_room = c.cwnd.saturating_sub(pipe) as usize;
+            let wnd_room = c.snd_wnd.saturating_sub(c.flight()) as usize;
+            let seg_max = c.mss.saturating_sub(c.sack_extra()).max(64) as usize;
+            let mut len = avail.min(cwnd_room).min(wnd_room).min(seg_max);
+            if avail > len && cwnd_room < avail.min(wnd_room).min(seg_max) {
+                c.cwnd_limited = true;
+            }
+            if len < seg_max && len < avail && c.flight() > 0 {
+                // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1): with more
+                // queued and an ACK to come, wait for room for a full segment.
+                len = 0;
+            }
             let may_fin = app.finishing()
                 && off + len == q.len()
                 && !fin_sent_past
@@ -1251,6 +1703,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                     c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
                 }
                 break;
+            }
+            if c.flight() == 0 && len > 0 {
+                // Restarting after idle: a new CUBIC epoch, not a jump along the old one.
+                c.cc.restart();
             }
             let (win, adv) = Self::window_calc(&self.cfg, c);
             let seg =
@@ -1269,6 +1725,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                     s => s,
                 };
             }
+            if ge(c.snd_nxt, c.snd_max) {
+                let start = c.snd_nxt;
+                c.record_sent(start, used, now_us, may_fin);
+                sent_new = true;
+            }
             c.snd_nxt = c.snd_nxt.wrapping_add(used);
             if gt(c.snd_nxt, c.snd_max) {
                 c.snd_max = c.snd_nxt;
@@ -1276,6 +1737,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             if c.rtx_at.is_none() {
                 c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
             }
+            c.dsack_out = None;
             c.ack_now = false;
             c.unacked_segs = 0;
             c.delack_at = None;
@@ -1291,9 +1753,13 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             let seg = c.segment(c.snd_max, win, ts_now);
             send_on(&mut self.counters, tx, c.tuple, seg);
             advertise(c, adv);
+            c.dsack_out = None;
             c.ack_now = false;
             c.unacked_segs = 0;
             c.delack_at = None;
+        }
+        if sent_new {
+            Self::arm_tlp(c, tick);
         }
     }
 
@@ -1301,6 +1767,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     fn finish(&mut self, id: ConnId, now: Instant, _cx: &mut C, _tx: &mut Tx<'_>) {
         let tick = self.tick(now);
         let idle = self.cfg.idle_timeout_ms;
+        let ka = (self.cfg.keepalive_idle_ms, self.cfg.keepalive_outbound_idle_ms);
         let Some(c) = self.conn_mut(id) else { return };
         if c.state == State::LastAck && c.end_at == Some(0) {
             return self.remove(id, End::Orderly);
@@ -1309,6 +1776,15 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             c.end_at = Some(tick + idle);
         } else if c.state == State::Established && c.flight() > 0 {
             c.end_at = None;
+        }
+        let ka_idle = if c.outbound { ka.1 } else { ka.0 };
+        if ka_idle > 0 && c.state == State::Established && c.flight() == 0 {
+            if c.ka_at.is_none() {
+                c.ka_at = Some(c.last_active + ka_idle);
+            }
+        } else {
+            c.ka_at = None;
+            c.ka_probes = 0;
         }
         let _ = now;
         self.reschedule(id);
@@ -1372,14 +1848,90 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let Some(c) = self.conn_mut(id) else { return };
         if c.rtx_at.is_some_and(|d| d <= tick) {
             c.rtx_at = None;
+            c.probe_at = None;
             self.on_rto(id, now, tx);
         }
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.probe_at.is_some_and(|d| d <= tick) {
+            c.probe_at = None;
+            if c.probe_is_tlp {
+                self.on_tlp(id, now, tx);
+            } else {
+                // RACK's reordering timer: what it waited for is now lost or delivered.
+                self.rack_detect(id, now);
+                self.output(id, now, tx);
+            }
+        }
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.ka_at.is_some_and(|d| d <= tick) {
+            c.ka_at = None;
+            self.on_keepalive(id, now, tick, tx);
+        }
+    }
+
+    /// The probe timeout fired (RFC 8985 §7.3): send one new segment if the windows
+    /// allow, else the last one again, and go on to the RTO.
+    fn on_tlp(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
+        let tick = self.tick(now);
+        let Some(c) = self.conn_mut(id) else { return };
+        let off = dist(c.snd_una, c.snd_nxt) as usize;
+        let avail = c.app.as_ref().map_or(0, |a| a.send_queue().len().saturating_sub(off));
+        let new_data = avail > 0 && c.snd_wnd.saturating_sub(c.flight()) > 0;
+        let Some(b) = c.board.as_deref_mut() else { return };
+        if c.recover.is_some() || b.lost > 0 || b.tlp.is_some() {
+            return;
+        }
+        if !new_data {
+            // Retransmit the highest segment not known delivered.
+            let Some(i) = b.records().rposition(|r| r.flags & sack::SACKED == 0) else { return };
+            b.mark_lost(i);
+        }
+        let saved = c.cwnd;
+        c.cwnd = c.pipe() + c.mss; // room for exactly one segment
+        self.counters.tlp_probes += 1;
+        self.output(id, now, tx);
+        let Some(c) = self.conn_mut(id) else { return };
+        c.cwnd = saved;
+        if let Some(b) = c.board.as_deref_mut() {
+            b.tlp = Some(Tlp { end: c.snd_max, retrans: !new_data });
+        }
+        c.probe_at = None;
+        c.rtx_at = Some(tick + c.rtt.backed_off(c.backoff).as_millis() as Tick);
+    }
+
+    /// The keep-alive timer: probe with SEG.SEQ = SND.NXT − 1 (RFC 9293 §3.8.4), which
+    /// any live peer answers with an ACK; reset after `keepalive_probes` unanswered.
+    fn on_keepalive(&mut self, id: ConnId, now: Instant, tick: Tick, tx: &mut Tx<'_>) {
+        let ts_now = self.ts_now(now);
+        let (probes, interval) = (self.cfg.keepalive_probes, self.cfg.keepalive_interval_ms);
+        let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
+        if c.state != State::Established || c.flight() > 0 {
+            return;
+        }
+        if u32::from(c.ka_probes) >= probes {
+            let (t, seq) = (c.tuple, c.snd_nxt);
+            let rst =
+                Segment { src_port: t.local.port(), dst_port: t.remote.port(), seq, rst: true, ..Default::default() };
+            self.counters.keepalive_timeouts += 1;
+            self.counters.rst_sent += 1;
+            self.counters.reset += 1;
+            self.emit(tx, t.local, t.remote, rst);
+            return self.remove(id, End::TimedOut);
+        }
+        let (win, adv) = Self::window_calc(&self.cfg, c);
+        let seg = c.segment(c.snd_nxt.wrapping_sub(1), win, ts_now);
+        send_on(&mut self.counters, tx, c.tuple, seg);
+        advertise(c, adv);
+        c.ka_probes = c.ka_probes.saturating_add(1);
+        c.ka_at = Some(tick + interval);
+        self.counters.keepalive_probes += 1;
     }
 
     /// An idle keep-alive connection (nothing queued, nothing in flight): close it in
     /// order with a FIN.
     fn close_idle(&mut self, id: ConnId, now: Instant, _cx: &mut C, tx: &mut Tx<'_>) {
         let ts_now = self.ts_now(now);
+        let now_us = self.us(now);
         let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
         let (win, adv) = Self::window_calc(&self.cfg, c);
         let seg = Segment { fin: true, ..c.segment(c.snd_nxt, win, ts_now) };
@@ -1387,6 +1939,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         advertise(c, adv);
         c.fin_seq = Some(c.snd_nxt);
         c.state = State::FinWait1;
+        let start = c.snd_nxt;
+        c.record_sent(start, 1, now_us, true);
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         c.snd_max = c.snd_nxt;
         self.arm_rtx(id, now);
@@ -1394,6 +1948,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     fn on_rto(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
         let (syn_retries, data_retries) = (self.cfg.syn_retries, self.cfg.data_retries);
+        let ts_now = self.ts_now(now);
         let Some(c) = self.conn_mut(id) else { return };
         match c.state {
             State::SynReceived | State::SynSent => {
@@ -1429,8 +1984,43 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 if zero_window && c.flight() == 0 {
                     return self.window_probe(id, now, tx);
                 }
+                if let (Some(b), true) = (c.board.as_deref_mut(), zero_window) {
+                    // The persist timer: the probe byte again; the window stays as it is.
+                    b.mark_all_lost();
+                    self.counters.window_probes += 1;
+                    self.arm_rtx(id, now);
+                    return self.output(id, now, tx);
+                }
+                if let Some(b) = c.board.as_deref_mut() {
+                    // RFC 6675 §5.1 / RFC 8985 §6.3: everything not SACKed is lost; it
+                    // is resent from the scoreboard as the window reopens. The first
+                    // timeout of an episode remembers what to undo if it was spurious.
+                    if b.undo.is_none() || !b.undo.is_some_and(|u| u.rto) {
+                        let prior = b.undo.map_or((c.cwnd, c.ssthresh, c.cc), |u| (u.cwnd, u.ssthresh, u.cc));
+                        b.undo = Some(Undo {
+                            cwnd: prior.0,
+                            ssthresh: prior.1,
+                            cc: prior.2,
+                            retrans: 0,
+                            ts: if c.ts_ok { ts_now } else { 0 },
+                            rto: true,
+                        });
+                    }
+                    b.renege_check();
+                    b.mark_all_lost();
+                    b.tlp = None;
+                    if c.backoff == 1 && c.recover.is_none() {
+                        c.ssthresh = c.cc.on_congestion(c.cwnd, c.flight(), c.mss);
+                    }
+                    c.cwnd = c.mss;
+                    c.recover = None;
+                    c.probe_at = None;
+                    self.counters.rto_retransmits += 1;
+                    self.arm_rtx(id, now);
+                    return self.output(id, now, tx);
+                }
                 // RFC 5681 §3.1 / RFC 6298 §5: collapse the window, go back to SND.UNA.
-                c.ssthresh = (c.flight() / 2).max(2 * c.mss);
+                c.ssthresh = c.cc.on_congestion(c.cwnd, c.flight(), c.mss);
                 c.cwnd = c.mss;
                 c.recover = None;
                 c.dupacks = 0;
@@ -1446,6 +2036,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     /// One byte past the zero window (RFC 9293 §3.8.6.1).
     fn window_probe(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
         let ts_now = self.ts_now(now);
+        let now_us = self.us(now);
         let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
         let Some(app) = c.app.as_ref() else { return };
         let q = app.send_queue();
@@ -1458,6 +2049,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.counters.window_probes += 1;
         send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, 1));
         advertise(c, adv);
+        if ge(c.snd_nxt, c.snd_max) {
+            let start = c.snd_nxt;
+            c.record_sent(start, 1, now_us, false);
+        }
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         if gt(c.snd_nxt, c.snd_max) {
             c.snd_max = c.snd_nxt;

@@ -13,14 +13,17 @@
 //!
 //! What is implemented, with its RFC, is listed in docs/tcp.md.
 
+pub mod cc;
 mod engine;
 pub mod rtt;
+pub mod sack;
 mod segment;
 pub mod seq;
 mod wheel;
 
 use serde::{Deserialize, Serialize};
 
+pub use cc::Congestion;
 pub use engine::{ConnId, End, Ended, Engine, Payload, SegmentOut, State, TcpCounters};
 pub use segment::Segment;
 
@@ -104,6 +107,19 @@ pub struct TcpConfig {
     pub initial_cwnd_segments: u32,
     /// Most connections per core; SYNs beyond are dropped.
     pub max_connections: usize,
+    /// Offer and accept SACK (RFC 2018), which brings RACK-TLP loss detection (RFC 8985).
+    pub sack: bool,
+    /// Congestion control: `cubic` (RFC 9438) or `newreno` (RFC 5681/6582).
+    pub congestion: Congestion,
+    /// Keep-alive probes on connections we accepted after this long idle (0: off).
+    pub keepalive_idle_ms: u64,
+    /// Keep-alive probes on connections we opened (outbound clients) after this long
+    /// idle (0: off).
+    pub keepalive_outbound_idle_ms: u64,
+    /// Time between unanswered keep-alive probes.
+    pub keepalive_interval_ms: u64,
+    /// Unanswered probes before the connection is reset.
+    pub keepalive_probes: u32,
 }
 
 impl Default for TcpConfig {
@@ -125,6 +141,12 @@ impl Default for TcpConfig {
             time_wait_ms: 2000,
             initial_cwnd_segments: 10,
             max_connections: 1 << 20,
+            sack: true,
+            congestion: Congestion::Cubic,
+            keepalive_idle_ms: 0,
+            keepalive_outbound_idle_ms: 30_000,
+            keepalive_interval_ms: 10_000,
+            keepalive_probes: 6,
         }
     }
 }
@@ -151,6 +173,13 @@ impl TcpConfig {
             return Err((
                 "syn_backlog",
                 "syn_backlog, max_connections and initial_cwnd_segments must be positive".into(),
+            ));
+        }
+        let ka = self.keepalive_idle_ms > 0 || self.keepalive_outbound_idle_ms > 0;
+        if ka && (self.keepalive_interval_ms == 0 || self.keepalive_probes == 0) {
+            return Err((
+                "keepalive_interval_ms",
+                "keep-alive is on: keepalive_interval_ms and keepalive_probes must be positive".into(),
             ));
         }
         Ok(())

@@ -32,11 +32,18 @@ pub struct Segment<'a> {
     pub sack_permitted: bool,
     /// Timestamps option (TSval, TSecr).
     pub ts: Option<(u32, u32)>,
+    /// SACK blocks (left edge, right edge), first block first (RFC 2018).
+    pub sack: [Option<(u32, u32)>; 3],
     /// Payload.
     pub payload: &'a [u8],
 }
 
 impl<'a> Segment<'a> {
+    /// The SACK blocks present.
+    pub fn sack_blocks(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.sack.iter().flatten().copied()
+    }
+
     /// Sequence space used: payload plus one each for SYN and FIN.
     pub fn seq_len(&self) -> u32 {
         self.payload.len() as u32 + u32::from(self.syn) + u32::from(self.fin)
@@ -58,6 +65,7 @@ impl<'a> Segment<'a> {
             wscale: r.window_scale,
             sack_permitted: r.sack_permitted,
             ts: r.timestamp.map(|t| (t.tsval, t.tsecr)),
+            sack: r.sack_ranges,
             payload: r.payload,
         }
     }
@@ -86,7 +94,7 @@ impl<'a> Segment<'a> {
             window_scale: self.wscale,
             max_seg_size: self.mss,
             sack_permitted: self.sack_permitted,
-            sack_ranges: [None; 3],
+            sack_ranges: self.sack,
             timestamp: self.ts.map(|(tsval, tsecr)| TcpTimestampRepr { tsval, tsecr }),
             payload: self.payload,
         }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod recovery;
+
 // ---- a test application ------------------------------------------------------------
 
 #[derive(Default)]
@@ -91,6 +93,8 @@ struct Owned {
     mss: Option<u16>,
     wscale: Option<u8>,
     ts: Option<(u32, u32)>,
+    sack_permitted: bool,
+    sack: [Option<(u32, u32)>; 3],
     payload: Vec<u8>,
 }
 
@@ -109,6 +113,8 @@ impl Owned {
             mss: s.mss,
             wscale: s.wscale,
             ts: s.ts,
+            sack_permitted: s.sack_permitted,
+            sack: s.sack,
             payload: o.payload.to_vec(),
         }
     }
@@ -125,6 +131,8 @@ impl Owned {
             mss: self.mss,
             wscale: self.wscale,
             ts: self.ts,
+            sack_permitted: self.sack_permitted,
+            sack: self.sack,
             payload: &self.payload,
             ..Default::default()
         }
@@ -427,6 +435,8 @@ fn cseg(seq: u32, ack: Option<u32>) -> Owned {
         mss: None,
         wscale: None,
         ts: None,
+        sack_permitted: false,
+        sack: [None; 3],
         payload: Vec::new(),
     }
 }

@@ -85,6 +85,8 @@ impl std::fmt::Display for StackReport {
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
              injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
+             tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
+             tcp_keepalive_probes={} tcp_keepalive_timeouts={} \
              tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={}",
             io.rx_packets,
             io.rx_bytes,
@@ -117,6 +119,12 @@ impl std::fmt::Display for StackReport {
             tcp.reset,
             tcp.rto_retransmits,
             tcp.fast_retransmits,
+            tcp.sack_retransmits,
+            tcp.tlp_probes,
+            tcp.dsacks_received,
+            tcp.undos,
+            tcp.keepalive_probes,
+            tcp.keepalive_timeouts,
             tcp.out_of_order,
             tcp.syn_cookies_sent,
             self.forwarded.0,
