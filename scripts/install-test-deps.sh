@@ -13,6 +13,8 @@ command -v valgrind >/dev/null || need+=(valgrind)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+# Loss for the IPv6 transfer test and scripts/bench-loss.sh (nftables numgen random).
+command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
 # The benchmark harness (scripts/bench.sh --quick runs in CI): nginx is a contender.

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The AF_XDP testbed: network namespaces px-app and px-client joined by a veth pair
-# px-app0 <-> px-client0 with N queues. The appliance owns 10.99.0.1 in userspace (the
-# px-app kernel has no address on px-app0); the client kernel is 10.99.0.2 in px-client.
+# px-app0 <-> px-client0 with N queues. The appliance owns 10.99.0.1 and fd99::1 in
+# userspace (the px-app kernel has no address on px-app0, IPv6 off there so it stays
+# silent); the client kernel is 10.99.0.2 and fd99::2 in px-client.
 #
 #   scripts/testbed.sh up [--queues N]   create (idempotent; recreated if N differs)
 #   scripts/testbed.sh down              remove everything
 #   scripts/testbed.sh status            show what exists
 #
 # Then: ip netns exec px-app target/release/px-appliance --backend af-xdp \
-#         --iface px-app0 --queues N --ip 10.99.0.1/24
+#         --iface px-app0 --queues N --ip 10.99.0.1/24 --ip fd99::1/64
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 APP_NS=px-app CLIENT_NS=px-client APP_IF=px-app0 CLIENT_IF=px-client0
-CLIENT_IP=10.99.0.2/24
+CLIENT_IP=10.99.0.2/24 CLIENT_IP6=fd99::2/64
 
 die() { echo "testbed.sh: $*" >&2; exit 1; }
 
@@ -54,6 +55,10 @@ up() {
     ip -n "$CLIENT_NS" link set "$CLIENT_IF" up
     echo "testbed: up with $queues queue(s)"
   fi
+  # The px-app kernel must not speak IPv6 on the appliance's link (router and neighbour
+  # solicitations from the same MAC as ours); nodad: no 1 s wait on the client.
+  ip netns exec "$APP_NS" sysctl -qw "net.ipv6.conf.$APP_IF.disable_ipv6=1"
+  ip -n "$CLIENT_NS" addr replace "$CLIENT_IP6" dev "$CLIENT_IF" nodad
   # The veth checksum trap: the client kernel would leave TX checksums to an offload that
   # never happens; and a generic-mode XDP program must not see 64 KiB GSO super-frames.
   ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" tx off tso off gso off gro off >/dev/null
@@ -63,7 +68,7 @@ up() {
   # which both ends send) and a wider port range (above the test upstreams on 9090-9092).
   ip netns exec "$CLIENT_NS" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65535"
   "$here/hugepages.sh" 128 >/dev/null
-  echo "testbed: $APP_NS/$APP_IF (appliance 10.99.0.1, userspace) <-> $CLIENT_NS/$CLIENT_IF ($CLIENT_IP)"
+  echo "testbed: $APP_NS/$APP_IF (appliance 10.99.0.1 and fd99::1, userspace) <-> $CLIENT_NS/$CLIENT_IF ($CLIENT_IP, $CLIENT_IP6)"
 }
 
 down() {

@@ -71,7 +71,10 @@ impl Appliance {
             let _ = etx.send(s);
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => assert!(line.contains("listening on http://10.99.0.1:8080 (af-xdp up on px-app0"), "{line}"),
+            Ok(line) => assert!(
+                line.contains("listening on http://10.99.0.1:8080") && line.contains("(af-xdp up on px-app0"),
+                "{line}"
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!("no readiness line; stderr: {}", erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default());
@@ -316,6 +319,71 @@ fn curl_sha256(path: &str) -> String {
     let out = in_client(&["bash", "-c", &script]);
     assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+/// curl over IPv6 to the appliance's fd99::1; (status, stdout).
+fn curl6(args: &[&str], path: &str) -> (bool, Vec<u8>) {
+    let url = format!("http://[fd99::1]:8080{path}");
+    let mut a = vec!["curl", "-6", "-sS", "--max-time", "60"];
+    a.extend_from_slice(args);
+    a.push(&url);
+    let out = in_client(&a);
+    (out.status.success(), out.stdout)
+}
+
+#[test]
+fn ipv6_dual_stack_over_af_xdp_ping_routes_wrk_and_a_transfer_under_loss() {
+    let Some(_tb) = testbed(2) else { return };
+    let app = Appliance::start(&["--queues", "2", "--ip", "fd99::1/64", "--apps", "tfb,bytes,demo"]);
+    // Neighbour discovery and ICMPv6 echo from userspace: the client forgets us, so it
+    // must solicit and we must advertise.
+    in_client(&["ip", "-6", "neigh", "flush", "dev", "px-client0"]);
+    let out = in_client(&["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "fd99::1"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && text.contains("3 received"), "ping -6: {text}");
+    // Every kind of route over IPv6, and IPv4 alongside.
+    let (ok, body) = curl6(&["-i"], "/plaintext");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(ok && text.starts_with("HTTP/1.1 200 OK") && text.ends_with("Hello, World!"), "{text}");
+    assert_eq!(curl6(&[], "/json").1, br#"{"message":"Hello, World!"}"#);
+    assert_eq!(curl6(&[], "/demo/sleep/50").1, b"slept 50 ms\n", "an async handler");
+    let (ok, body) = curl6(&["--data-binary", "posted over IPv6"], "/demo/echo");
+    assert!(ok && body == b"posted over IPv6", "{}", String::from_utf8_lossy(&body));
+    let v4 = in_client(&["curl", "-s", "--max-time", "10", "http://10.99.0.1:8080/json"]);
+    assert_eq!(v4.stdout, br#"{"message":"Hello, World!"}"#, "IPv4 at the same time");
+    let sum6 = |n: usize| {
+        let script =
+            format!("set -o pipefail; curl -6 -sS --max-time 300 'http://[fd99::1]:8080/bytes/{n}' | sha256sum");
+        let out = in_client(&["bash", "-c", &script]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    };
+    for n in [100_000usize, 16 << 20] {
+        assert_eq!(sum6(n), sha256_of_pattern(n), "/bytes/{n} over IPv6");
+    }
+    // wrk over IPv6: keep-alive load, every answer a 200.
+    let out = in_client(&["wrk", "-t1", "-c16", "-d2s", "http://[fd99::1]:8080/plaintext"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && !text.contains("Non-2xx") && !text.contains("Socket errors"), "{text}");
+    let requests: u64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in").map(|(n, _)| n.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    assert!(requests > 1000, "{text}");
+    // Byte-exact under 2 % loss both ways (nftables in px-client, IPv6 packets only).
+    let rules = "table ip6 pxloss6 {
+  chain rx { type filter hook prerouting priority -300; iifname \"px-client0\" meta l4proto tcp numgen random mod 100 < 2 drop; }
+  chain tx { type filter hook postrouting priority 300; oifname \"px-client0\" meta l4proto tcp numgen random mod 100 < 2 drop; }
+}";
+    let st = in_client(&["bash", "-c", &format!("nft -f - <<'EOF'\n{rules}\nEOF")]);
+    assert!(st.status.success(), "nft: {}", String::from_utf8_lossy(&st.stderr));
+    let lossy = sum6(4 << 20);
+    in_client(&["nft", "delete", "table", "ip6", "pxloss6"]);
+    assert_eq!(lossy, sha256_of_pattern(4 << 20), "4 MiB over IPv6 with 2 % loss");
+    let report = app.stop();
+    assert!(counter(&report, "nd_adverts_sent") >= 1, "{report}");
+    assert!(counter(&report, "icmp6_echo_replies") >= 3, "{report}");
+    assert!(counter(&report, "tcp_sack_retransmits") + counter(&report, "tcp_rto_retransmits") > 0, "{report}");
 }
 
 #[test]

@@ -183,3 +183,19 @@ fn help_explains_every_flag() {
         assert!(help.contains(flag), "--help mentions {flag}");
     }
 }
+
+#[test]
+fn ipv6_loopback_and_a_dual_stack_listener() {
+    let srv = Server::start(&["--listen", "[::1]:0"]);
+    assert!(srv.addr.is_ipv6(), "{}", srv.addr);
+    let r = get(srv.addr, "/plaintext");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, World!"[..]));
+    drop(srv);
+    // [::]:PORT takes both families (IPV6_V6ONLY off).
+    let srv = Server::start(&["--listen", "[::]:0"]);
+    let port = srv.addr.port();
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let r = get(addr.parse().unwrap(), "/json");
+        assert_eq!((r.status, r.body.as_slice()), (200, &br#"{"message":"Hello, World!"}"#[..]), "{addr}");
+    }
+}

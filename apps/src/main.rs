@@ -42,10 +42,11 @@ struct Cli {
     /// af_xdp.iface.
     #[arg(long)]
     iface: Option<String>,
-    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24. Overrides
-    /// af_xdp.ip.
+    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24; give it twice
+    /// for dual stack (--ip 10.99.0.1/24 --ip fd99::1/64). Overrides af_xdp.ip and
+    /// af_xdp.ip6.
     #[arg(long)]
-    ip: Option<String>,
+    ip: Vec<String>,
     /// Record every frame the af-xdp backend receives and sends to this pcap file
     /// (tcpdump -r FILE). Overrides af_xdp.pcap.
     #[arg(long)]
@@ -126,8 +127,12 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     if let Some(i) = &cli.iface {
         cfg.af_xdp.iface = i.clone();
     }
-    if let Some(i) = &cli.ip {
-        cfg.af_xdp.ip = i.clone();
+    for i in &cli.ip {
+        if i.contains(':') {
+            cfg.af_xdp.ip6 = i.clone();
+        } else {
+            cfg.af_xdp.ip = i.clone();
+        }
     }
     if let Some(p) = &cli.pcap {
         cfg.af_xdp.pcap = Some(p.clone());
@@ -212,9 +217,13 @@ fn run(cli: Cli) -> Result<()> {
             let (mode, zerocopy) = server.xdp_mode().unwrap_or(("?", false));
             let copy = if zerocopy { "zero-copy" } else { "copy" };
             let ip = cfg.af_xdp.ip.split('/').next().unwrap_or_default();
+            let port = cfg.server.listen.port();
+            let (v6, as6) = match cfg.af_xdp.ip6.split('/').next().unwrap_or_default() {
+                "" => (String::new(), String::new()),
+                a => (format!(" and http://[{a}]:{port}"), format!(" and {}", cfg.af_xdp.ip6)),
+            };
             println!(
-                "px-appliance: listening on http://{ip}:{} (af-xdp up on {} as {}, {} queue(s), {mode} XDP, {copy} mode)",
-                cfg.server.listen.port(),
+                "px-appliance: listening on http://{ip}:{port}{v6} (af-xdp up on {} as {}{as6}, {} queue(s), {mode} XDP, {copy} mode)",
                 cfg.af_xdp.iface,
                 cfg.af_xdp.ip,
                 cfg.server.queues

@@ -396,6 +396,12 @@ impl Config {
                 return Err(invalid("af_xdp.iface", "required with backend af-xdp (or --iface IF)"));
             }
             crate::net::NetConfig::parse_cidr(&self.af_xdp.ip).map_err(|r| invalid("af_xdp.ip", r))?;
+            if !self.af_xdp.ip6.is_empty() {
+                crate::net::NetConfig::parse_cidr6(&self.af_xdp.ip6).map_err(|r| invalid("af_xdp.ip6", r))?;
+            }
+            if !self.af_xdp.gateway6.is_empty() && self.af_xdp.gateway6.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(invalid("af_xdp.gateway6", format!("{:?} is not an IPv6 address", self.af_xdp.gateway6)));
+            }
         }
         if self.control.io_threads > 256 {
             return Err(invalid("control.io_threads", format!("must be 0..=256, got {}", self.control.io_threads)));

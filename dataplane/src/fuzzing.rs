@@ -3,7 +3,7 @@
 //! target in fuzz/ drives it with libFuzzer; a seeded property test drives it in every
 //! test run. Contract: no input panics, and state stays bounded.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ impl TcpApp<()> for Echo {
 pub const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 /// Our IPv4 address in the harness.
 pub const IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+/// Our IPv6 address in the harness (frames of both families reach the engine).
+pub const IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 1);
 /// Connections the harness allows at once (the bound the fuzzer checks).
 pub const MAX_CONNECTIONS: usize = 256;
 
@@ -75,7 +77,10 @@ impl FrameHarness {
         let cfg = TcpConfig { max_connections: MAX_CONNECTIONS, syn_backlog: 64, ..TcpConfig::default() };
         let mut engine = Engine::new(cfg, now, 1);
         engine.listen(8080);
-        let net = NetStack::new(NetConfig { mac: MAC, ip: IP, prefix_len: 24, gateway: None }, Arc::default());
+        let net = NetStack::new(
+            NetConfig { mac: MAC, ip: IP, prefix_len: 24, gateway: None, ip6: Some((IP6, 64)), gateway6: None },
+            Arc::default(),
+        );
         FrameHarness { net, engine, out: FrameBatch::default(), now, frames: 0 }
     }
 
@@ -114,6 +119,34 @@ impl FrameHarness {
 mod tests {
     use super::*;
     use smoltcp::wire::*;
+
+    /// A valid TCP/IPv6 frame from a peer, to mutate.
+    fn frame6(port: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
+        let caps = ChecksumCapabilities::default();
+        let peer = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2);
+        let tcp =
+            Segment { src_port: port, dst_port: 8080, seq, ack, syn, window: 65535, payload, ..Default::default() }
+                .to_repr();
+        let ip = Ipv6Repr {
+            src_addr: peer,
+            dst_addr: IP6,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress(MAC),
+            ethertype: EthernetProtocol::Ipv6,
+        };
+        let mut buf = vec![0; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p);
+        tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &peer.into(), &IP6.into(), &caps);
+        buf
+    }
 
     /// A valid TCP frame from a peer, to mutate.
     fn frame(port: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
@@ -156,7 +189,8 @@ mod tests {
         for i in 0..30_000u32 {
             let r = next();
             let port = 40_000 + (r % 600) as u16;
-            let mut f = frame(
+            let build = if i % 2 == 0 { frame } else { frame6 };
+            let mut f = build(
                 port,
                 1000 + (next() % 4000) as u32,
                 (r & 1 == 0).then(|| next() as u32),

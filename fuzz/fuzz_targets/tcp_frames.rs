@@ -1,4 +1,4 @@
-//! Arbitrary frames into the receive path: Ethernet → IPv4 → TCP engine.
+//! Arbitrary frames into the receive path: Ethernet → IPv4 or IPv6 → TCP engine.
 //! Input: frames, each prefixed by a 2-byte little-endian length; the last byte of a
 //! frame's length prefix also sets how far the clock moves.
 #![no_main]

@@ -21,8 +21,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary with `--backend kernel --listen 127.0.0.1:0` and `args`, and
-    /// waits (up to 20 s) for its "listening on" line.
+    /// Starts the binary with `--backend kernel --listen 127.0.0.1:0` (unless `args` has
+    /// its own `--listen`) and `args`, and waits (up to 20 s) for its "listening on" line.
     pub fn start(args: &[&str]) -> Server {
         Server::start_under(&[], args)
     }
@@ -47,8 +47,10 @@ impl Server {
             }
             None => Command::new(BIN),
         };
+        let listen: &[&str] = if args.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = cmd
-            .args(["--backend", "kernel", "--listen", "127.0.0.1:0"])
+            .args(["--backend", "kernel"])
+            .args(listen)
             .args(args)
             .env("RUST_LOG", if logged { "info" } else { "warn" })
             .stdout(Stdio::piped())

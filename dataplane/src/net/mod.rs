@@ -1,5 +1,8 @@
 //! The network layer below TCP, sans-I/O: Ethernet demux, ARP (answer, learn, resolve),
-//! IPv4 checks and ICMP echo, on `smoltcp::wire` packet views.
+//! IPv4 checks and ICMP echo; and, when an IPv6 address is configured, IPv6 with its
+//! extension headers walked (skipped or refused), Neighbor Discovery (RFC 4861: answer
+//! solicitations for our addresses, solicit next hops, learn from advertisements) and
+//! ICMPv6 echo; on `smoltcp::wire` packet views.
 //!
 //! [`NetStack::on_frame`] takes one received frame and the current time and appends any
 //! frames to send to a [`TxSink`]; [`NetStack::poll`] retries ARP resolution and
@@ -11,14 +14,15 @@
 mod neighbor;
 pub mod rss;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet,
-    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
+    Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags,
+    NdiscRepr, RawHardwareAddress, TcpPacket,
 };
 
 pub use crate::nic::{FrameBatch, TxSink};
@@ -27,9 +31,9 @@ pub use crate::nic::{FrameBatch, TxSink};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpIn {
     /// Sender.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Us.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// Offset of the TCP header in the frame.
     pub start: usize,
     /// TCP header plus payload length.
@@ -48,6 +52,10 @@ pub struct NetConfig {
     pub prefix_len: u8,
     /// Next hop for other destinations.
     pub gateway: Option<Ipv4Addr>,
+    /// Our IPv6 address and prefix length, if we speak IPv6.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// IPv6 next hop for off-link destinations.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl NetConfig {
@@ -60,11 +68,64 @@ impl NetConfig {
         Ok((ip, prefix))
     }
 
+    /// Parses `ADDR/PREFIX` for IPv6.
+    pub fn parse_cidr6(text: &str) -> Result<(Ipv6Addr, u8), String> {
+        let (a, p) = text.split_once('/').ok_or_else(|| format!("{text:?} is not ADDR/PREFIX (e.g. fd99::1/64)"))?;
+        let ip: Ipv6Addr = a.parse().map_err(|_| format!("{a:?} is not an IPv6 address"))?;
+        if ip.is_multicast() || ip.is_unspecified() || ip.is_loopback() {
+            return Err(format!("{ip} is not a unicast address"));
+        }
+        let prefix: u8 =
+            p.parse().ok().filter(|&p| (1..=128).contains(&p)).ok_or_else(|| format!("prefix {p:?} is not 1..=128"))?;
+        Ok((ip, prefix))
+    }
+
     fn on_link(&self, ip: Ipv4Addr) -> bool {
         let mask = u32::MAX << (32 - u32::from(self.prefix_len));
         u32::from(ip) & mask == u32::from(self.ip) & mask
     }
+
+    fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        if is_link_local(ip) {
+            return true;
+        }
+        let Some((ours, prefix)) = self.ip6 else { return false };
+        let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+        u128::from(ip) & mask == u128::from(ours) & mask
+    }
+
+    /// Our link-local address: fe80::/64 with the modified EUI-64 of our MAC (RFC 4291
+    /// appendix A).
+    pub fn link_local(&self) -> Ipv6Addr {
+        let m = self.mac;
+        let mut o = [0u8; 16];
+        o[0] = 0xfe;
+        o[1] = 0x80;
+        o[8..].copy_from_slice(&[m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+        Ipv6Addr::from(o)
+    }
 }
+
+fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The solicited-node multicast group of `ip` (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX.
+pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
+    let o = ip.octets();
+    Ipv6Addr::from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15]])
+}
+
+/// The Ethernet address of an IPv6 multicast group (RFC 2464 §7).
+fn multicast_mac(ip: Ipv6Addr) -> EthernetAddress {
+    let o = ip.octets();
+    EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+/// Extension headers walked before giving up on a packet.
+const MAX_EXT_HEADERS: usize = 8;
+/// ICMPv6 errors a core sends per second at most.
+pub const ICMP6_ERRORS_PER_SEC: u32 = 100;
 
 /// Why frames were not answered, and what was.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,6 +156,20 @@ pub struct NetCounters {
     pub arp_learned: u64,
     /// ICMP echo requests answered.
     pub icmp_echo_replies: u64,
+    /// ICMPv6 echo requests answered.
+    pub icmp6_echo_replies: u64,
+    /// Neighbor advertisements sent (answers to solicitations for our addresses).
+    pub nd_adverts_sent: u64,
+    /// Neighbor solicitations we sent (resolving a next hop).
+    pub nd_solicits_sent: u64,
+    /// IPv6 neighbours learned or refreshed.
+    pub nd_learned: u64,
+    /// IPv6 packets refused for their extension headers (a routing header still to be
+    /// processed, too many headers, an unknown one).
+    pub drop_ext_header: u64,
+    /// ICMPv6 errors sent (parameter problem for a next header we do not know; at most
+    /// [`ICMP6_ERRORS_PER_SEC`] a second, RFC 4443 §2.4 (f)).
+    pub icmp6_errors_sent: u64,
     /// TCP segments with a valid checksum handed to the TCP engine.
     pub tcp_segments: u64,
 }
@@ -105,11 +180,18 @@ const PENDING_MAX: usize = 64;
 const ARP_RETRY: Duration = Duration::from_secs(1);
 
 struct Pending {
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
     since: Instant,
     last_request: Instant,
-    /// The IPv4 packet (no Ethernet header).
+    /// The IP packet (no Ethernet header).
     packet: Vec<u8>,
+}
+
+fn ethertype_of(ip: IpAddr) -> EthernetProtocol {
+    match ip {
+        IpAddr::V4(_) => EthernetProtocol::Ipv4,
+        IpAddr::V6(_) => EthernetProtocol::Ipv6,
+    }
 }
 
 /// One core's network layer.
@@ -121,6 +203,8 @@ pub struct NetStack {
     counters: NetCounters,
     caps: ChecksumCapabilities,
     scratch: Vec<u8>,
+    /// ICMPv6 errors sent in the current second, and when it began.
+    icmp6_budget: (u32, Option<Instant>),
 }
 
 impl NetStack {
@@ -134,12 +218,18 @@ impl NetStack {
             counters: NetCounters::default(),
             caps: ChecksumCapabilities::default(),
             scratch: Vec::new(),
+            icmp6_budget: (0, None),
         }
     }
 
     /// Our IPv4 address.
     pub fn ip(&self) -> Ipv4Addr {
         self.cfg.ip
+    }
+
+    /// Our IPv6 address, if configured.
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.cfg.ip6.map(|(a, _)| a)
     }
 
     /// Counters so far.
@@ -156,16 +246,284 @@ impl NetStack {
             return None;
         };
         let dst = eth.dst_addr();
-        if dst != self.mac && !dst.is_broadcast() {
+        // IPv6 multicast (33:33:…) is for us when IPv6 is on; the IPv6 destination
+        // check below then keeps only our groups.
+        let v6_multicast = self.cfg.ip6.is_some() && dst.0[0] == 0x33 && dst.0[1] == 0x33;
+        if dst != self.mac && !dst.is_broadcast() && !v6_multicast {
             self.counters.drop_not_for_us += 1;
             return None;
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.on_arp(eth.payload(), now, out),
             EthernetProtocol::Ipv4 => return self.on_ipv4(eth.src_addr(), eth.payload(), now, out),
+            EthernetProtocol::Ipv6 if self.cfg.ip6.is_some() => {
+                return self.on_ipv6(eth.src_addr(), eth.payload(), now, out)
+            }
             _ => self.counters.drop_unsupported += 1,
         }
         None
+    }
+
+    /// Whether an IPv6 destination is ours: our address, our link-local address, the
+    /// all-nodes group, or the solicited-node group of either address.
+    fn is_our_v6(&self, dst: Ipv6Addr) -> bool {
+        let Some((ours, _)) = self.cfg.ip6 else { return false };
+        let ll = self.cfg.link_local();
+        dst == ours
+            || dst == ll
+            || dst == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
+            || dst == solicited_node(ours)
+            || dst == solicited_node(ll)
+    }
+
+    fn on_ipv6(
+        &mut self,
+        src_mac: EthernetAddress,
+        payload: &[u8],
+        now: Instant,
+        out: &mut dyn TxSink,
+    ) -> Option<TcpIn> {
+        let Ok(ip) = Ipv6Packet::new_checked(payload) else {
+            self.counters.drop_malformed += 1;
+            return None;
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if !self.is_our_v6(dst) {
+            self.counters.drop_not_our_ip += 1;
+            return None;
+        }
+        if src.is_multicast() {
+            self.counters.drop_malformed += 1;
+            return None;
+        }
+        // Walk the extension headers (RFC 8200 §4): hop-by-hop and destination options
+        // are skipped; a routing header with segments left, a fragment, or a chain too
+        // long is refused.
+        let body = ip.payload();
+        let mut next = ip.next_header();
+        let mut off = 0usize;
+        // Where the Next Header field naming `next` sits in the packet (for errors).
+        let mut nh_field = 6usize;
+        for _ in 0..=MAX_EXT_HEADERS {
+            match next {
+                IpProtocol::HopByHop | IpProtocol::Ipv6Opts | IpProtocol::Ipv6Route => {
+                    let Some(h) = body.get(off..off + 8) else {
+                        self.counters.drop_malformed += 1;
+                        return None;
+                    };
+                    if next == IpProtocol::Ipv6Route && h[3] != 0 {
+                        self.counters.drop_ext_header += 1;
+                        return None;
+                    }
+                    next = IpProtocol::from(h[0]);
+                    nh_field = 40 + off;
+                    off += 8 + 8 * usize::from(h[1]);
+                }
+                IpProtocol::Ipv6Frag => {
+                    self.counters.drop_fragment += 1;
+                    return None;
+                }
+                _ => break,
+            }
+        }
+        if off > body.len() {
+            self.counters.drop_malformed += 1;
+            return None;
+        }
+        if matches!(next, IpProtocol::HopByHop | IpProtocol::Ipv6Opts | IpProtocol::Ipv6Route) {
+            self.counters.drop_ext_header += 1;
+            return None;
+        }
+        let upper = &body[off..];
+        let hop_limit = ip.hop_limit();
+        if !matches!(next, IpProtocol::Icmpv6 | IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Ipv6NoNxt) {
+            // RFC 8200 §4: an unrecognised next header earns a parameter problem (code 1)
+            // pointing at the field, unless the packet went to a group.
+            let pointer = nh_field as u32;
+            if !dst.is_multicast() && self.icmp6_allowed(now) {
+                let err = Icmpv6Repr::ParamProblem {
+                    reason: smoltcp::wire::Icmpv6ParamProblem::UnrecognizedNxtHdr,
+                    pointer,
+                    header: Ipv6Repr {
+                        src_addr: src,
+                        dst_addr: dst,
+                        next_header: ip.next_header(),
+                        payload_len: body.len(),
+                        hop_limit,
+                    },
+                    data: &body[..body.len().min(1232 - 48)],
+                };
+                self.counters.icmp6_errors_sent += 1;
+                self.send_icmpv6(dst, src, 64, &err, now, out);
+            }
+            self.counters.drop_unsupported += 1;
+            return None;
+        }
+        match next {
+            IpProtocol::Icmpv6 => self.on_icmpv6(src_mac, src, dst, hop_limit, upper, now, out),
+            IpProtocol::Tcp if !dst.is_multicast() => {
+                let Ok(tcp) = TcpPacket::new_checked(upper) else {
+                    self.counters.drop_malformed += 1;
+                    return None;
+                };
+                if !tcp.verify_checksum(&src.into(), &dst.into()) {
+                    self.counters.drop_bad_checksum += 1;
+                    return None;
+                }
+                self.counters.tcp_segments += 1;
+                return Some(TcpIn { src: src.into(), dst: dst.into(), start: 14 + 40 + off, len: upper.len() });
+            }
+            _ => self.counters.drop_unsupported += 1,
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_icmpv6(
+        &mut self,
+        src_mac: EthernetAddress,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        payload: &[u8],
+        now: Instant,
+        out: &mut dyn TxSink,
+    ) {
+        let Ok(pkt) = Icmpv6Packet::new_checked(payload) else {
+            self.counters.drop_malformed += 1;
+            return;
+        };
+        if !pkt.verify_checksum(&src, &dst) {
+            self.counters.drop_bad_checksum += 1;
+            return;
+        }
+        let Ok(repr) = Icmpv6Repr::parse(&src, &dst, &pkt, &self.caps) else {
+            self.counters.drop_malformed += 1;
+            return;
+        };
+        let ours = self.cfg.ip6.map(|(a, _)| a).expect("IPv6 is on");
+        match repr {
+            Icmpv6Repr::EchoRequest { ident, seq_no, data } if !dst.is_multicast() => {
+                let reply = Icmpv6Repr::EchoReply { ident, seq_no, data };
+                self.counters.icmp6_echo_replies += 1;
+                self.send_icmpv6(dst, src, 64, &reply, now, out);
+            }
+            // RFC 4861 §7.1: neighbour discovery comes with hop limit 255 (never routed).
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, lladdr }) if hop_limit == 255 => {
+                let ll = self.cfg.link_local();
+                if target_addr != ours && target_addr != ll {
+                    return;
+                }
+                let mac = lladdr.and_then(|l| (l.as_bytes().len() == 6).then(|| l.as_bytes().to_vec()));
+                if !src.is_unspecified() {
+                    if let Some(m) = mac.as_deref() {
+                        let m: [u8; 6] = m.try_into().expect("6 bytes");
+                        self.neighbors.learn(IpAddr::V6(src), m, now);
+                        self.counters.nd_learned += 1;
+                        self.flush_pending(IpAddr::V6(src), now, out);
+                    }
+                }
+                // §7.2.4: solicited advertisement to the sender (all-nodes for DAD).
+                let to = if src.is_unspecified() { Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) } else { src };
+                let mut flags = NdiscNeighborFlags::OVERRIDE;
+                if !src.is_unspecified() {
+                    flags |= NdiscNeighborFlags::SOLICITED;
+                }
+                let adv = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+                    flags,
+                    target_addr,
+                    lladdr: Some(RawHardwareAddress::from(self.mac)),
+                });
+                self.counters.nd_adverts_sent += 1;
+                let mac = mac.map(|m| EthernetAddress(m.try_into().expect("6 bytes"))).unwrap_or(src_mac);
+                let dst_mac = if to.is_multicast() { multicast_mac(to) } else { mac };
+                self.emit_icmpv6(target_addr, to, dst_mac, &adv, out);
+            }
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr }) if hop_limit == 255 => {
+                let ip = IpAddr::V6(target_addr);
+                // RFC 4861 §7.2.5: update what we asked about or already have. A
+                // solicited advertisement to our own address answers a solicitation of
+                // ours, though perhaps another core's (the reply comes in on whichever
+                // queue the peer's kernel picks), so it is learned too.
+                let mac = lladdr.filter(|l| l.as_bytes().len() == 6).map(|l| l.as_bytes().to_vec());
+                let answer = flags.contains(NdiscNeighborFlags::SOLICITED) && dst == ours;
+                let wanted = answer || self.pending.iter().any(|p| p.next_hop == ip) || self.neighbors.knows(ip);
+                match (mac, wanted) {
+                    (Some(m), true) => {
+                        self.neighbors.learn(ip, m.try_into().expect("6 bytes"), now);
+                        self.counters.nd_learned += 1;
+                        self.flush_pending(ip, now, out);
+                    }
+                    _ => self.counters.drop_unsupported += 1,
+                }
+            }
+            _ => self.counters.drop_unsupported += 1,
+        }
+    }
+
+    /// One more ICMPv6 error this second?
+    fn icmp6_allowed(&mut self, now: Instant) -> bool {
+        let (sent, since) = &mut self.icmp6_budget;
+        if since.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+            *since = Some(now);
+            *sent = 0;
+        }
+        *sent += 1;
+        *sent <= ICMP6_ERRORS_PER_SEC
+    }
+
+    /// Sends an ICMPv6 message from `src` to `dst` through the neighbour table.
+    fn send_icmpv6(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        repr: &Icmpv6Repr<'_>,
+        now: Instant,
+        out: &mut dyn TxSink,
+    ) {
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: repr.buffer_len(),
+            hop_limit,
+        };
+        let mut packet = std::mem::take(&mut self.scratch);
+        packet.clear();
+        packet.resize(ip.buffer_len() + repr.buffer_len(), 0);
+        let mut p = Ipv6Packet::new_unchecked(&mut packet[..]);
+        ip.emit(&mut p);
+        repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(p.payload_mut()), &self.caps);
+        self.send_ip(IpAddr::V6(dst), &packet, now, out);
+        self.scratch = packet;
+    }
+
+    /// Emits an ICMPv6 message straight to `to_mac` (neighbour discovery: no lookup).
+    fn emit_icmpv6(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        to_mac: EthernetAddress,
+        repr: &Icmpv6Repr<'_>,
+        out: &mut dyn TxSink,
+    ) {
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: repr.buffer_len(),
+            hop_limit: 255,
+        };
+        let eth = EthernetRepr { src_addr: self.mac, dst_addr: to_mac, ethertype: EthernetProtocol::Ipv6 };
+        let caps = self.caps.clone();
+        out.push_frame(eth.buffer_len() + ip.buffer_len() + repr.buffer_len(), &mut |buf| {
+            let mut frame = EthernetFrame::new_unchecked(&mut *buf);
+            eth.emit(&mut frame);
+            let mut p = Ipv6Packet::new_unchecked(frame.payload_mut());
+            ip.emit(&mut p);
+            repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(p.payload_mut()), &caps);
+        });
     }
 
     fn on_arp(&mut self, payload: &[u8], now: Instant, out: &mut dyn TxSink) {
@@ -185,10 +543,10 @@ impl NetStack {
         let for_us = target_protocol_addr == our_ip;
         let sender: Ipv4Addr = source_protocol_addr;
         // RFC 826: update an existing entry from any ARP; add one when it is for us.
-        if (for_us || self.neighbors.knows(sender)) && source_hardware_addr.is_unicast() {
-            self.neighbors.learn(sender, source_hardware_addr.0, now);
+        if (for_us || self.neighbors.knows(sender.into())) && source_hardware_addr.is_unicast() {
+            self.neighbors.learn(sender.into(), source_hardware_addr.0, now);
             self.counters.arp_learned += 1;
-            self.flush_pending(sender, now, out);
+            self.flush_pending(sender.into(), now, out);
         }
         if for_us && operation == ArpOperation::Request {
             let reply = ArpRepr::EthernetIpv4 {
@@ -259,23 +617,32 @@ impl NetStack {
             return None;
         }
         self.counters.tcp_segments += 1;
-        Some(TcpIn { src: ip.src_addr, dst: ip.dst_addr, start: 14 + header, len: payload.len() })
+        Some(TcpIn { src: ip.src_addr.into(), dst: ip.dst_addr.into(), start: 14 + header, len: payload.len() })
     }
 
-    /// Sends an IPv4 packet of `len` bytes written in place by `fill` (no intermediate
-    /// copy when the next hop is known; parked like any packet while ARP runs).
-    pub fn send_ipv4_with(
+    /// The next hop towards `dst`, if there is a route.
+    fn next_hop(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(d) if self.cfg.on_link(d) => Some(dst),
+            IpAddr::V4(_) => self.cfg.gateway.map(IpAddr::V4),
+            IpAddr::V6(d) if self.cfg.on_link6(d) => Some(dst),
+            IpAddr::V6(_) => self.cfg.gateway6.map(IpAddr::V6),
+        }
+    }
+
+    /// Sends an IP packet (v4 or v6, as `dst` is) of `len` bytes written in place by
+    /// `fill` (no intermediate copy when the next hop is known; parked like any packet
+    /// while ARP or neighbour discovery runs).
+    pub fn send_ip_with(
         &mut self,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         len: usize,
         now: Instant,
         out: &mut dyn TxSink,
         fill: impl FnOnce(&mut [u8]),
     ) {
-        let next_hop = if self.cfg.on_link(dst) { Some(dst) } else { self.cfg.gateway };
-        if let Some(mac) = next_hop.and_then(|h| self.neighbors.lookup(h, now)) {
-            let eth =
-                EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: EthernetProtocol::Ipv4 };
+        if let Some(mac) = self.next_hop(dst).and_then(|h| self.neighbors.lookup(h, now)) {
+            let eth = EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: ethertype_of(dst) };
             let mut fill = Some(fill);
             out.push_frame(eth.buffer_len() + len, &mut |buf| {
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
@@ -287,7 +654,7 @@ impl NetStack {
         }
         let mut packet = vec![0; len];
         fill(&mut packet);
-        self.send_ipv4(dst, &packet, now, out);
+        self.send_ip(dst, &packet, now, out);
     }
 
     fn on_icmp(&mut self, ip: &Ipv4Repr, payload: &[u8], now: Instant, out: &mut dyn TxSink) {
@@ -316,7 +683,7 @@ impl NetStack {
                 ip_out.emit(&mut ipp, &self.caps);
                 reply.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &self.caps);
                 self.counters.icmp_echo_replies += 1;
-                self.send_ipv4(ip.src_addr, &packet, now, out);
+                self.send_ip(ip.src_addr.into(), &packet, now, out);
                 self.scratch = packet;
             }
             Ok(_) => self.counters.drop_unsupported += 1,
@@ -324,19 +691,15 @@ impl NetStack {
         }
     }
 
-    /// Sends an IPv4 packet to `dst`, resolving the next hop first (the packet waits,
-    /// bounded, while ARP runs).
-    pub fn send_ipv4(&mut self, dst: Ipv4Addr, packet: &[u8], now: Instant, out: &mut dyn TxSink) {
-        let next_hop = if self.cfg.on_link(dst) {
-            dst
-        } else if let Some(gw) = self.cfg.gateway {
-            gw
-        } else {
+    /// Sends an IP packet to `dst`, resolving the next hop first (the packet waits,
+    /// bounded, while ARP or neighbour discovery runs).
+    pub fn send_ip(&mut self, dst: IpAddr, packet: &[u8], now: Instant, out: &mut dyn TxSink) {
+        let Some(next_hop) = self.next_hop(dst) else {
             self.counters.drop_no_route += 1;
             return;
         };
         match self.neighbors.lookup(next_hop, now) {
-            Some(mac) => self.emit_ipv4(EthernetAddress(mac), packet, out),
+            Some(mac) => self.emit_ip(EthernetAddress(mac), ethertype_of(dst), packet, out),
             None => {
                 if self.pending.len() >= PENDING_MAX {
                     self.counters.drop_arp_unresolved += 1;
@@ -351,8 +714,8 @@ impl NetStack {
         }
     }
 
-    fn emit_ipv4(&self, to: EthernetAddress, packet: &[u8], out: &mut dyn TxSink) {
-        let eth = EthernetRepr { src_addr: self.mac, dst_addr: to, ethertype: EthernetProtocol::Ipv4 };
+    fn emit_ip(&self, to: EthernetAddress, ethertype: EthernetProtocol, packet: &[u8], out: &mut dyn TxSink) {
+        let eth = EthernetRepr { src_addr: self.mac, dst_addr: to, ethertype };
         out.push_frame(eth.buffer_len() + packet.len(), &mut |buf| {
             let mut frame = EthernetFrame::new_unchecked(&mut *buf);
             eth.emit(&mut frame);
@@ -360,25 +723,42 @@ impl NetStack {
         });
     }
 
-    fn request(&mut self, ip: Ipv4Addr, out: &mut dyn TxSink) {
-        let req = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: self.mac,
-            source_protocol_addr: self.cfg.ip,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: ip,
-        };
-        self.emit_arp(req, EthernetAddress::BROADCAST, out);
-        self.counters.arp_requests_sent += 1;
+    /// Asks who has `ip`: ARP for IPv4, a neighbour solicitation to its solicited-node
+    /// group for IPv6 (RFC 4861 §7.2.2).
+    fn request(&mut self, ip: IpAddr, out: &mut dyn TxSink) {
+        match ip {
+            IpAddr::V4(ip) => {
+                let req = ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr: self.mac,
+                    source_protocol_addr: self.cfg.ip,
+                    target_hardware_addr: EthernetAddress([0; 6]),
+                    target_protocol_addr: ip,
+                };
+                self.emit_arp(req, EthernetAddress::BROADCAST, out);
+                self.counters.arp_requests_sent += 1;
+            }
+            IpAddr::V6(target) => {
+                let Some((ours, _)) = self.cfg.ip6 else { return };
+                let src = if is_link_local(target) { self.cfg.link_local() } else { ours };
+                let group = solicited_node(target);
+                let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+                    target_addr: target,
+                    lladdr: Some(RawHardwareAddress::from(self.mac)),
+                });
+                self.emit_icmpv6(src, group, multicast_mac(group), &ns, out);
+                self.counters.nd_solicits_sent += 1;
+            }
+        }
     }
 
-    fn flush_pending(&mut self, ip: Ipv4Addr, now: Instant, out: &mut dyn TxSink) {
+    fn flush_pending(&mut self, ip: IpAddr, now: Instant, out: &mut dyn TxSink) {
         let Some(mac) = self.neighbors.lookup(ip, now) else { return };
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].next_hop == ip {
                 let p = self.pending.swap_remove(i);
-                self.emit_ipv4(EthernetAddress(mac), &p.packet, out);
+                self.emit_ip(EthernetAddress(mac), ethertype_of(ip), &p.packet, out);
             } else {
                 i += 1;
             }
@@ -391,7 +771,7 @@ impl NetStack {
         if self.pending.is_empty() {
             return;
         }
-        let mut hops: Vec<Ipv4Addr> = self.pending.iter().map(|p| p.next_hop).collect();
+        let mut hops: Vec<IpAddr> = self.pending.iter().map(|p| p.next_hop).collect();
         hops.dedup();
         for hop in hops {
             self.flush_pending(hop, now, out);
@@ -399,7 +779,7 @@ impl NetStack {
         let before = self.pending.len();
         self.pending.retain(|p| now.duration_since(p.since) < PENDING_TIMEOUT);
         self.counters.drop_arp_unresolved += (before - self.pending.len()) as u64;
-        let mut asked: Vec<Ipv4Addr> = Vec::new();
+        let mut asked: Vec<IpAddr> = Vec::new();
         for i in 0..self.pending.len() {
             let p = &self.pending[i];
             if now.duration_since(p.last_request) >= ARP_RETRY && !asked.contains(&p.next_hop) {

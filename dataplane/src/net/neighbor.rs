@@ -1,10 +1,10 @@
-//! The neighbour (ARP) table: a per-core cache in front of one table shared by all
+//! The neighbour table (ARP for IPv4, neighbour discovery for IPv6): a per-core cache in front of one table shared by all
 //! cores. On veth and with RSS, an ARP reply can arrive on another queue than the one
 //! that asked; the shared table lets every core see what any core learned. Lookups hit
 //! the local cache; the shared table is touched only on a miss or when learning (rare).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +14,12 @@ pub const NEIGHBOR_TTL: Duration = Duration::from_secs(300);
 /// The table all cores share.
 #[derive(Default)]
 pub struct SharedNeighbors {
-    map: Mutex<HashMap<Ipv4Addr, ([u8; 6], Instant)>>,
+    map: Mutex<HashMap<IpAddr, ([u8; 6], Instant)>>,
 }
 
 /// One core's view.
 pub struct NeighborCache {
-    local: HashMap<Ipv4Addr, ([u8; 6], Instant)>,
+    local: HashMap<IpAddr, ([u8; 6], Instant)>,
     shared: Arc<SharedNeighbors>,
 }
 
@@ -30,7 +30,7 @@ impl NeighborCache {
     }
 
     /// The MAC for `ip`, if known and fresh.
-    pub fn lookup(&mut self, ip: Ipv4Addr, now: Instant) -> Option<[u8; 6]> {
+    pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<[u8; 6]> {
         if let Some(&(mac, at)) = self.local.get(&ip) {
             if now.saturating_duration_since(at) < NEIGHBOR_TTL {
                 return Some(mac);
@@ -45,12 +45,12 @@ impl NeighborCache {
     }
 
     /// True if `ip` has an entry (fresh or not) in either table.
-    pub fn knows(&self, ip: Ipv4Addr) -> bool {
+    pub fn knows(&self, ip: IpAddr) -> bool {
         self.local.contains_key(&ip) || self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&ip)
     }
 
     /// Records `ip` at `mac`.
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: [u8; 6], now: Instant) {
+    pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
         self.local.insert(ip, (mac, now));
         self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).insert(ip, (mac, now));
     }

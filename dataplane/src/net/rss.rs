@@ -3,7 +3,7 @@
 //! core choose the local port of an outbound connection so that the peer's replies land
 //! on its own queue, with no hand-off between cores.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// The Toeplitz hash of `input` under `key` (Microsoft RSS; the key must be at least
 /// `input.len() + 4` bytes: 40-byte keys cover IPv4 and IPv6 4-tuples).
@@ -36,14 +36,29 @@ impl RssTable {
         (key.len() >= 16 && !table.is_empty()).then_some(RssTable { key, table })
     }
 
-    /// The queue a TCP/IPv4 packet from `src:sport` to `dst:dport` is received on.
-    pub fn queue(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> usize {
-        let mut input = [0u8; 12];
-        input[..4].copy_from_slice(&src.octets());
-        input[4..8].copy_from_slice(&dst.octets());
-        input[8..10].copy_from_slice(&sport.to_be_bytes());
-        input[10..].copy_from_slice(&dport.to_be_bytes());
-        let h = toeplitz(&self.key, &input);
+    /// The queue a TCP packet from `src:sport` to `dst:dport` is received on (the
+    /// IPv4 or IPv6 4-tuple hash, as the addresses are).
+    pub fn queue(&self, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> usize {
+        let mut input = [0u8; 36];
+        let n = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                input[..4].copy_from_slice(&s.octets());
+                input[4..8].copy_from_slice(&d.octets());
+                8
+            }
+            (s, d) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v) => v.octets(),
+                };
+                input[..16].copy_from_slice(&v6(s));
+                input[16..32].copy_from_slice(&v6(d));
+                32
+            }
+        };
+        input[n..n + 2].copy_from_slice(&sport.to_be_bytes());
+        input[n + 2..n + 4].copy_from_slice(&dport.to_be_bytes());
+        let h = toeplitz(&self.key, &input[..n + 4]);
         self.table[h as usize % self.table.len()] as usize
     }
 
@@ -79,6 +94,7 @@ impl RssTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// The key of Microsoft's "Verifying the RSS hash calculation".
     const KEY: [u8; 40] = [
@@ -108,6 +124,27 @@ mod tests {
             let t = tuple(src, sport, dst, dport);
             assert_eq!(toeplitz(&KEY, &t[..8]), ip_only, "{src} → {dst}");
             assert_eq!(toeplitz(&KEY, &t), with_tcp, "{src}:{sport} → {dst}:{dport}");
+        }
+    }
+
+    #[test]
+    fn microsoft_verification_vectors_for_ipv6() {
+        for (src, sport, dst, dport, ip_only, with_tcp) in [
+            ("3ffe:2501:200:1fff::7", 2794, "3ffe:2501:200:3::1", 1766, 0x2cc18cd5, 0x40207d3d),
+            ("3ffe:501:8::260:97ff:fe40:efab", 14230, "ff02::1", 4739, 0x0f0c461c, 0xdde51bbf),
+            ("3ffe:1900:4545:3:200:f8ff:fe21:67cf", 44251, "fe80::200:f8ff:fe21:67cf", 38024, 0x4b61e985, 0x02d1feef),
+        ] {
+            let mut t = [0u8; 36];
+            t[..16].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+            t[16..32].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+            t[32..34].copy_from_slice(&u16::to_be_bytes(sport));
+            t[34..].copy_from_slice(&u16::to_be_bytes(dport));
+            assert_eq!(toeplitz(&KEY, &t[..32]), ip_only, "{src} → {dst}");
+            assert_eq!(toeplitz(&KEY, &t), with_tcp, "{src}:{sport} → {dst}:{dport}");
+            // RssTable::queue hashes the same input.
+            let rss = RssTable::new(KEY.to_vec(), (0..128).collect()).unwrap();
+            let q = rss.queue(src.parse().unwrap(), dst.parse().unwrap(), sport, dport);
+            assert_eq!(q, (with_tcp % 128) as usize);
         }
     }
 

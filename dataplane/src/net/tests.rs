@@ -8,7 +8,10 @@ const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 
 fn stack() -> NetStack {
-    NetStack::new(NetConfig { mac: US, ip: OUR_IP, prefix_len: 24, gateway: None }, Arc::default())
+    NetStack::new(
+        NetConfig { mac: US, ip: OUR_IP, prefix_len: 24, gateway: None, ip6: None, gateway6: None },
+        Arc::default(),
+    )
 }
 
 fn arp(op: ArpOperation, from_mac: [u8; 6], from_ip: Ipv4Addr, to_ip: Ipv4Addr, dst: EthernetAddress) -> Vec<u8> {
@@ -73,7 +76,7 @@ fn answers_arp_for_our_address_and_learns_the_asker() {
     };
     assert_eq!(operation, ArpOperation::Reply);
     assert_eq!((source_hardware_addr.0, source_protocol_addr, target_protocol_addr), (US, OUR_IP, PEER_IP));
-    assert!(s.neighbors.knows(PEER_IP));
+    assert!(s.neighbors.knows(PEER_IP.into()));
     // A request for someone else is not answered and does not add an entry.
     let mut out = FrameBatch::default();
     let other = Ipv4Addr::new(10, 99, 0, 7);
@@ -83,7 +86,7 @@ fn answers_arp_for_our_address_and_learns_the_asker() {
         &mut out,
     );
     assert!(out.is_empty());
-    assert!(!s.neighbors.knows(other));
+    assert!(!s.neighbors.knows(other.into()));
 }
 
 #[test]
@@ -110,7 +113,7 @@ fn answers_ping_with_same_id_seq_and_data() {
 #[test]
 fn ping_from_unknown_neighbor_resolves_it_first() {
     let shared: Arc<SharedNeighbors> = Arc::default();
-    let cfg = NetConfig { mac: US, ip: OUR_IP, prefix_len: 24, gateway: None };
+    let cfg = NetConfig { mac: US, ip: OUR_IP, prefix_len: 24, gateway: None, ip6: None, gateway6: None };
     let mut core_a = NetStack::new(cfg, shared.clone());
     let mut core_b = NetStack::new(cfg, shared);
     let now = Instant::now();
@@ -212,4 +215,281 @@ fn next(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+// ---- IPv6 ---------------------------------------------------------------------------
+
+const OUR_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 1);
+const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2);
+
+fn stack6() -> NetStack {
+    let cfg =
+        NetConfig { mac: US, ip: OUR_IP, prefix_len: 24, gateway: None, ip6: Some((OUR_IP6, 64)), gateway6: None };
+    NetStack::new(cfg, Arc::default())
+}
+
+/// An IPv6 frame from the peer: `ext` (extension headers, already chained to
+/// `upper_proto`) then `upper`.
+fn v6_frame(dst: Ipv6Addr, dst_mac: [u8; 6], first: IpProtocol, hop_limit: u8, ext: &[u8], upper: &[u8]) -> Vec<u8> {
+    let ip = Ipv6Repr {
+        src_addr: PEER_IP6,
+        dst_addr: dst,
+        next_header: first,
+        payload_len: ext.len() + upper.len(),
+        hop_limit,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(PEER),
+        dst_addr: EthernetAddress(dst_mac),
+        ethertype: EthernetProtocol::Ipv6,
+    };
+    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    ip.emit(&mut Ipv6Packet::new_unchecked(f.payload_mut()));
+    buf.extend_from_slice(ext);
+    buf.extend_from_slice(upper);
+    buf
+}
+
+fn icmp6(dst: Ipv6Addr, repr: &Icmpv6Repr<'_>) -> Vec<u8> {
+    let mut b = vec![0; repr.buffer_len()];
+    repr.emit(&PEER_IP6, &dst, &mut Icmpv6Packet::new_unchecked(&mut b[..]), &ChecksumCapabilities::default());
+    b
+}
+
+fn solicit(target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: target,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(PEER))),
+    });
+    let group = solicited_node(target);
+    v6_frame(group, multicast_mac(group).0, IpProtocol::Icmpv6, hop_limit, &[], &icmp6(group, &ns))
+}
+
+fn tcp6(dst: Ipv6Addr) -> Vec<u8> {
+    let seg =
+        crate::tcp::Segment { src_port: 40000, dst_port: 8080, seq: 1, syn: true, window: 1000, ..Default::default() };
+    let repr = seg.to_repr();
+    let mut b = vec![0; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut b[..]),
+        &PEER_IP6.into(),
+        &dst.into(),
+        &ChecksumCapabilities::default(),
+    );
+    b
+}
+
+/// Parses an IPv6 frame we sent: (Ethernet destination, IPv6 header, ICMPv6 message).
+fn parse_icmp6(frame: &[u8]) -> (EthernetAddress, Ipv6Repr, Vec<u8>) {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(eth.ethertype(), EthernetProtocol::Ipv6);
+    let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+    let repr = Ipv6Repr::parse(&ip).unwrap();
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(&repr.src_addr, &repr.dst_addr), "ICMPv6 checksum");
+    (eth.dst_addr(), repr, ip.payload().to_vec())
+}
+
+#[test]
+fn neighbor_solicitation_for_our_address_is_advertised_and_the_asker_learned() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    s.on_frame(&solicit(OUR_IP6, 255), now, &mut out);
+    assert_eq!(out.len(), 1);
+    let (dst_mac, ip, icmp) = parse_icmp6(out.get(0));
+    assert_eq!((dst_mac.0, ip.src_addr, ip.dst_addr, ip.hop_limit), (PEER, OUR_IP6, PEER_IP6, 255));
+    let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+    let Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr }) =
+        Icmpv6Repr::parse(&ip.src_addr, &ip.dst_addr, &p, &ChecksumCapabilities::default()).unwrap()
+    else {
+        panic!("not an advertisement")
+    };
+    assert_eq!(target_addr, OUR_IP6);
+    assert!(flags.contains(NdiscNeighborFlags::SOLICITED) && flags.contains(NdiscNeighborFlags::OVERRIDE));
+    assert_eq!(lladdr.map(|l| l.as_bytes().to_vec()), Some(US.to_vec()));
+    assert!(s.neighbors.knows(PEER_IP6.into()));
+    assert_eq!(s.counters().nd_adverts_sent, 1);
+    // Our link-local address is answered too.
+    let mut out = FrameBatch::default();
+    let ll = NetConfig { mac: US, ..stack6().cfg }.link_local();
+    assert_eq!(ll, "fe80::ff:fe00:1".parse::<Ipv6Addr>().unwrap(), "modified EUI-64 of 02:00:00:00:00:01");
+    s.on_frame(&solicit(ll, 255), now, &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn solicitations_for_others_or_with_a_routed_hop_limit_are_not_answered() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    s.on_frame(&solicit(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 7), 255), now, &mut out);
+    s.on_frame(&solicit(OUR_IP6, 64), now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(s.counters().nd_adverts_sent, 0);
+    // IPv4-only stacks drop IPv6 as unsupported.
+    let mut v4 = stack();
+    v4.on_frame(&solicit(OUR_IP6, 255), now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(v4.counters().drop_not_for_us, 1, "33:33 multicast is not for an IPv4-only stack");
+}
+
+#[test]
+fn ping6_from_an_unknown_neighbor_solicits_it_then_answers() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    let echo = Icmpv6Repr::EchoRequest { ident: 9, seq_no: 3, data: b"v6-data" };
+    s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 64, &[], &icmp6(OUR_IP6, &echo)), now, &mut out);
+    assert_eq!(out.len(), 1, "a solicitation first");
+    let (dst_mac, ip, _) = parse_icmp6(out.get(0));
+    assert_eq!(ip.dst_addr, solicited_node(PEER_IP6));
+    assert_eq!(dst_mac.0, [0x33, 0x33, 0xff, 0, 0, 2]);
+    assert_eq!((s.counters().nd_solicits_sent, s.pending()), (1, 1));
+    // The peer advertises: the parked reply leaves, and is an echo reply.
+    let na = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        flags: NdiscNeighborFlags::SOLICITED,
+        target_addr: PEER_IP6,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(PEER))),
+    });
+    let mut out = FrameBatch::default();
+    s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 255, &[], &icmp6(OUR_IP6, &na)), now, &mut out);
+    assert_eq!(out.len(), 1);
+    let (dst_mac, ip, icmp) = parse_icmp6(out.get(0));
+    assert_eq!((dst_mac.0, ip.dst_addr), (PEER, PEER_IP6));
+    let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+    let r = Icmpv6Repr::parse(&ip.src_addr, &ip.dst_addr, &p, &ChecksumCapabilities::default()).unwrap();
+    assert_eq!(r, Icmpv6Repr::EchoReply { ident: 9, seq_no: 3, data: b"v6-data" });
+    assert_eq!((s.counters().icmp6_echo_replies, s.pending()), (1, 0));
+}
+
+#[test]
+fn tcp_over_ipv6_is_checked_and_located_past_extension_headers() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    let seg = tcp6(OUR_IP6);
+    let t = s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Tcp, 64, &[], &seg), now, &mut out).expect("TCP");
+    assert_eq!((t.src, t.dst, t.start, t.len), (PEER_IP6.into(), OUR_IP6.into(), 54, seg.len()));
+    // Hop-by-hop options (8 bytes) then destination options (16 bytes): skipped.
+    let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend_from_slice(&[6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let f = v6_frame(OUR_IP6, US, IpProtocol::HopByHop, 64, &ext, &seg);
+    let t = s.on_frame(&f, now, &mut out).expect("TCP after two extension headers");
+    assert_eq!(t.start, 54 + 24);
+    assert_eq!(&f[t.start..t.start + t.len], &seg[..]);
+    // A bad checksum, a fragment, a routing header with segments left, a chain too long,
+    // another address: each dropped and counted.
+    let mut bad = seg.clone();
+    bad[4] ^= 1;
+    assert!(s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Tcp, 64, &[], &bad), now, &mut out).is_none());
+    let frag = [6, 0, 0, 1, 0, 0, 0, 1];
+    assert!(s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Ipv6Frag, 64, &frag, &seg), now, &mut out).is_none());
+    let routing = [6, 0, 4, 1, 0, 0, 0, 0];
+    assert!(s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Ipv6Route, 64, &routing, &seg), now, &mut out).is_none());
+    let mut long = Vec::new();
+    for _ in 0..12 {
+        long.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    assert!(s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Ipv6Opts, 64, &long, &seg), now, &mut out).is_none());
+    let other = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 9);
+    assert!(s.on_frame(&v6_frame(other, US, IpProtocol::Tcp, 64, &[], &tcp6(other)), now, &mut out).is_none());
+    let c = s.counters();
+    assert_eq!(
+        (c.tcp_segments, c.drop_bad_checksum, c.drop_fragment, c.drop_ext_header, c.drop_not_our_ip),
+        (2, 1, 1, 2, 1)
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn arbitrary_ipv6_frames_never_panic() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let echo = Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: b"abc" };
+    let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    let templates = [
+        solicit(OUR_IP6, 255),
+        v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 64, &[], &icmp6(OUR_IP6, &echo)),
+        v6_frame(OUR_IP6, US, IpProtocol::HopByHop, 64, &ext, &tcp6(OUR_IP6)),
+    ];
+    for i in 0..30_000u32 {
+        let mut f = templates[(i % 3) as usize].clone();
+        for _ in 0..1 + (next(&mut seed) % 4) {
+            let at = (next(&mut seed) as usize) % f.len();
+            f[at] = next(&mut seed) as u8;
+        }
+        f.truncate((next(&mut seed) as usize) % (f.len() + 1));
+        s.on_frame(&f, now, &mut out);
+        out.clear();
+    }
+    assert_eq!(s.counters().rx_frames, 30_000);
+}
+
+#[test]
+fn an_unknown_next_header_gets_a_parameter_problem_at_a_bounded_rate() {
+    let mut s = stack6();
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    // Learn the peer first so errors leave at once.
+    s.on_frame(&solicit(OUR_IP6, 255), now, &mut out);
+    out.clear();
+    let f = v6_frame(OUR_IP6, US, IpProtocol::Unknown(253), 64, &[], b"experimental");
+    s.on_frame(&f, now, &mut out);
+    assert_eq!(out.len(), 1);
+    let (_, ip, icmp) = parse_icmp6(out.get(0));
+    let p = Icmpv6Packet::new_checked(&icmp[..]).unwrap();
+    let r = Icmpv6Repr::parse(&ip.src_addr, &ip.dst_addr, &p, &ChecksumCapabilities::default()).unwrap();
+    assert!(
+        matches!(
+            r,
+            Icmpv6Repr::ParamProblem { reason: smoltcp::wire::Icmpv6ParamProblem::UnrecognizedNxtHdr, pointer: 6, .. }
+        ),
+        "{r:?}"
+    );
+    for _ in 0..500 {
+        s.on_frame(&f, now, &mut out);
+    }
+    assert_eq!(s.counters().icmp6_errors_sent, u64::from(ICMP6_ERRORS_PER_SEC));
+    s.on_frame(&f, now + Duration::from_secs(1), &mut out);
+    assert_eq!(s.counters().icmp6_errors_sent, u64::from(ICMP6_ERRORS_PER_SEC) + 1, "a new second, a new budget");
+}
+
+#[test]
+fn an_advertisement_arriving_on_another_core_completes_the_solicitation() {
+    let shared: Arc<SharedNeighbors> = Arc::default();
+    let cfg = stack6().cfg;
+    let mut core_a = NetStack::new(cfg, shared.clone());
+    let mut core_b = NetStack::new(cfg, shared);
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    let echo = Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1, data: b"x" };
+    core_a.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 64, &[], &icmp6(OUR_IP6, &echo)), now, &mut out);
+    assert_eq!((core_a.counters().nd_solicits_sent, core_a.pending()), (1, 1));
+    // The answer comes in on core B, which asked nothing.
+    let na = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+        target_addr: PEER_IP6,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(PEER))),
+    });
+    let mut out_b = FrameBatch::default();
+    core_b.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 255, &[], &icmp6(OUR_IP6, &na)), now, &mut out_b);
+    assert_eq!(core_b.counters().nd_learned, 1);
+    let mut out = FrameBatch::default();
+    core_a.poll(now + Duration::from_millis(1), &mut out);
+    assert_eq!((out.len(), core_a.pending()), (1, 0), "the parked echo reply leaves");
+    // An unsolicited advertisement for a stranger is ignored and counted.
+    let stranger = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        flags: NdiscNeighborFlags::OVERRIDE,
+        target_addr: Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x77),
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress([2, 0, 0, 0, 0, 0x77]))),
+    });
+    core_b.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Icmpv6, 255, &[], &icmp6(OUR_IP6, &stranger)), now, &mut out_b);
+    assert!(!core_b.neighbors.knows(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x77).into()));
+    assert_eq!(core_b.counters().drop_unsupported, 1);
 }

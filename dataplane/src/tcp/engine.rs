@@ -3,7 +3,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::cc::Cc;
@@ -111,9 +111,9 @@ pub struct TcpCounters {
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentOut<'a> {
     /// Our address.
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Theirs.
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// The segment; its `payload` field is empty: the data is in [`payload`](Self::payload).
     pub seg: Segment<'a>,
     /// The data, still in the application's send queue.
@@ -173,8 +173,8 @@ impl std::fmt::Debug for Payload<'_> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Tuple {
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
 }
 
 struct Conn<A> {
@@ -285,7 +285,7 @@ pub struct Engine<A, C> {
     half_open: usize,
     secret: u64,
     counters: TcpCounters,
-    lifecycle: Vec<(SocketAddrV4, SocketAddrV4, bool)>,
+    lifecycle: Vec<(SocketAddr, SocketAddr, bool)>,
     track_lifecycle: bool,
     ended: Vec<Ended<A>>,
     ts_base: u32,
@@ -385,13 +385,13 @@ impl<A, C> Engine<A, C> {
     }
 
     /// True if the engine has a connection for this 4-tuple.
-    pub fn knows(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+    pub fn knows(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         self.table.contains_key(&Tuple { local, remote })
     }
 
     /// Connections created (`true`) and removed (`false`) since the last call, as
     /// (local, remote): lets the caller keep a flow directory across engines.
-    pub fn take_lifecycle(&mut self) -> Vec<(SocketAddrV4, SocketAddrV4, bool)> {
+    pub fn take_lifecycle(&mut self) -> Vec<(SocketAddr, SocketAddr, bool)> {
         std::mem::take(&mut self.lifecycle)
     }
 
@@ -465,21 +465,43 @@ impl<A, C> Engine<A, C> {
         h.finish()
     }
 
-    fn tuple_words(t: &Tuple) -> [u64; 2] {
-        let w = |a: &SocketAddrV4| u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port());
-        [w(&t.local), w(&t.remote)]
+    /// The 4-tuple as words for the keyed hash (IPv4 as IPv4-mapped IPv6).
+    fn tuple_words(t: &Tuple) -> [u64; 6] {
+        let w = |a: &SocketAddr| {
+            let o = match a.ip() {
+                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                IpAddr::V6(v) => v.octets(),
+            };
+            let (hi, lo) = o.split_at(8);
+            [
+                u64::from_be_bytes(hi.try_into().expect("8 bytes")),
+                u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+                u64::from(a.port()),
+            ]
+        };
+        let (l, r) = (w(&t.local), w(&t.remote));
+        [l[0], l[1], l[2], r[0], r[1], r[2]]
+    }
+
+    /// Bytes the IP header takes beyond IPv4's 20: the MSS we can carry shrinks by as
+    /// much on IPv6 (1440 on a 1500-byte MTU).
+    fn ip_extra(t: &Tuple) -> u16 {
+        if t.local.is_ipv6() {
+            20
+        } else {
+            0
+        }
     }
 
     /// RFC 6528 ISN: keyed hash of the 4-tuple plus a 4 µs clock.
     fn iss(&self, t: &Tuple, now: Instant) -> u32 {
-        let [a, b] = Self::tuple_words(t);
         let clock = (now.saturating_duration_since(self.epoch).as_micros() / 4) as u32;
-        (self.hash(&[a, b]) as u32).wrapping_add(clock)
+        (self.hash(&Self::tuple_words(t)) as u32).wrapping_add(clock)
     }
 
     fn cookie(&self, t: &Tuple, peer_isn: u32, slot: u64, mss_idx: u32) -> u32 {
-        let [a, b] = Self::tuple_words(t);
-        let mac = self.hash(&[a, b, u64::from(peer_isn), slot, u64::from(mss_idx)]) as u32 & 0x00ff_ffff;
+        let [a, b, c, d, e, f] = Self::tuple_words(t);
+        let mac = self.hash(&[a, b, c, d, e, f, u64::from(peer_isn), slot, u64::from(mss_idx)]) as u32 & 0x00ff_ffff;
         ((slot as u32 & 0x1f) << 27) | (mss_idx << 24) | mac
     }
 
@@ -493,13 +515,13 @@ impl<A, C> Engine<A, C> {
 pub type Tx<'t> = dyn FnMut(&SegmentOut<'_>) + 't;
 
 impl<A, C> Engine<A, C> {
-    fn emit(&mut self, tx: &mut Tx<'_>, src: SocketAddrV4, dst: SocketAddrV4, seg: Segment<'_>) {
+    fn emit(&mut self, tx: &mut Tx<'_>, src: SocketAddr, dst: SocketAddr, seg: Segment<'_>) {
         self.counters.segments_out += 1;
         tx(&SegmentOut { src, dst, seg, payload: Payload::NONE });
     }
 
     /// RST in answer to `seg` for a connection we do not have (RFC 9293 §3.10.7.1).
-    fn reset_for(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment<'_>, tx: &mut Tx<'_>) {
+    fn reset_for(&mut self, local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>, tx: &mut Tx<'_>) {
         if seg.rst {
             return;
         }
@@ -610,17 +632,15 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     pub fn on_segment(
         &mut self,
         now: Instant,
-        local_ip: std::net::Ipv4Addr,
-        remote_ip: std::net::Ipv4Addr,
+        local_ip: IpAddr,
+        remote_ip: IpAddr,
         seg: &Segment<'_>,
         cx: &mut C,
         tx: &mut Tx<'_>,
     ) {
         self.counters.segments_in += 1;
-        let t = Tuple {
-            local: SocketAddrV4::new(local_ip, seg.dst_port),
-            remote: SocketAddrV4::new(remote_ip, seg.src_port),
-        };
+        let t =
+            Tuple { local: SocketAddr::new(local_ip, seg.dst_port), remote: SocketAddr::new(remote_ip, seg.src_port) };
         self.advance(now, cx, tx);
         match self.table.get(&t).copied() {
             Some(idx) => {
@@ -668,13 +688,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     /// Opens a connection from `local` to `remote` (SYN sent at once); `A::open` makes
     /// its application once it is established.
-    pub fn connect(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        now: Instant,
-        tx: &mut Tx<'_>,
-    ) -> Option<ConnId> {
+    pub fn connect(&mut self, local: SocketAddr, remote: SocketAddr, now: Instant, tx: &mut Tx<'_>) -> Option<ConnId> {
         self.connect_with(local, remote, now, None, tx)
     }
 
@@ -682,8 +696,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     /// outbound client whose handler waits on it).
     pub fn connect_with(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         now: Instant,
         app: Option<A>,
         tx: &mut Tx<'_>,
@@ -710,7 +724,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     }
 
     /// True if a local port is in use towards `remote` by any connection.
-    pub fn in_use(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+    pub fn in_use(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         self.table.contains_key(&Tuple { local, remote })
     }
 
@@ -859,7 +873,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     }
 
     fn take_syn_options(&self, c: &mut Conn<A>, seg: &Segment<'_>) {
-        c.mss = u32::from(seg.mss.unwrap_or(536).min(self.cfg.mss).max(64));
+        // RFC 9293 §3.7.1: 536 when the option is absent (IPv6: 1220, RFC 8200 §5).
+        let (default, ours) = if c.tuple.local.is_ipv6() { (1220, self.cfg.mss - 20) } else { (536, self.cfg.mss) };
+        c.mss = u32::from(seg.mss.unwrap_or(default).min(ours).max(64));
         if let Some(ws) = seg.wscale {
             c.snd_wscale = ws.min(14);
             c.rcv_wscale = self.cfg.window_scale;
@@ -878,8 +894,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     }
 
     fn send_cookie(&mut self, now: Instant, t: Tuple, seg: &Segment<'_>, tx: &mut Tx<'_>) {
-        let peer_mss = seg.mss.unwrap_or(536);
-        let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss.min(self.cfg.mss)).unwrap_or(0) as u32;
+        let peer_mss = seg.mss.unwrap_or(if t.local.is_ipv6() { 1220 } else { 536 });
+        let ours = self.cfg.mss - Self::ip_extra(&t);
+        let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss.min(ours)).unwrap_or(0) as u32;
         let slot = Self::cookie_slot(now, self.epoch);
         let iss = self.cookie(&t, seg.seq, slot, idx);
         // With timestamps, the options the SYN offered ride in the low bits of our TSval
@@ -904,7 +921,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             ack: Some(seg.seq.wrapping_add(1)),
             syn: true,
             window: self.cfg.recv_window_bytes.min(65535) as u16,
-            mss: Some(self.cfg.mss),
+            mss: Some(ours),
             wscale: ts.and(seg.wscale).map(|_| self.cfg.window_scale),
             sack_permitted: ts.is_some() && self.cfg.sack && seg.sack_permitted,
             ts,
@@ -977,6 +994,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let (mss, ts_on, wscale_on, win, sack_on) =
             (self.cfg.mss, self.cfg.timestamps, self.cfg.window_scale, self.cfg.recv_window_bytes, self.cfg.sack);
         let Some(c) = self.conn_mut(id) else { return };
+        let mss = mss - Self::ip_extra(&c.tuple);
         let active = c.state == State::SynSent;
         let seg = Segment {
             src_port: c.tuple.local.port(),

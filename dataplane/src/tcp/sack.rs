@@ -100,7 +100,7 @@ pub struct Board {
     pub undo: Option<Undo>,
     /// The tail loss probe in flight.
     pub tlp: Option<Tlp>,
-    /// Records SACKed since the last cumulative ACK (RFC 8985's DupThresh test).
+    /// SACKed records on the scoreboard (RFC 8985's DupThresh test, Linux's sacked_out).
     pub sacked_segs: u32,
     /// The next transmission's order.
     next_order: u64,
@@ -192,6 +192,7 @@ impl Board {
                 let s = self.segs.pop_front().expect("front");
                 if s.has(SACKED) {
                     self.sacked -= s.len();
+                    self.sacked_segs -= 1;
                 } else {
                     if s.has(LOST) {
                         self.lost -= s.len();
@@ -212,7 +213,6 @@ impl Board {
                 break;
             }
         }
-        self.sacked_segs = 0;
     }
 
     /// The SACK blocks of one ACK (after its cumulative part, `una`).
@@ -329,6 +329,7 @@ impl Board {
             s.flags &= !SACKED;
         }
         self.sacked = 0;
+        self.sacked_segs = 0;
         self.fack = None;
         true
     }

@@ -2,7 +2,7 @@
 //! network, and scripted segment exchanges in the style of packetdrill.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -77,13 +77,13 @@ impl TcpApp<Cx> for App {
 
 type Eng = Engine<App, Cx>;
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 8080);
-const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 40000);
+const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 8080));
+const CLIENT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 40000));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owned {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     seq: u32,
     ack: Option<u32>,
     syn: bool,
@@ -159,6 +159,8 @@ struct Sim {
     faults: Faults,
     delivered: u64,
     dropped: u64,
+    server_addr: SocketAddr,
+    client_addr: SocketAddr,
 }
 
 impl Sim {
@@ -177,7 +179,17 @@ impl Sim {
             faults,
             delivered: 0,
             dropped: 0,
+            server_addr: SERVER,
+            client_addr: CLIENT,
         }
+    }
+
+    /// The same network with IPv6 addresses at both ends.
+    fn new6(seed: u64, faults: Faults, cfg: TcpConfig) -> Sim {
+        let mut sim = Sim::new(seed, faults, cfg);
+        sim.server_addr = SocketAddr::new(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 1).into(), 8080);
+        sim.client_addr = SocketAddr::new(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2).into(), 40000);
+        sim
     }
 
     fn roll(&mut self, ppm: u64) -> bool {
@@ -206,7 +218,8 @@ impl Sim {
 
     fn connect(&mut self) -> ConnId {
         let mut out = Vec::new();
-        let id = self.client.connect(CLIENT, SERVER, self.now, &mut |o| out.push(Owned::of(o))).unwrap();
+        let id =
+            self.client.connect(self.client_addr, self.server_addr, self.now, &mut |o| out.push(Owned::of(o))).unwrap();
         self.send(out);
         id
     }
@@ -232,10 +245,10 @@ impl Sim {
             for s in due {
                 self.delivered += 1;
                 let mut out = Vec::new();
-                let to_server = s.dst == SERVER;
+                let to_server = s.dst == self.server_addr;
                 let (eng, cx) =
                     if to_server { (&mut self.server, &mut self.scx) } else { (&mut self.client, &mut self.ccx) };
-                eng.on_segment(now, *s.dst.ip(), *s.src.ip(), &s.seg(), cx, &mut |o| out.push(Owned::of(o)));
+                eng.on_segment(now, s.dst.ip(), s.src.ip(), &s.seg(), cx, &mut |o| out.push(Owned::of(o)));
                 self.send(out);
             }
             let mut out = Vec::new();
@@ -451,8 +464,7 @@ impl Script {
 
     fn inject(&mut self, s: Owned) -> Vec<Owned> {
         let mut out = Vec::new();
-        self.eng
-            .on_segment(self.now, *SERVER.ip(), *s.src.ip(), &s.seg(), &mut self.cx, &mut |o| out.push(Owned::of(o)));
+        self.eng.on_segment(self.now, SERVER.ip(), s.src.ip(), &s.seg(), &mut self.cx, &mut |o| out.push(Owned::of(o)));
         out
     }
 
@@ -595,7 +607,7 @@ fn scripted_segments_for_unknown_connections_get_rst() {
     assert!(out[0].rst && out[0].seq == 77, "RST with SEQ = SEG.ACK");
     let mut closed_port = cseg(1, None);
     closed_port.syn = true;
-    closed_port.dst = SocketAddrV4::new(*SERVER.ip(), 9);
+    closed_port.dst = SocketAddr::new(SERVER.ip(), 9);
     let out = s.inject(closed_port);
     assert!(out[0].rst && out[0].ack == Some(2), "RST,ACK to a SYN on a closed port");
 }
@@ -606,21 +618,21 @@ fn scripted_syn_flood_answered_with_cookies() {
     for i in 0..4u16 {
         let mut syn = cseg(10, None);
         syn.syn = true;
-        syn.src = SocketAddrV4::new(*CLIENT.ip(), 50000 + i);
+        syn.src = SocketAddr::new(CLIENT.ip(), 50000 + i);
         assert!(s.inject(syn)[0].syn);
     }
     assert_eq!(s.eng.connections(), 4, "the SYN queue is full");
     let mut syn = cseg(5000, None);
     syn.syn = true;
     syn.mss = Some(1460);
-    syn.src = SocketAddrV4::new(*CLIENT.ip(), 60000);
+    syn.src = SocketAddr::new(CLIENT.ip(), 60000);
     let out = s.inject(syn);
     assert!(out[0].syn && out[0].ack == Some(5001));
     assert_eq!(s.eng.connections(), 4, "no state kept for the cookie");
     assert_eq!(s.eng.counters().syn_cookies_sent, 1);
     // The right ACK makes an established connection from the cookie alone.
     let mut ack = cseg(5001, Some(out[0].seq.wrapping_add(1)));
-    ack.src = SocketAddrV4::new(*CLIENT.ip(), 60000);
+    ack.src = SocketAddr::new(CLIENT.ip(), 60000);
     ack.payload = b"GET".to_vec();
     s.inject(ack);
     assert_eq!(s.eng.counters().syn_cookies_accepted, 1);
@@ -629,7 +641,7 @@ fn scripted_syn_flood_answered_with_cookies() {
     assert_eq!(s.eng.app_mut(id).unwrap().rx, b"GET");
     // A forged ACK is refused with RST.
     let mut forged = cseg(7001, Some(0x1234_5678));
-    forged.src = SocketAddrV4::new(*CLIENT.ip(), 61000);
+    forged.src = SocketAddr::new(CLIENT.ip(), 61000);
     let out = s.inject(forged);
     assert!(out[0].rst);
     assert_eq!(s.eng.counters().syn_cookies_invalid, 1);
@@ -702,7 +714,7 @@ fn arbitrary_segments_never_panic() {
         seg.rst = r & 64 != 0 && r & 128 == 0;
         seg.window = next() as u16;
         seg.ts = (r & 256 != 0).then(|| (next() as u32, next() as u32));
-        seg.src = SocketAddrV4::new(*CLIENT.ip(), 40000 + (next() % 4) as u16);
+        seg.src = SocketAddr::new(CLIENT.ip(), 40000 + (next() % 4) as u16);
         seg.payload = vec![b'z'; (next() % 2000) as usize];
         s.inject(seg);
         if r % 97 == 0 {
@@ -717,7 +729,7 @@ fn a_hundred_thousand_connections_each_reached_by_its_tuple() {
     // 100k established connections; a segment reaches exactly its own connection (hash
     // demux), and the timer wheel carries them all without scanning.
     let mut s = Script::new(TcpConfig { syn_backlog: 200_000, ..TcpConfig::default() });
-    let addr = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + (i >> 12)), 1024 + (i & 0xfff) as u16);
+    let addr = |i: u32| SocketAddr::new(Ipv4Addr::from(0x0a00_0000 + (i >> 12)).into(), 1024 + (i & 0xfff) as u16);
     let mut isss = Vec::with_capacity(100_000);
     for i in 0..100_000u32 {
         let mut syn = cseg(1000, None);

@@ -86,6 +86,10 @@ pub struct XdpConfig {
     pub ip: String,
     /// Next hop for addresses outside the prefix ("" for none).
     pub gateway: String,
+    /// Our IPv6 address with prefix length, e.g. `fd99::1/64` ("" for IPv4 only).
+    pub ip6: String,
+    /// IPv6 next hop for addresses outside the prefix ("" for none).
+    pub gateway6: String,
     /// `auto`, `native` or `generic`.
     pub attach_mode: AttachMode,
     /// `auto`, `copy` or `zerocopy`.
@@ -118,6 +122,8 @@ impl Default for XdpConfig {
             iface: String::new(),
             ip: String::new(),
             gateway: String::new(),
+            ip6: String::new(),
+            gateway6: String::new(),
             attach_mode: AttachMode::Auto,
             bind_mode: BindMode::Auto,
             frame_bytes: 4096,

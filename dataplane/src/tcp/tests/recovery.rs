@@ -283,7 +283,7 @@ fn syn_cookies_keep_window_scale_and_sack_in_the_timestamp() {
     let mut s = Script::new(TcpConfig { syn_backlog: 1, ..TcpConfig::default() });
     let mut syn = cseg(10, None);
     syn.syn = true;
-    syn.src = SocketAddrV4::new(*CLIENT.ip(), 50000);
+    syn.src = SocketAddr::new(CLIENT.ip(), 50000);
     s.inject(syn);
     // The queue is full: this SYN gets a cookie, carrying its options in TSval.
     let mut syn = cseg(5000, None);
@@ -315,7 +315,7 @@ fn syn_cookies_keep_window_scale_and_sack_in_the_timestamp() {
     let mut syn = cseg(9000, None);
     syn.syn = true;
     syn.sack_permitted = true;
-    syn.src = SocketAddrV4::new(*CLIENT.ip(), 50002);
+    syn.src = SocketAddr::new(CLIENT.ip(), 50002);
     let out = s.inject(syn);
     assert!(out[0].ts.is_none() && !out[0].sack_permitted && out[0].wscale.is_none());
 }
@@ -385,4 +385,32 @@ fn survives_loss_duplication_and_reordering_with_newreno_too() {
     sim.kick_client(id);
     assert!(sim.run(Duration::from_secs(300), |s| s.client.app_mut(id).is_some_and(|a| a.peer_closed)));
     assert!(sim.client_app(id).rx == data);
+}
+
+#[test]
+fn tcp_over_ipv6_addresses_with_the_ipv6_mss_under_loss() {
+    let faults = Faults { loss_ppm: 30_000, dup_ppm: 5_000, reorder_ppm: 100_000, delay: Duration::from_millis(5) };
+    let mut sim = Sim::new6(19, faults, TcpConfig::default());
+    sim.scx.echo = true;
+    let id = sim.connect();
+    assert!(sim.run(Duration::from_secs(10), |s| s.client.state(id) == Some(State::Established)));
+    let data = pattern(300_000, 5);
+    sim.client_app(id).tx = data.clone();
+    sim.client_app(id).finishing = true;
+    sim.kick_client(id);
+    assert!(sim.run(Duration::from_secs(300), |s| s.client.app_mut(id).is_some_and(|a| a.peer_closed)));
+    assert!(sim.client_app(id).rx == data, "byte-exact over IPv6");
+    // The MSS on IPv6 leaves room for the 40-byte header: 1440, less 12 for timestamps.
+    let mut s = Script::new(TcpConfig::default());
+    let v6 = |last| {
+        SocketAddr::new(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, last).into(), if last == 1 { 8080 } else { 40000 })
+    };
+    let mut syn = cseg(1000, None);
+    syn.src = v6(2);
+    syn.dst = v6(1);
+    syn.syn = true;
+    let mut out = Vec::new();
+    s.eng.on_segment(s.now, v6(1).ip(), v6(2).ip(), &syn.seg(), &mut s.cx, &mut |o| out.push(Owned::of(o)));
+    assert_eq!((out[0].mss, out[0].src, out[0].dst), (Some(1440), v6(1), v6(2)));
+    let _: IpAddr = v6(1).ip();
 }

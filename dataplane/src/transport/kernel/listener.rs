@@ -27,6 +27,11 @@ fn bind_one(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]:PORT` is dual stack whatever net.ipv6.bindv6only says: IPv4 clients
+        // arrive as IPv4-mapped addresses.
+        s.set_only_v6(false)?;
+    }
     s.bind(&addr.into())?;
     s.listen(backlog)?;
     Ok(s.into())

@@ -9,7 +9,7 @@
 //! when a connection opens or closes, not per segment.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
@@ -19,7 +19,7 @@ const INBOX_FRAMES: usize = 4096;
 
 /// The flow directory shared by a server's queues.
 pub struct FlowDirectory {
-    owners: Mutex<HashMap<(SocketAddrV4, SocketAddrV4), usize>>,
+    owners: Mutex<HashMap<(SocketAddr, SocketAddr), usize>>,
     inboxes: Vec<ArrayQueue<Vec<u8>>>,
 }
 
@@ -33,7 +33,7 @@ impl FlowDirectory {
     }
 
     /// The queue owning (local, remote), if any.
-    pub fn owner(&self, key: (SocketAddrV4, SocketAddrV4)) -> Option<usize> {
+    pub fn owner(&self, key: (SocketAddr, SocketAddr)) -> Option<usize> {
         self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied()
     }
 
@@ -49,7 +49,7 @@ impl FlowDirectory {
     }
 
     /// Records connections queue `me` created and removed.
-    pub fn publish(&self, me: usize, changes: Vec<(SocketAddrV4, SocketAddrV4, bool)>) {
+    pub fn publish(&self, me: usize, changes: Vec<(SocketAddr, SocketAddr, bool)>) {
         if changes.is_empty() {
             return;
         }

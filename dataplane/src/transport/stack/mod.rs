@@ -22,12 +22,12 @@ pub use session::StackSession;
 pub(crate) use xdp::plan;
 pub use xdp::XdpRunning;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr};
 
 use super::{Transport, TransportReport};
 use crate::app::dispatch::Delivery;
@@ -80,6 +80,7 @@ impl std::fmt::Display for StackReport {
         write!(
             f,
             "rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} icmp_echo_replies={} \
+             icmp6_echo_replies={} nd_adverts_sent={} nd_solicits_sent={} nd_learned={} drop_ext_header={} \
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
@@ -93,6 +94,11 @@ impl std::fmt::Display for StackReport {
             io.tx_packets,
             io.tx_bytes,
             n.icmp_echo_replies,
+            n.icmp6_echo_replies,
+            n.nd_adverts_sent,
+            n.nd_solicits_sent,
+            n.nd_learned,
+            n.drop_ext_header,
             n.arp_replies_sent,
             n.arp_requests_sent,
             n.arp_learned,
@@ -160,6 +166,7 @@ pub struct StackTransport<P> {
     me: usize,
     rss: Option<Arc<RssTable>>,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
     next_port: u16,
     forwarded: u64,
     forward_drops: u64,
@@ -175,7 +182,7 @@ impl<P: PacketIo> StackTransport<P> {
         if let Some(p) = port {
             engine.listen(p);
         }
-        let ip = net.ip();
+        let (ip, ip6) = (net.ip(), net.ip6());
         StackTransport {
             io,
             net,
@@ -190,6 +197,7 @@ impl<P: PacketIo> StackTransport<P> {
             me: 0,
             rss: None,
             ip,
+            ip6,
             next_port: EPHEMERAL_FIRST,
             forwarded: 0,
             forward_drops: 0,
@@ -244,14 +252,14 @@ impl<P: PacketIo> StackTransport<P> {
 
     /// A free local port towards `remote`: with the NIC's RSS known, one whose replies
     /// hash to this queue; else one of this queue's share of the range.
-    fn pick_port(&mut self, remote: SocketAddrV4) -> Option<u16> {
+    fn pick_port(&mut self, local_ip: IpAddr, remote: SocketAddr) -> Option<u16> {
         if let Some(rss) = &self.rss {
             let span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1;
             for _ in 0..span {
                 let p = self.next_port;
                 self.next_port = if p >= EPHEMERAL_LAST { EPHEMERAL_FIRST } else { p + 1 };
-                let ours = rss.queue(*remote.ip(), self.ip, remote.port(), p) == self.me;
-                if ours && !self.engine.in_use(SocketAddrV4::new(self.ip, p), remote) {
+                let ours = rss.queue(remote.ip(), local_ip, remote.port(), p) == self.me;
+                if ours && !self.engine.in_use(SocketAddr::new(local_ip, p), remote) {
                     return Some(p);
                 }
             }
@@ -262,7 +270,7 @@ impl<P: PacketIo> StackTransport<P> {
         for _ in 0..span {
             let p = self.next_port;
             self.next_port = if p.saturating_add(step) > EPHEMERAL_LAST { p - span * step } else { p + step };
-            if !self.engine.in_use(SocketAddrV4::new(self.ip, p), remote) {
+            if !self.engine.in_use(SocketAddr::new(local_ip, p), remote) {
                 return Some(p);
             }
         }
@@ -276,12 +284,19 @@ impl<P: PacketIo> StackTransport<P> {
         if c.abandoned() {
             return counters(d, &c, None);
         }
-        let SocketAddr::V4(remote) = c.addr() else {
-            tracing::debug!("outbound {}: IPv6 is not on the packet path yet", c.addr());
-            return counters(d, &c, Some(EndReason::Failed));
+        let remote = c.addr();
+        let local_ip = match remote {
+            SocketAddr::V4(_) => IpAddr::V4(self.ip),
+            SocketAddr::V6(_) => match self.ip6 {
+                Some(ip6) => IpAddr::V6(ip6),
+                None => {
+                    tracing::debug!("outbound {remote}: no IPv6 address configured (af_xdp.ip6)");
+                    return counters(d, &c, Some(EndReason::Failed));
+                }
+            },
         };
-        let Some(port) = self.pick_port(remote) else { return counters(d, &c, Some(EndReason::Failed)) };
-        let local = SocketAddrV4::new(self.ip, port);
+        let Some(port) = self.pick_port(local_ip, remote) else { return counters(d, &c, Some(EndReason::Failed)) };
+        let local = SocketAddr::new(local_ip, port);
         let StackTransport { engine, caps, net, .. } = self;
         let app = Some(StackSession::Client(c.clone()));
         match engine.connect_with(local, remote, now, app, &mut |so| emit(caps, so, now, net, sink)) {
@@ -323,7 +338,7 @@ fn on_segment(
     if let (Some((dir, me)), true) = (directory, bytes.len() >= 4) {
         let sport = u16::from_be_bytes([bytes[0], bytes[1]]);
         let dport = u16::from_be_bytes([bytes[2], bytes[3]]);
-        let (local, remote) = (SocketAddrV4::new(t.dst, dport), SocketAddrV4::new(t.src, sport));
+        let (local, remote) = (SocketAddr::new(t.dst, dport), SocketAddr::new(t.src, sport));
         if !engine.knows(local, remote) {
             if let Some(owner) = dir.owner((local, remote)).filter(|o| o != me) {
                 if dir.forward(owner, frame) {
@@ -343,32 +358,56 @@ fn on_segment(
     engine.on_segment(now, t.dst, t.src, &seg, d, &mut |so| emit(caps, so, now, net, out));
 }
 
-/// Builds IPv4 + TCP for `so` in place in the sink's frame (via the neighbour table):
-/// headers emitted, payload gathered from the send queue, then the TCP checksum.
+/// Builds IPv4 or IPv6 + TCP for `so` in place in the sink's frame (via the neighbour
+/// table): headers emitted, payload gathered from the send queue, then the TCP checksum
+/// (over the pseudo-header of the IP version in use).
 fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
     let tcp = so.seg.to_repr();
     let header = tcp.header_len();
-    let ip = Ipv4Repr {
-        src_addr: *so.src.ip(),
-        dst_addr: *so.dst.ip(),
-        next_header: IpProtocol::Tcp,
-        payload_len: header + so.payload.len(),
-        hop_limit: 64,
-    };
-    let len = ip.buffer_len() + header + so.payload.len();
     let mut no_tcp_sum = caps.clone();
     no_tcp_sum.tcp = smoltcp::phy::Checksum::None;
-    net.send_ipv4_with(*so.dst.ip(), len, now, out, |buf| {
-        let mut p = Ipv4Packet::new_unchecked(&mut *buf);
-        ip.emit(&mut p, caps);
-        let seg = p.payload_mut();
+    let (src, dst) = (so.src.ip(), so.dst.ip());
+    let segment = |seg: &mut [u8]| {
         // The frame may hold an old frame's bytes; option padding must be zero.
         seg[..header].fill(0);
         let mut t = TcpPacket::new_unchecked(&mut *seg);
-        tcp.emit(&mut t, &ip.src_addr.into(), &ip.dst_addr.into(), &no_tcp_sum);
+        tcp.emit(&mut t, &src.into(), &dst.into(), &no_tcp_sum);
         so.payload.copy_to(&mut seg[header..]);
-        TcpPacket::new_unchecked(&mut *seg).fill_checksum(&ip.src_addr.into(), &ip.dst_addr.into());
-    });
+        TcpPacket::new_unchecked(&mut *seg).fill_checksum(&src.into(), &dst.into());
+    };
+    match (src, dst) {
+        (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+            let ip = Ipv4Repr {
+                src_addr: s4,
+                dst_addr: d4,
+                next_header: IpProtocol::Tcp,
+                payload_len: header + so.payload.len(),
+                hop_limit: 64,
+            };
+            let len = ip.buffer_len() + header + so.payload.len();
+            net.send_ip_with(dst, len, now, out, |buf| {
+                let mut p = Ipv4Packet::new_unchecked(&mut *buf);
+                ip.emit(&mut p, caps);
+                segment(p.payload_mut());
+            });
+        }
+        (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+            let ip = Ipv6Repr {
+                src_addr: s6,
+                dst_addr: d6,
+                next_header: IpProtocol::Tcp,
+                payload_len: header + so.payload.len(),
+                hop_limit: 64,
+            };
+            let len = ip.buffer_len() + header + so.payload.len();
+            net.send_ip_with(dst, len, now, out, |buf| {
+                let mut p = Ipv6Packet::new_unchecked(&mut *buf);
+                ip.emit(&mut p);
+                segment(p.payload_mut());
+            });
+        }
+        _ => unreachable!("a connection's addresses are of one family"),
+    }
 }
 
 /// Sends what the backlog holds until the ring is full; returns frames sent.

@@ -40,7 +40,14 @@ fn transport(io: Loopback, cfg: NetConfig) -> StackTransport<Loopback> {
 }
 
 fn host(last: u8) -> NetConfig {
-    NetConfig { mac: [2, 0, 0, 0, 0, last], ip: Ipv4Addr::new(10, 99, 0, last), prefix_len: 24, gateway: None }
+    NetConfig {
+        mac: [2, 0, 0, 0, 0, last],
+        ip: Ipv4Addr::new(10, 99, 0, last),
+        prefix_len: 24,
+        gateway: None,
+        ip6: None,
+        gateway6: None,
+    }
 }
 
 fn body<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
@@ -172,7 +179,14 @@ fn a_connect_to_a_silent_address_times_out() {
 fn loop_answers_pings_over_the_loopback_and_counts() {
     let (peer, ours) = Loopback::pair(1024);
     let mut peer = peer;
-    let cfg = NetConfig { mac: [2, 0, 0, 0, 0, 1], ip: "10.99.0.1".parse().unwrap(), prefix_len: 24, gateway: None };
+    let cfg = NetConfig {
+        mac: [2, 0, 0, 0, 0, 1],
+        ip: "10.99.0.1".parse().unwrap(),
+        prefix_len: 24,
+        gateway: None,
+        ip6: None,
+        gateway6: None,
+    };
     let (mut d, _plane) = dispatch(Router::new());
     let mut lp = transport(ours, cfg);
     let caps = ChecksumCapabilities::default();
@@ -236,9 +250,17 @@ fn with_rss_known_outbound_ports_are_chosen_so_replies_reach_their_queue() {
     let (la, _lb) = Loopback::pair(64);
     let dir = FlowDirectory::new(4);
     let mut t = transport(la, host(1)).with_directory(dir, 3, 4).with_rss(Some(rss.clone()));
-    let remote = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5432);
+    let remote = SocketAddr::new(Ipv4Addr::new(10, 99, 0, 2).into(), 5432);
+    let local = IpAddr::V4(Ipv4Addr::new(10, 99, 0, 1));
     for _ in 0..50 {
-        let p = t.pick_port(remote).expect("a port");
-        assert_eq!(rss.queue(*remote.ip(), Ipv4Addr::new(10, 99, 0, 1), 5432, p), 3, "port {p}");
+        let p = t.pick_port(local, remote).expect("a port");
+        assert_eq!(rss.queue(remote.ip(), local, 5432, p), 3, "port {p}");
+    }
+    // IPv6 peers: the same rule over the IPv6 4-tuple.
+    let remote6 = SocketAddr::new("fd99::2".parse().unwrap(), 5432);
+    let local6: IpAddr = "fd99::1".parse().unwrap();
+    for _ in 0..50 {
+        let p = t.pick_port(local6, remote6).expect("a port");
+        assert_eq!(rss.queue(remote6.ip(), local6, 5432, p), 3, "port {p}");
     }
 }

@@ -38,9 +38,20 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
             reason: format!("{g:?} is not an IPv4 address"),
         })?),
     };
+    let ip6 = match x.ip6.as_str() {
+        "" => None,
+        a => Some(NetConfig::parse_cidr6(a).map_err(|reason| StartError::Config { key: "af_xdp.ip6", reason })?),
+    };
+    let gateway6 = match x.gateway6.as_str() {
+        "" => None,
+        g => Some(g.parse().map_err(|_| StartError::Config {
+            key: "af_xdp.gateway6",
+            reason: format!("{g:?} is not an IPv6 address"),
+        })?),
+    };
     let (iface, socks) = XdpInterface::open(x, cfg.server.queues)?;
     let mac = iface_mac(&x.iface).map_err(|source| StartError::Io { what: "reading the interface MAC", source })?;
-    let net_cfg = NetConfig { mac, ip, prefix_len, gateway };
+    let net_cfg = NetConfig { mac, ip, prefix_len, gateway, ip6, gateway6 };
     let pcap = match &x.pcap {
         Some(p) => {
             Some(PcapFile::create(p).map_err(|source| StartError::Io { what: "creating the pcap file", source })?)
