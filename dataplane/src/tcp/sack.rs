@@ -73,6 +73,11 @@ pub struct Undo {
     pub ts: u32,
     /// The episode began with an RTO (else: fast recovery).
     pub rto: bool,
+    /// SND.UNA when it began (Linux's undo_marker): only duplicates of data at or above
+    /// it can be this episode's retransmissions.
+    pub marker: u32,
+    /// SND.MAX when it began: once that is acknowledged the episode is over.
+    pub end: u32,
 }
 
 /// A tail loss probe in flight (RFC 8985 §7).
@@ -174,7 +179,9 @@ impl Board {
         s.xmit_us = now_us;
         s.order = self.next_order;
         self.next_order += 1;
-        if let Some(u) = self.undo.as_mut() {
+        let (start, end) = (s.start, s.end);
+        if let Some(u) = self.undo.as_mut().filter(|u| ge(start, u.marker) && le(end, u.end)) {
+            // One of the episode's own retransmissions (not a later probe's).
             u.retrans += 1;
         }
     }

@@ -142,6 +142,8 @@ impl Owned {
 // ---- the simulated network ----------------------------------------------------------
 
 struct Faults {
+    /// Reorder only segments that carry data (the ACK path stays in order).
+    reorder_data_only: bool,
     loss_ppm: u64,
     dup_ppm: u64,
     reorder_ppm: u64,
@@ -206,7 +208,7 @@ impl Sim {
                 continue;
             }
             let mut at = self.now + self.faults.delay;
-            if self.roll(self.faults.reorder_ppm) {
+            if (!self.faults.reorder_data_only || !s.payload.is_empty()) && self.roll(self.faults.reorder_ppm) {
                 at += self.faults.delay + Duration::from_millis(3);
             }
             if self.roll(self.faults.dup_ppm) {
@@ -282,7 +284,7 @@ impl Sim {
 }
 
 fn no_faults() -> Faults {
-    Faults { loss_ppm: 0, dup_ppm: 0, reorder_ppm: 0, delay: Duration::from_millis(1) }
+    Faults { reorder_data_only: false, loss_ppm: 0, dup_ppm: 0, reorder_ppm: 0, delay: Duration::from_millis(1) }
 }
 
 fn pattern(n: usize, salt: u8) -> Vec<u8> {
@@ -342,8 +344,13 @@ fn handshake_transfer_and_orderly_close() {
 #[test]
 fn survives_seeded_loss_duplication_and_reordering() {
     for seed in [3u64, 17, 99] {
-        let faults =
-            Faults { loss_ppm: 50_000, dup_ppm: 10_000, reorder_ppm: 250_000, delay: Duration::from_millis(10) };
+        let faults = Faults {
+            reorder_data_only: false,
+            loss_ppm: 50_000,
+            dup_ppm: 10_000,
+            reorder_ppm: 250_000,
+            delay: Duration::from_millis(10),
+        };
         let sim = echo_transfer(seed, faults, 300_000);
         let c = sim.client.counters();
         assert!(c.rto_retransmits + c.fast_retransmits > 0, "loss was repaired by retransmission: {c:?}");

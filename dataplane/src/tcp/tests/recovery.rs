@@ -325,7 +325,8 @@ fn syn_cookies_keep_window_scale_and_sack_in_the_timestamp() {
 /// Simulated time to move `n` bytes from server to client at `loss_ppm` in both
 /// directions (10 ms one way), and the server's counters.
 fn bulk(seed: u64, loss_ppm: u64, cfg: TcpConfig, n: usize) -> (Duration, TcpCounters) {
-    let faults = Faults { loss_ppm, dup_ppm: 0, reorder_ppm: 0, delay: Duration::from_millis(10) };
+    let faults =
+        Faults { reorder_data_only: false, loss_ppm, dup_ppm: 0, reorder_ppm: 0, delay: Duration::from_millis(10) };
     let mut sim = Sim::new(seed, faults, cfg);
     let body = pattern(n, seed as u8);
     sim.scx.greeting = body.clone();
@@ -356,7 +357,15 @@ fn sack_recovers_faster_than_without_it_and_needs_no_timeouts() {
 
 #[test]
 fn reordering_alone_ends_in_undo_not_in_a_smaller_window() {
-    let faults = Faults { loss_ppm: 0, dup_ppm: 0, reorder_ppm: 100_000, delay: Duration::from_millis(10) };
+    // Data is reordered, ACKs are not (late ACKs older than SND.UNA are dropped by PAWS,
+    // as Linux drops them, and their D-SACKs with them).
+    let faults = Faults {
+        reorder_data_only: true,
+        loss_ppm: 0,
+        dup_ppm: 0,
+        reorder_ppm: 100_000,
+        delay: Duration::from_millis(10),
+    };
     let mut sim = Sim::new(13, faults, TcpConfig::default());
     let body = pattern(1 << 20, 3);
     sim.scx.greeting = body.clone();
@@ -374,7 +383,13 @@ fn reordering_alone_ends_in_undo_not_in_a_smaller_window() {
 #[test]
 fn survives_loss_duplication_and_reordering_with_newreno_too() {
     let cfg = TcpConfig { congestion: Congestion::Newreno, ..TcpConfig::default() };
-    let faults = Faults { loss_ppm: 50_000, dup_ppm: 10_000, reorder_ppm: 250_000, delay: Duration::from_millis(10) };
+    let faults = Faults {
+        reorder_data_only: false,
+        loss_ppm: 50_000,
+        dup_ppm: 10_000,
+        reorder_ppm: 250_000,
+        delay: Duration::from_millis(10),
+    };
     let mut sim = Sim::new(41, faults, cfg);
     sim.scx.echo = true;
     let id = sim.connect();
@@ -389,7 +404,13 @@ fn survives_loss_duplication_and_reordering_with_newreno_too() {
 
 #[test]
 fn tcp_over_ipv6_addresses_with_the_ipv6_mss_under_loss() {
-    let faults = Faults { loss_ppm: 30_000, dup_ppm: 5_000, reorder_ppm: 100_000, delay: Duration::from_millis(5) };
+    let faults = Faults {
+        reorder_data_only: false,
+        loss_ppm: 30_000,
+        dup_ppm: 5_000,
+        reorder_ppm: 100_000,
+        delay: Duration::from_millis(5),
+    };
     let mut sim = Sim::new6(19, faults, TcpConfig::default());
     sim.scx.echo = true;
     let id = sim.connect();
@@ -413,4 +434,31 @@ fn tcp_over_ipv6_addresses_with_the_ipv6_mss_under_loss() {
     s.eng.on_segment(s.now, v6(1).ip(), v6(2).ip(), &syn.seg(), &mut s.cx, &mut |o| out.push(Owned::of(o)));
     assert_eq!((out[0].mss, out[0].src, out[0].dst), (Some(1440), v6(1), v6(2)));
     let _: IpAddr = v6(1).ip();
+}
+
+#[test]
+fn a_later_probes_dsack_does_not_undo_an_earlier_real_recovery() {
+    let mut s = Script::new(TcpConfig::default());
+    s.cx.greeting = vec![b'x'; 10 * MSS];
+    let (iss, _) = sack_handshake(&mut s, false);
+    let id = s.cx.opened[0];
+    s.wait(Duration::from_millis(5));
+    let una = iss + 1;
+    let end = una + 10 * MSS as u32;
+    // A real loss: the first segment is resent and the repair acknowledged, no D-SACK.
+    s.inject(ack_with(una, &[(una + MSS as u32, end)]));
+    s.wait(Duration::from_millis(5));
+    s.inject(ack_with(end, &[]));
+    let reduced = s.eng.cc_state(id).unwrap().0;
+    // More data; its ACK is late, so the tail probe resends the last segment, and the
+    // peer reports that duplicate.
+    s.app().tx.extend(pattern(2 * MSS, 1));
+    kick(&mut s);
+    let probe = s.wait(Duration::from_millis(80));
+    assert_eq!(s.eng.counters().tlp_probes, 1, "{probe:?}");
+    let last = end + MSS as u32;
+    s.inject(ack_with(end + 2 * MSS as u32, &[(last, last + MSS as u32)]));
+    let c = s.eng.counters();
+    assert_eq!((c.dsacks_received, c.undos), (1, 0), "the probe's duplicate is not the old episode's");
+    assert!(s.eng.cc_state(id).unwrap().0 <= reduced + 2 * MSS as u32, "no window restored from before the loss");
 }

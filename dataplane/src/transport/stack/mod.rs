@@ -442,7 +442,14 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < self.poll.idle_spin {
             return; // busy, or still spinning
         }
-        self.io.wait(now, timeout.min(self.poll.idle_sleep));
+        let mut sleep = timeout.min(self.poll.idle_sleep);
+        if let Some(due) = self.engine.next_timer_within(now, sleep) {
+            sleep = sleep.min(due);
+            if sleep.is_zero() {
+                return; // a TCP timer is due: run the turn now
+            }
+        }
+        self.io.wait(now, sleep);
         self.counters.sleeps += 1;
     }
 
