@@ -29,6 +29,9 @@ cargo bench --workspace --no-run
 echo "== benchmark harness, quick mode (keeps scripts/bench.sh from rotting)"
 if [ "$(id -u)" -eq 0 ]; then
   scripts/bench.sh --quick --out target/bench-quick
+  echo "== loss harness, smoke run (scripts/bench-loss.sh)"
+  scripts/bench-loss.sh --smoke --out target/bench-loss-smoke
+  grep -q '| 1 % |' target/bench-loss-smoke/results.md
 elif [ -n "${CI:-}" ]; then
   echo "test.sh: the benchmark harness needs root (testbed namespaces); CI must run as root" >&2
   exit 1

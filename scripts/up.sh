@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring the appliance up. As root on a kernel with AF_XDP: the veth testbed, and
-# px-appliance on AF_XDP with our TCP engine at http://10.99.0.1:8080 (reach it from the
-# px-client namespace). Otherwise — or if the AF_XDP start fails — kernel sockets on
+# px-appliance on AF_XDP with our TCP engine at http://10.99.0.1:8080 and
+# http://[fd99::1]:8080 (reach them from the px-client namespace). Otherwise — or if the AF_XDP start fails — kernel sockets on
 # http://127.0.0.1:8080, and it says so. Without --apps it serves every app: tfb, bytes,
 # demo, and wiki (Parallelopedia) on the real 206-page dump in data/, whose index it
 # builds first. As root it also starts PostgreSQL with the TechEmpower schema
@@ -53,7 +53,7 @@ fi
 xdp_db=()
 [ $db -eq 1 ] && xdp_db=(--db-address 10.99.0.2:5432)
 log=$(mktemp)
-ip netns exec px-app "$bin" --backend af-xdp --iface px-app0 --queues "$queues" --ip 10.99.0.1/24 "${xdp_db[@]}" "$@" > "$log" &
+ip netns exec px-app "$bin" --backend af-xdp --iface px-app0 --queues "$queues" --ip 10.99.0.1/24 --ip fd99::1/64 "${xdp_db[@]}" "$@" > "$log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true' INT TERM
 for _ in $(seq 200); do
@@ -67,5 +67,6 @@ if ! grep -q listening "$log"; then
 fi
 cat "$log"
 echo "up.sh: AF_XDP on the veth testbed. Try: ip netns exec px-client curl http://10.99.0.1:8080/plaintext" >&2
+echo "up.sh: over IPv6: ip netns exec px-client curl -6 'http://[fd99::1]:8080/plaintext'" >&2
 [ $db -eq 1 ] && echo "up.sh: and the database tests: ip netns exec px-client curl 'http://10.99.0.1:8080/queries?queries=20'" >&2
 wait "$pid"

@@ -503,6 +503,26 @@ mod tests {
     }
 
     #[test]
+    fn tcp_recovery_keys_parse_and_bad_values_name_the_key() {
+        let c = parse("[tcp]\ncongestion = \"newreno\"\nsack = false\nkeepalive_idle_ms = 5000\n").unwrap();
+        assert_eq!(
+            (c.tcp.congestion, c.tcp.sack, c.tcp.keepalive_idle_ms),
+            (crate::tcp::Congestion::Newreno, false, 5000)
+        );
+        assert_eq!(Config::default().tcp.congestion, crate::tcp::Congestion::Cubic);
+        let e = parse("[tcp]\ncongestion = \"bbr\"\n").unwrap_err().to_string();
+        assert!(e.contains("congestion") && e.contains("bbr"), "{e}");
+        let e = parse("[tcp]\nkeepalive_idle_ms = 1000\nkeepalive_probes = 0\n").unwrap_err().to_string();
+        assert!(e.contains("tcp.keepalive_interval_ms"), "{e}");
+        let e = parse(
+            "[server]\nbackend = \"af-xdp\"\n[af_xdp]\niface = \"x\"\nip = \"10.0.0.1/24\"\nip6 = \"ff02::1/64\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("af_xdp.ip6") && e.contains("unicast"), "{e}");
+    }
+
+    #[test]
     fn shipped_configs_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nic-config");
         let mut n = 0;

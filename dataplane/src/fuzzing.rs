@@ -120,59 +120,47 @@ mod tests {
     use super::*;
     use smoltcp::wire::*;
 
-    /// A valid TCP/IPv6 frame from a peer, to mutate.
-    fn frame6(port: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
+    /// A valid TCP frame from a peer (IPv4 or IPv6), to mutate.
+    fn frame_of(v6: bool, port: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
         let caps = ChecksumCapabilities::default();
-        let peer = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2);
         let tcp =
             Segment { src_port: port, dst_port: 8080, seq, ack, syn, window: 65535, payload, ..Default::default() }
                 .to_repr();
-        let ip = Ipv6Repr {
-            src_addr: peer,
-            dst_addr: IP6,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
+        let (peer, us, ethertype, ip_len): (IpAddress, IpAddress, _, _) = if v6 {
+            (Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2).into(), IP6.into(), EthernetProtocol::Ipv6, 40)
+        } else {
+            (Ipv4Addr::new(10, 99, 0, 2).into(), IP.into(), EthernetProtocol::Ipv4, 20)
         };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            dst_addr: EthernetAddress(MAC),
-            ethertype: EthernetProtocol::Ipv6,
-        };
-        let mut buf = vec![0; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let eth =
+            EthernetRepr { src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]), dst_addr: EthernetAddress(MAC), ethertype };
+        let mut buf = vec![0; 14 + ip_len + tcp.buffer_len()];
         let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
         eth.emit(&mut f);
-        let mut p = Ipv6Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut p);
-        tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &peer.into(), &IP6.into(), &caps);
-        buf
-    }
-
-    /// A valid TCP frame from a peer, to mutate.
-    fn frame(port: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
-        let caps = ChecksumCapabilities::default();
-        let peer = Ipv4Addr::new(10, 99, 0, 2);
-        let tcp =
-            Segment { src_port: port, dst_port: 8080, seq, ack, syn, window: 65535, payload, ..Default::default() }
-                .to_repr();
-        let ip = Ipv4Repr {
-            src_addr: peer,
-            dst_addr: IP,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            dst_addr: EthernetAddress(MAC),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut buf = vec![0; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut p, &caps);
-        tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &peer.into(), &IP.into(), &caps);
+        let ip_buf = f.payload_mut();
+        match (peer, us) {
+            (IpAddress::Ipv4(src_addr), IpAddress::Ipv4(dst_addr)) => {
+                let ip = Ipv4Repr {
+                    src_addr,
+                    dst_addr,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &caps);
+            }
+            (IpAddress::Ipv6(src_addr), IpAddress::Ipv6(dst_addr)) => {
+                let ip = Ipv6Repr {
+                    src_addr,
+                    dst_addr,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                ip.emit(&mut Ipv6Packet::new_unchecked(&mut *ip_buf));
+            }
+            _ => unreachable!("one family"),
+        }
+        tcp.emit(&mut TcpPacket::new_unchecked(&mut ip_buf[ip_len..]), &peer, &us, &caps);
         buf
     }
 
@@ -189,8 +177,8 @@ mod tests {
         for i in 0..30_000u32 {
             let r = next();
             let port = 40_000 + (r % 600) as u16;
-            let build = if i % 2 == 0 { frame } else { frame6 };
-            let mut f = build(
+            let mut f = frame_of(
+                i % 2 == 1,
                 port,
                 1000 + (next() % 4000) as u32,
                 (r & 1 == 0).then(|| next() as u32),
