@@ -292,7 +292,9 @@ impl NetStack {
             self.counters.drop_not_our_ip += 1;
             return None;
         }
-        if src.is_multicast() {
+        // A multicast source is invalid, and IPv4-mapped addresses do not belong in
+        // IPv6 packets (RFC 4291 §2.5.5.2): the TCP engine keys IPv4 that way.
+        if src.is_multicast() || src.to_ipv4_mapped().is_some() {
             self.counters.drop_malformed += 1;
             return None;
         }

@@ -394,6 +394,9 @@ fn tcp_over_ipv6_is_checked_and_located_past_extension_headers() {
         long.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
     }
     assert!(s.on_frame(&v6_frame(OUR_IP6, US, IpProtocol::Ipv6Opts, 64, &long, &seg), now, &mut out).is_none());
+    let mut mapped = v6_frame(OUR_IP6, US, IpProtocol::Tcp, 64, &[], &seg);
+    mapped[14 + 8..14 + 24].copy_from_slice(&Ipv4Addr::new(10, 99, 0, 2).to_ipv6_mapped().octets());
+    assert!(s.on_frame(&mapped, now, &mut out).is_none(), "an IPv4-mapped source is refused");
     let other = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 9);
     assert!(s.on_frame(&v6_frame(other, US, IpProtocol::Tcp, 64, &[], &tcp6(other)), now, &mut out).is_none());
     let c = s.counters();

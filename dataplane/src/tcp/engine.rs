@@ -171,10 +171,67 @@ impl std::fmt::Debug for Payload<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One end of a connection, compact: the address as 16 bytes (IPv4 as IPv4-mapped) and
+/// the port — 18 bytes where a `SocketAddr` takes 32, in the table entry and in every
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ep {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl Ep {
+    fn of(a: SocketAddr) -> Ep {
+        let ip = match a.ip() {
+            IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+            IpAddr::V6(v) => v.octets(),
+        };
+        Ep { ip, port: a.port() }
+    }
+
+    fn is_ipv6(&self) -> bool {
+        self.ip[..12] != [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    }
+
+    fn addr(&self) -> SocketAddr {
+        let v6 = std::net::Ipv6Addr::from(self.ip);
+        match (self.is_ipv6(), v6.to_ipv4_mapped()) {
+            (false, Some(v4)) => SocketAddr::new(v4.into(), self.port),
+            _ => SocketAddr::new(v6.into(), self.port),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tuple {
-    local: SocketAddr,
-    remote: SocketAddr,
+    local: Ep,
+    remote: Ep,
+}
+
+impl Tuple {
+    fn new(local: SocketAddr, remote: SocketAddr) -> Tuple {
+        Tuple { local: Ep::of(local), remote: Ep::of(remote) }
+    }
+}
+
+/// Hashed as one 128-bit word for IPv4 (addresses and ports packed) and three for IPv6:
+/// few writes into SipHash, on the path of every segment.
+impl Hash for Tuple {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (l, r) = (&self.local, &self.remote);
+        if !l.is_ipv6() {
+            let v4 = |e: &Ep| u128::from(u32::from_be_bytes([e.ip[12], e.ip[13], e.ip[14], e.ip[15]]));
+            h.write_u128(v4(l) << 96 | u128::from(l.port) << 80 | v4(r) << 16 | u128::from(r.port));
+        } else {
+            h.write_u128(u128::from_be_bytes(l.ip));
+            h.write_u128(u128::from_be_bytes(r.ip));
+            h.write_u32(u32::from(l.port) << 16 | u32::from(r.port));
+        }
+    }
 }
 
 struct Conn<A> {
@@ -289,6 +346,9 @@ pub struct Engine<A, C> {
     track_lifecycle: bool,
     ended: Vec<Ended<A>>,
     ts_base: u32,
+    /// The last `now` converted to engine time and the result in µs: every call on one
+    /// segment passes the same `now`, so one subtraction serves them all.
+    clock: std::cell::Cell<(Instant, u64)>,
     _cx: std::marker::PhantomData<fn(&mut C)>,
 }
 
@@ -337,6 +397,7 @@ impl<A, C> Engine<A, C> {
             track_lifecycle: false,
             ended: Vec::new(),
             ts_base: 0,
+            clock: std::cell::Cell::new((now, 0)),
             _cx: std::marker::PhantomData,
         }
     }
@@ -395,7 +456,7 @@ impl<A, C> Engine<A, C> {
 
     /// True if the engine has a connection for this 4-tuple.
     pub fn knows(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.table.contains_key(&Tuple { local, remote })
+        self.table.contains_key(&Tuple::new(local, remote))
     }
 
     /// Connections created (`true`) and removed (`false`) since the last call, as
@@ -455,12 +516,18 @@ impl<A, C> Engine<A, C> {
     }
 
     fn tick(&self, now: Instant) -> Tick {
-        now.saturating_duration_since(self.epoch).as_millis() as Tick
+        self.us(now) / 1000
     }
 
     /// The engine clock in µs (RACK's transmission times and RTTs).
     fn us(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_micros() as u64
+        let (last, us) = self.clock.get();
+        if last == now {
+            return us;
+        }
+        let us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        self.clock.set((now, us));
+        us
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
@@ -476,12 +543,8 @@ impl<A, C> Engine<A, C> {
 
     /// The 4-tuple as words for the keyed hash (IPv4 as IPv4-mapped IPv6).
     fn tuple_words(t: &Tuple) -> [u64; 6] {
-        let w = |a: &SocketAddr| {
-            let o = match a.ip() {
-                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-                IpAddr::V6(v) => v.octets(),
-            };
-            let (hi, lo) = o.split_at(8);
+        let w = |a: &Ep| {
+            let (hi, lo) = a.ip.split_at(8);
             [
                 u64::from_be_bytes(hi.try_into().expect("8 bytes")),
                 u64::from_be_bytes(lo.try_into().expect("8 bytes")),
@@ -524,13 +587,13 @@ impl<A, C> Engine<A, C> {
 pub type Tx<'t> = dyn FnMut(&SegmentOut<'_>) + 't;
 
 impl<A, C> Engine<A, C> {
-    fn emit(&mut self, tx: &mut Tx<'_>, src: SocketAddr, dst: SocketAddr, seg: Segment<'_>) {
+    fn emit(&mut self, tx: &mut Tx<'_>, src: Ep, dst: Ep, seg: Segment<'_>) {
         self.counters.segments_out += 1;
-        tx(&SegmentOut { src, dst, seg, payload: Payload::NONE });
+        tx(&SegmentOut { src: src.addr(), dst: dst.addr(), seg, payload: Payload::NONE });
     }
 
     /// RST in answer to `seg` for a connection we do not have (RFC 9293 §3.10.7.1).
-    fn reset_for(&mut self, local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>, tx: &mut Tx<'_>) {
+    fn reset_for(&mut self, local: Ep, remote: Ep, seg: &Segment<'_>, tx: &mut Tx<'_>) {
         if seg.rst {
             return;
         }
@@ -626,7 +689,7 @@ fn send_on(counters: &mut TcpCounters, tx: &mut Tx<'_>, t: Tuple, seg: Segment<'
 
 fn send_data(counters: &mut TcpCounters, tx: &mut Tx<'_>, t: Tuple, seg: Segment<'_>, payload: Payload<'_>) {
     counters.segments_out += 1;
-    tx(&SegmentOut { src: t.local, dst: t.remote, seg, payload });
+    tx(&SegmentOut { src: t.local.addr(), dst: t.remote.addr(), seg, payload });
 }
 
 /// Records the right window edge a sent segment advertised (it never moves left).
@@ -648,8 +711,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         tx: &mut Tx<'_>,
     ) {
         self.counters.segments_in += 1;
-        let t =
-            Tuple { local: SocketAddr::new(local_ip, seg.dst_port), remote: SocketAddr::new(remote_ip, seg.src_port) };
+        let t = Tuple::new(SocketAddr::new(local_ip, seg.dst_port), SocketAddr::new(remote_ip, seg.src_port));
         self.advance(now, cx, tx);
         match self.table.get(&t).copied() {
             Some(idx) => {
@@ -711,7 +773,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         app: Option<A>,
         tx: &mut Tx<'_>,
     ) -> Option<ConnId> {
-        let t = Tuple { local, remote };
+        let t = Tuple::new(local, remote);
         if self.table.contains_key(&t) {
             return None;
         }
@@ -734,7 +796,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     /// True if a local port is in use towards `remote` by any connection.
     pub fn in_use(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.table.contains_key(&Tuple { local, remote })
+        self.table.contains_key(&Tuple::new(local, remote))
     }
 
     /// Resets connection `id` (RST to the peer) and forgets it.
@@ -819,7 +881,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         });
         conn.gen = self.gens[idx as usize];
         if self.track_lifecycle {
-            self.lifecycle.push((conn.tuple.local, conn.tuple.remote, true));
+            self.lifecycle.push((conn.tuple.local.addr(), conn.tuple.remote.addr(), true));
         }
         self.table.insert(conn.tuple, idx);
         self.slab[idx as usize] = Some(conn);
@@ -839,7 +901,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
         self.table.remove(&c.tuple);
         if self.track_lifecycle {
-            self.lifecycle.push((c.tuple.local, c.tuple.remote, false));
+            self.lifecycle.push((c.tuple.local.addr(), c.tuple.remote.addr(), false));
         }
         self.gens[id.idx() as usize] = self.gens[id.idx() as usize].wrapping_add(1);
         self.free.push(id.idx());

@@ -2,55 +2,60 @@
 
 use std::time::Duration;
 
-/// RTT estimator.
+/// RTT estimator: 20 bytes (it is in every connection), microseconds inside.
 #[derive(Debug, Clone, Copy)]
 pub struct Rtt {
-    srtt_us: Option<u64>,
-    rttvar_us: u64,
-    rto: Duration,
-    min: Duration,
-    max: Duration,
+    /// Smoothed RTT, µs; `u32::MAX` before the first sample.
+    srtt_us: u32,
+    rttvar_us: u32,
+    rto_us: u32,
+    min_us: u32,
+    max_us: u32,
 }
 
 /// Clock granularity G of RFC 6298 (our timer wheel ticks in milliseconds).
 const G_US: u64 = 1000;
 
+fn us(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX - 1)) as u32
+}
+
 impl Rtt {
     /// Before any sample: RTO = `initial`.
     pub fn new(initial: Duration, min: Duration, max: Duration) -> Rtt {
-        Rtt { srtt_us: None, rttvar_us: 0, rto: initial.clamp(min, max), min, max }
+        let (min_us, max_us) = (us(min), us(max));
+        Rtt { srtt_us: u32::MAX, rttvar_us: 0, rto_us: us(initial).clamp(min_us, max_us.max(min_us)), min_us, max_us }
     }
 
     /// Feeds one measurement.
     pub fn sample(&mut self, r: Duration) {
-        let r = r.as_micros().min(u128::from(u32::MAX)) as u64;
-        match self.srtt_us {
-            None => {
-                self.srtt_us = Some(r);
-                self.rttvar_us = r / 2;
-            }
-            Some(srtt) => {
-                self.rttvar_us = (3 * self.rttvar_us + srtt.abs_diff(r)) / 4;
-                self.srtt_us = Some((7 * srtt + r) / 8);
-            }
-        }
-        let rto = self.srtt_us.unwrap_or(0) + G_US.max(4 * self.rttvar_us);
-        self.rto = Duration::from_micros(rto).clamp(self.min, self.max);
+        let r = u64::from(us(r));
+        let (srtt, rttvar) = if self.srtt_us == u32::MAX {
+            (r, r / 2)
+        } else {
+            let srtt = u64::from(self.srtt_us);
+            ((7 * srtt + r) / 8, (3 * u64::from(self.rttvar_us) + srtt.abs_diff(r)) / 4)
+        };
+        self.srtt_us = srtt.min(u64::from(u32::MAX - 1)) as u32;
+        self.rttvar_us = rttvar.min(u64::from(u32::MAX)) as u32;
+        let rto = srtt + G_US.max(4 * rttvar);
+        self.rto_us = rto.clamp(u64::from(self.min_us), u64::from(self.max_us.max(self.min_us))) as u32;
     }
 
     /// The current RTO (before backoff).
     pub fn rto(&self) -> Duration {
-        self.rto
+        Duration::from_micros(u64::from(self.rto_us))
     }
 
     /// Smoothed RTT, if measured.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt_us.map(Duration::from_micros)
+        (self.srtt_us != u32::MAX).then(|| Duration::from_micros(u64::from(self.srtt_us)))
     }
 
     /// RTO with exponential backoff for `n` timeouts in a row, capped at the maximum.
     pub fn backed_off(&self, n: u32) -> Duration {
-        self.rto.saturating_mul(1 << n.min(16)).min(self.max)
+        let b = u64::from(self.rto_us).saturating_mul(1 << n.min(16)).min(u64::from(self.max_us));
+        Duration::from_micros(b)
     }
 }
 
