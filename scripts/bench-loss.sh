@@ -141,21 +141,7 @@ start() {
     *) log "unknown contender $c"; exit 2 ;;
   esac
   server_pid=$!
-  for _ in $(seq 100); do
-    code=$(ip netns exec px-client curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADDR:$PORT/json" || true)
-    [ "$code" = 200 ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  log "$c did not become ready; its log:"; cat "$logf" >&2; exit 1
-}
-
-stop() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
+  wait_http_ready "http://$ADDR:$PORT/json" "$logf" "bench-loss: $c"
 }
 
 for r in $(seq "$rounds"); do
@@ -187,7 +173,7 @@ PY
       log "round $r $c loss $rate %: bulk ${secs}s (code $code, $size bytes), small $(echo "$small" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("p99", d.get("p99_us"), "us, done", d.get("completed"), "errors", d.get("errors"))')"
     done
     loss_off
-    stop
+    stop_server
   done
 done
 

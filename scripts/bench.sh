@@ -161,21 +161,11 @@ start() {
   esac
   server_pid=$!
   # Ready = it answers /plaintext with 200 from the client side (10 s at most).
-  for _ in $(seq 100); do
-    code=$(ip netns exec px-client curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$ADDR:$PORT/plaintext" || true)
-    [ "$code" = 200 ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  log "$c did not become ready; its log:"; cat "$logf" >&2; exit 1
+  wait_http_ready "http://$ADDR:$PORT/plaintext" "$logf" "bench.sh: $c"
 }
 
 stop() {
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
+  stop_server
   [ -n "$nginx_prefix" ] && rm -rf "$nginx_prefix" && nginx_prefix=""
   return 0
 }

@@ -20,3 +20,27 @@ wait_ready() {
   cat "$1" >&2
   exit 1
 }
+
+# Waits (10 s at most) until the server $server_pid answers URL $1 with 200 from the
+# px-client namespace; on failure prints log file $2 and exits. Contender $3 names it.
+wait_http_ready() {
+  local url=$1 logf=$2 name=$3 code
+  for _ in $(seq 100); do
+    code=$(ip netns exec px-client curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+    [ "$code" = 200 ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not become ready; its log:" >&2
+  cat "$logf" >&2
+  exit 1
+}
+
+# Stops the server $server_pid: SIGTERM, 10 s to exit, then SIGKILL.
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
