@@ -1320,19 +1320,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 c.rtt_seq = None;
             }
         }
-        let fin_acked = c.fin_seq.is_some_and(|f| gt(ack, f));
-        let data_acked = acked - u32::from(fin_acked && c.fin_seq.is_some_and(|f| ge(f, c.snd_una)));
-        c.snd_una = ack;
-        if lt(c.snd_nxt, ack) {
-            c.snd_nxt = ack;
-        }
-        c.backoff = 0;
-        // The queue must start at the new SND.UNA before anything is (re)sent from it.
-        if data_acked > 0 {
-            if let Some(app) = c.app.as_mut() {
-                app.acked(data_acked as usize, id, cx);
-            }
-        }
+        let fin_acked = Self::advance_una(c, id, ack, cx);
         // Congestion control: NewReno (RFC 5681, RFC 6582).
         match c.recover {
             Some(rec) if lt(ack, rec) => {
@@ -1359,6 +1347,27 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if fin_acked {
             self.our_fin_acked(id, now);
         }
+    }
+
+    /// The cumulative part of a new ACK: SND.UNA (and SND.NXT) move to `ack`, the
+    /// backoff ends, and the application releases the acknowledged bytes (the queue must
+    /// start at the new SND.UNA before anything is sent from it again). True if it
+    /// acknowledged our FIN.
+    fn advance_una(c: &mut Conn<A>, id: ConnId, ack: u32, cx: &mut C) -> bool {
+        let acked = dist(c.snd_una, ack);
+        let fin_acked = c.fin_seq.is_some_and(|f| gt(ack, f));
+        let data_acked = acked - u32::from(fin_acked && c.fin_seq.is_some_and(|f| ge(f, c.snd_una)));
+        c.snd_una = ack;
+        if lt(c.snd_nxt, ack) {
+            c.snd_nxt = ack;
+        }
+        c.backoff = 0;
+        if data_acked > 0 {
+            if let Some(app) = c.app.as_mut() {
+                app.acked(data_acked as usize, id, cx);
+            }
+        }
+        fin_acked
     }
 
     /// ACK processing on a SACK connection with data in flight: the cumulative part, the
@@ -1436,17 +1445,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             c.rtt.sample(Duration::from_millis(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)))));
         }
         if advanced {
-            let data_acked = acked - u32::from(fin_acked && c.fin_seq.is_some_and(|f| ge(f, c.snd_una)));
-            c.snd_una = ack;
-            if lt(c.snd_nxt, ack) {
-                c.snd_nxt = ack;
-            }
-            c.backoff = 0;
-            if data_acked > 0 {
-                if let Some(app) = c.app.as_mut() {
-                    app.acked(data_acked as usize, id, cx);
-                }
-            }
+            Self::advance_una(c, id, ack, cx);
         }
         if undo {
             Self::undo(c);
