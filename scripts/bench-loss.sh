@@ -55,10 +55,9 @@ log() { echo "bench-loss: $*" >&2; }
 cargo build --release -q -p px-apps -p px-load 2>&1 | tail -3
 scripts/testbed.sh up --queues 1 >/dev/null
 ADDR=10.99.0.1 PORT=8080
-# The offloads as they were, to put back at the end (bench.sh measures with them).
-offloads=$(ip netns exec px-app ethtool -k px-app0 | awk -F': ' '
-  /^tcp-segmentation-offload:/ {printf "tso %s ", $2} /^generic-segmentation-offload:/ {printf "gso %s ", $2}
-  /^generic-receive-offload:/ {printf "gro %s ", $2}' | sed 's/ \[fixed\]//g')
+# nftables counts what the IP layer sees: every frame must stay a frame on both sides
+# (no GSO super-frames from the kernel contenders, no GRO merging in px-client). The
+# cleanup puts the testbed's link model back (scripts/testbed.sh up).
 ip netns exec px-app ethtool -K px-app0 tso off gso off gro off >/dev/null
 ip netns exec px-client ethtool -K px-client0 gro off >/dev/null
 old_cc=$(ip netns exec px-app sysctl -n net.ipv4.tcp_congestion_control)
@@ -82,8 +81,7 @@ loss_off() { ip netns exec px-client nft delete table inet pxloss 2>/dev/null ||
 cleanup() {
   loss_off
   addr_off
-  # shellcheck disable=SC2086
-  [ -n "$offloads" ] && ip netns exec px-app ethtool -K px-app0 $offloads >/dev/null 2>&1
+  scripts/testbed.sh up --queues 1 >/dev/null 2>&1
   [ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null
   ip netns exec px-app sysctl -qw net.ipv4.tcp_congestion_control="$old_cc" 2>/dev/null
   sysctl -qw net.ipv4.tcp_allowed_congestion_control="$old_allowed" 2>/dev/null

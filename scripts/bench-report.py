@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Turns a scripts/bench.sh run (DIR/runs.jsonl + DIR/machine.json) into DIR/results.md
 (markdown tables) and PNG plots: throughput against concurrency per workload, and
-latency percentiles of the fixed-rate runs. With --readme FILE, also puts the summary
-table between the '<!-- bench:start -->' and '<!-- bench:end -->' markers of FILE.
-With --check, exits non-zero if any run produced no throughput (quick mode in CI).
+latency percentiles of the fixed-rate runs. Each figure is the median of the run's
+rounds with min–max beside it; the plots draw the spread as error bars. With
+--readme FILE, also puts the summary table between the '<!-- bench:start -->' and
+'<!-- bench:end -->' markers of FILE. With --check, exits non-zero if any run produced
+no throughput (quick mode in CI).
 Usage: bench-report.py DIR [--readme README.md] [--check]"""
-import json, os, sys
+import json, os, statistics, sys
 
 try:
     import matplotlib
@@ -28,106 +30,180 @@ def rps(r):
     return r.get("rps") or r.get("achieved_rps") or 0
 
 
-def us(v):
-    # wrk reports 0 for high percentiles of pipelined batches it could not rank: shown as -.
-    if not v:
+# Groups: one per point (mode, workload, conns, contender, and the share of peak or the
+# number held open); the rounds of a point are its members.
+def key(r):
+    return (r["mode"], r["workload"], r["conns"], r["contender"], r.get("percent_of_peak"), r.get("open"))
+
+
+groups = {}
+for r in runs:
+    groups.setdefault(key(r), []).append(r)
+points = [dict(rs=rs, **{k: rs[0].get(k) for k in ("mode", "workload", "conns", "contender", "percent_of_peak", "open")})
+          for rs in groups.values()]
+rounds = max((len(p["rs"]) for p in points), default=0)
+
+
+def vals(p, f):
+    return [v for v in (f(r) for r in p["rs"]) if v is not None and v != 0]
+
+
+def med(p, f):
+    vs = vals(p, f)
+    return statistics.median(vs) if vs else None
+
+
+def spread(p, f, fmt):
+    """'median (min–max)', or the value alone with one round, or '-'."""
+    vs = vals(p, f)
+    if not vs:
         return "-"
-    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v} µs"
+    if len(vs) == 1:
+        return fmt(vs[0])
+    return f"{fmt(statistics.median(vs))} ({fmt(min(vs))}–{fmt(max(vs))})"
+
+
+def n0(v):
+    return f"{v:,.0f}"
+
+
+def n2(v):
+    return f"{v:.2f}"
+
+
+def n3(v):
+    return f"{v:.3f}"
+
+
+def ms(v):
+    return f"{v / 1000:.2f}"
+
+
+def field(k):
+    return lambda r: r.get(k)
+
+
+def errors(p):
+    return sum(r.get("errors", 0) for r in p["rs"])
 
 
 def mib(kb):
     return f"{kb / 1024:.1f} MiB"
 
 
-def cpu(r):
-    v = r.get("server_cpu_us_per_req")
-    return f"{v:.2f}" if v else "-"
-
-
 lines = [f"# Benchmark results {'(quick)' if m.get('quick') else ''}", "",
          f"- date {m['date']}, commit `{m['commit']}`, kernel {m['kernel']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB",
          f"- link: {m['link']}; server pinned to CPU {m['server_cpu']}, load generators to CPU {m['load_cpu']}; {m['secs']} s per run",
+         f"- every figure is the median of {rounds} round(s), min–max in brackets; the rounds interleave the contenders "
+         "(each round runs each contender once, in an order rotated every round)",
          "- peak: wrk closed loop, keep-alive (plaintext pipelined ×16, json not pipelined); latency percentiles from wrk "
-         "(per pipelined batch for plaintext; '-' where wrk gave none). fixed: px-load open loop at a share of the contender's json peak, "
-         "64 connections, latency from each request's scheduled time (coordinated omission corrected).",
-         "- server CPU: user+system of the server's processes from /proc per request (on veth, receive work runs in "
-         "the sender's softirq and is not in it); RSS: resident set after the run, peak: VmHWM.", ""]
+         "(per pipelined batch for plaintext; '-' where wrk gave none). fixed: px-load open loop at a share of the contender's json peak "
+         "in that round, 64 connections, latency from each request's scheduled time (coordinated omission corrected).",
+         "- server µs/req: user+system CPU of the server's processes (/proc). core µs/req: everything that ran on the server's CPU "
+         "(/proc/stat: the kernel's receive work for the server, which RPS steers there, included) — the figure that tells fast "
+         "servers apart when the client core is the limit. loop µs/req (px-appliance): time in loop turns that handled frames "
+         "(admin /stats), the rest of its CPU is polling. pkts/B per req: px-client0's counters (in = received by the client).", ""]
 
-peak = [r for r in runs if r["mode"] == "peak"]
-summary = ["| contender | workload | conns | req/s | vs px-af-xdp | p50 | p99 | p99.9 | errors | server µs/req | RSS |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-base = {(r["workload"], r["conns"]): rps(r) for r in peak if r["contender"] == "px-af-xdp"}
+peak = [p for p in points if p["mode"] == "peak"]
+base = {(p["workload"], p["conns"]): med(p, rps) for p in peak if p["contender"] == "px-af-xdp"}
+summary = ["| contender | workload | conns | req/s | vs px-af-xdp | p99 ms | errors | server µs/req | core µs/req | loop µs/req |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+link = ["| contender | workload | conns | pkts/req in | pkts/req out | B/req in | B/req out | RSS |", "|---|---|---|---|---|---|---|---|"]
 for wl in ("plaintext", "json"):
-    for r in sorted((r for r in peak if r["workload"] == wl), key=lambda r: (r["conns"], order.index(r["contender"]))):
-        b = base.get((wl, r["conns"]))
-        ratio = f"{rps(r) / b:.2f}×" if b else "-"
-        summary.append(f"| {r['contender']} | {wl}{' ×16' if wl == 'plaintext' else ''} | {r['conns']} | {rps(r):,.0f} | "
-                       f"{ratio} | {us(r.get('p50_us'))} | {us(r.get('p99_us'))} | {us(r.get('p999_us'))} | "
-                       f"{r['errors']} | {cpu(r)} | {mib(r['rss_kb'])} |")
+    for p in sorted((p for p in peak if p["workload"] == wl), key=lambda p: (p["conns"], order.index(p["contender"]))):
+        b = base.get((wl, p["conns"]))
+        mr = med(p, rps)
+        ratio = f"{mr / b:.2f}×" if b and mr else "-"
+        name = f"{wl}{' ×16' if wl == 'plaintext' else ''}"
+        summary.append(f"| {p['contender']} | {name} | {p['conns']} | {spread(p, rps, n0)} | {ratio} | "
+                       f"{spread(p, field('p99_us'), ms)} | {errors(p)} | {spread(p, field('server_cpu_us_per_req'), n2)} | "
+                       f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} |")
+        link.append(f"| {p['contender']} | {name} | {p['conns']} | {spread(p, field('client_rx_pkts_per_req'), n3)} | "
+                    f"{spread(p, field('client_tx_pkts_per_req'), n3)} | {spread(p, field('client_rx_bytes_per_req'), n0)} | "
+                    f"{spread(p, field('client_tx_bytes_per_req'), n0)} | {mib(med(p, field('rss_kb')) or 0)} |")
 if peak:
     lines += ["## Peak throughput", ""] + summary + [""]
+    lines += ["## On the link, per request (px-client0's counters)", "",
+              "Frames and bytes the client received (in) and sent (out) per request: every contender should put the same "
+              "kind of frames on the link (docs/operations.md, \"A fair link\").", ""] + link + [""]
 
-dbr = [r for r in runs if r["mode"] == "db"]
+dbr = [p for p in points if p["mode"] == "db"]
 if dbr:
     lines += ["## TechEmpower database tests (PostgreSQL on the load CPU, one connection per server core)", "",
               "Requests per second of server CPU is the figure to compare: the database shares the machine, and "
               "every contender reaches it through the same relay. db/relay µs/req: CPU the database's processes "
               "and the relay spent per request.", "",
-              "| contender | workload | conns | req/s | vs px-af-xdp | p50 | p99 | errors | server µs/req | req/s per server CPU | db µs/req | relay µs/req |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    dbase = {(r["workload"], r["conns"]): rps(r) for r in dbr if r["contender"] == "px-af-xdp"}
+              "| contender | workload | conns | req/s | vs px-af-xdp | p99 ms | errors | server µs/req | req/s per server CPU | db µs/req | relay µs/req |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    dbase = {(p["workload"], p["conns"]): med(p, rps) for p in dbr if p["contender"] == "px-af-xdp"}
     names = {"db": "db", "queries20": "queries (20)", "fortunes": "fortunes", "updates20": "updates (20)"}
+    per_cpu = lambda r: 1e6 / r["server_cpu_us_per_req"] if r.get("server_cpu_us_per_req") else None
     for wl in ("db", "queries20", "fortunes", "updates20"):
-        for r in sorted((r for r in dbr if r["workload"] == wl), key=lambda r: (r["conns"], order.index(r["contender"]))):
-            b = dbase.get((wl, r["conns"]))
-            ratio = f"{rps(r) / b:.2f}×" if b else "-"
-            c = r.get("server_cpu_us_per_req")
-            per_cpu = f"{1e6 / c:,.0f}" if c else "-"
-            f = lambda k: f"{r[k]:.1f}" if r.get(k) else "-"
-            lines.append(f"| {r['contender']} | {names[wl]} | {r['conns']} | {rps(r):,.0f} | {ratio} | {us(r.get('p50_us'))} | "
-                         f"{us(r.get('p99_us'))} | {r['errors']} | {cpu(r)} | {per_cpu} | {f('db_cpu_us_per_req')} | "
-                         f"{f('relay_cpu_us_per_req')} |")
+        for p in sorted((p for p in dbr if p["workload"] == wl), key=lambda p: (p["conns"], order.index(p["contender"]))):
+            b = dbase.get((wl, p["conns"]))
+            mr = med(p, rps)
+            ratio = f"{mr / b:.2f}×" if b and mr else "-"
+            lines.append(f"| {p['contender']} | {names[wl]} | {p['conns']} | {spread(p, rps, n0)} | {ratio} | "
+                         f"{spread(p, field('p99_us'), ms)} | {errors(p)} | {spread(p, field('server_cpu_us_per_req'), n2)} | "
+                         f"{spread(p, per_cpu, n0)} | {spread(p, field('db_cpu_us_per_req'), n2)} | "
+                         f"{spread(p, field('relay_cpu_us_per_req'), n2)} |")
     lines.append("")
 
-fixed = [r for r in runs if r["mode"] == "fixed"]
+fixed = sorted((p for p in points if p["mode"] == "fixed"), key=lambda p: (order.index(p["contender"]), p["percent_of_peak"]))
 if fixed:
     lines += ["## Fixed-rate latency (json, 64 connections, open loop)", "",
-              "| contender | % of its peak | target req/s | achieved | p50 | p90 | p99 | p99.9 | max | errors | server µs/req |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(fixed, key=lambda r: (order.index(r["contender"]), r["percent_of_peak"])):
-        lines.append(f"| {r['contender']} | {r['percent_of_peak']} % | {r.get('target_rps', 0):,} | {rps(r):,.0f} | "
-                     f"{us(r.get('p50_us'))} | {us(r.get('p90_us'))} | {us(r.get('p99_us'))} | {us(r.get('p999_us'))} | "
-                     f"{us(r.get('max_us'))} | {r['errors']} | {cpu(r)} |")
+              "p99/p50: the tail against the median (PyParallel claimed worst < 3× mean; the goal here is p99 ≤ 3× p50 at 80 %).", "",
+              "| contender | % of its peak | target req/s | achieved | p50 ms | p99 ms | p99.9 ms | p99/p50 | errors | server µs/req | core µs/req | loop µs/req |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratio = lambda r: r["p99_us"] / r["p50_us"] if r.get("p50_us") and r.get("p99_us") else None
+    for p in fixed:
+        lines.append(f"| {p['contender']} | {p['percent_of_peak']} % | {spread(p, field('target_rps'), n0)} | {spread(p, rps, n0)} | "
+                     f"{spread(p, field('p50_us'), ms)} | {spread(p, field('p99_us'), ms)} | {spread(p, field('p999_us'), ms)} | "
+                     f"{spread(p, ratio, n2)} | {errors(p)} | {spread(p, field('server_cpu_us_per_req'), n2)} | "
+                     f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} |")
     lines.append("")
 
-scale = [r for r in runs if r["mode"] == "scale"]
+scale = sorted((p for p in points if p["mode"] == "scale"), key=lambda p: (order.index(p["contender"]), p["open"]))
 if scale:
     lines += ["## Connection scaling (N held open and idle, 64 active running json)", "",
-              "| contender | open | held | idle ones answering (sample) | req/s (64 active) | p99 | errors | RSS | RSS per held conn |",
+              "| contender | open | held | idle ones answering (sample) | req/s (64 active) | p99 ms | errors | RSS | RSS per held conn |",
               "|---|---|---|---|---|---|---|---|---|"]
-    idle = {r["contender"]: r["rss_kb"] for r in peak if r["conns"] == min(x["conns"] for x in peak)}
-    for r in sorted(scale, key=lambda r: (order.index(r["contender"]), r["open"])):
-        p = r.get("idle_probe", {})
-        per = (r["rss_kb"] - idle.get(r["contender"], 0)) * 1024 / r["held"] if r.get("held") else None
-        lines.append(f"| {r['contender']} | {r['open']:,} | {r.get('held', 0):,} | {p.get('answered', 0)}/{p.get('probed', 0)} | "
-                     f"{rps(r):,.0f} | {us(r.get('p99_us'))} | {r['errors']} | {mib(r['rss_kb'])} | "
-                     f"{(f'{per:,.0f} B' if per and per > 0 else '-')} |")
+    low = min((p["conns"] for p in peak), default=0)
+    idle = {p["contender"]: med(p, field("rss_kb")) for p in peak if p["conns"] == low}
+    for p in scale:
+        r = p["rs"][-1]
+        pr = r.get("idle_probe", {})
+        per_conn = lambda r: ((r["rss_kb"] - (idle.get(r["contender"]) or 0)) * 1024 / r["held"]) if r.get("held") else None
+        pc = med(p, per_conn)
+        lines.append(f"| {p['contender']} | {p['open']:,} | {spread(p, field('held'), n0)} | {pr.get('answered', 0)}/{pr.get('probed', 0)} | "
+                     f"{spread(p, rps, n0)} | {spread(p, field('p99_us'), ms)} | {errors(p)} | {mib(med(p, field('rss_kb')) or 0)} | "
+                     f"{(f'{pc:,.0f} B' if pc and pc > 0 else '-')} |")
     lines.append("")
 
-# Plots.
+
+def errbars(p, f):
+    vs = vals(p, f)
+    if not vs:
+        return None
+    mid = statistics.median(vs)
+    return mid, mid - min(vs), max(vs) - mid
+
+
+# Plots: the median as the point, min–max as the error bar.
 plots = []
 for wl in ("plaintext", "json"):
-    rs = [r for r in peak if r["workload"] == wl]
-    if not rs:
+    ps = [p for p in peak if p["workload"] == wl]
+    if not ps:
         continue
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for c in order:
-        pts = sorted((r["conns"], rps(r)) for r in rs if r["contender"] == c)
+        pts = sorted((p["conns"], errbars(p, rps)) for p in ps if p["contender"] == c and errbars(p, rps))
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=c)
+            ax.errorbar([x for x, _ in pts], [e[0] for _, e in pts], yerr=[[e[1] for _, e in pts], [e[2] for _, e in pts]],
+                        marker="o", capsize=3, label=c)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("connections")
-    ax.set_ylabel("requests/s")
+    ax.set_ylabel("requests/s (median, bars: min–max)")
     ax.set_title(f"{wl}{' (pipelined ×16)' if wl == 'plaintext' else ''}: throughput vs concurrency ({m['commit']})")
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -138,15 +214,16 @@ for wl in ("plaintext", "json"):
     plots.append(name)
 if fixed:
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    labels = [f"{r['contender']}\n{r['percent_of_peak']}%" for r in sorted(fixed, key=lambda r: (order.index(r["contender"]), r["percent_of_peak"]))]
-    rows = sorted(fixed, key=lambda r: (order.index(r["contender"]), r["percent_of_peak"]))
-    xs = range(len(rows))
+    labels = [f"{p['contender']}\n{p['percent_of_peak']}%" for p in fixed]
+    xs = range(len(fixed))
     for i, (k, lab) in enumerate((("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9"))):
-        ax.bar([x + (i - 1) * 0.27 for x in xs], [max(r.get(k) or 0, 1) for r in rows], width=0.27, label=lab)
+        eb = [errbars(p, field(k)) or (1, 0, 0) for p in fixed]
+        ax.bar([x + (i - 1) * 0.27 for x in xs], [max(e[0], 1) for e in eb], width=0.27, label=lab,
+               yerr=[[e[1] for e in eb], [e[2] for e in eb]], capsize=2)
     ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xticklabels(labels, fontsize=7)
     ax.set_yscale("log")
-    ax.set_ylabel("latency (µs, corrected for coordinated omission)")
+    ax.set_ylabel("latency µs (CO-corrected; median, bars: min–max)")
     ax.set_title("json at fixed rates: latency percentiles")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
@@ -164,9 +241,9 @@ if readme:
     if start not in text or end not in text:
         sys.exit(f"bench-report: {readme} has no {start} ... {end} block")
     block = [start, "",
-             f"Side by side on the veth testbed, server on CPU {m['server_cpu']}, load on CPU {m['load_cpu']}, "
-             f"{m['date'][:10]}, commit `{m['commit']}`, kernel {m['kernel']} "
-             f"([full results and plots]({os.path.relpath(os.path.join(d, 'results.md'), os.path.dirname(os.path.abspath(readme)))})). "
+             f"Side by side on the veth testbed ({m.get('link_model', 'raw')} link), server on CPU {m['server_cpu']}, load on CPU "
+             f"{m['load_cpu']}, {m['date'][:10]}, commit `{m['commit']}`, kernel {m['kernel']}; medians of {rounds} interleaved "
+             f"rounds, min–max in brackets ([full results and plots]({os.path.relpath(os.path.join(d, 'results.md'), os.path.dirname(os.path.abspath(readme)))})). "
              "Reproduce with `scripts/bench.sh --readme`.", ""] + summary + ["", end]
     pre, rest = text.split(start, 1)
     post = rest.split(end, 1)[1]

@@ -3,14 +3,22 @@
 # pinned to the same server CPU, driven from px-client by the same load generators pinned
 # to the load CPU, over the same veth link; results in benches/results/.
 #
-#   scripts/bench.sh            full run: contenders px-af-xdp px-kernel nginx
-#                               may-minihttp actix; plaintext (pipelined x16) and json
-#                               at 16/64/256/1024 connections; fixed-rate latency at
+#   scripts/bench.sh            full run, 3 rounds: contenders px-af-xdp px-kernel nginx
+#                               may-minihttp actix xitca; plaintext (pipelined x16) and
+#                               json at 16/64/256/1024 connections; fixed-rate latency at
 #                               25/50/80 % of each contender's json peak; connection
-#                               scaling at 1k/10k/50k open connections (~20 min)
-#   scripts/bench.sh --quick    one concurrency (64), px-af-xdp and nginx, short runs
-#                               (under 60 s; .ci/run runs it so the harness cannot rot),
-#                               and one database workload for px-af-xdp
+#                               scaling at 1k/10k/50k open connections (~20 min a round)
+#   scripts/bench.sh --quick    one round, one concurrency (64), px-af-xdp and nginx,
+#                               short runs (under 60 s; .ci/run runs it so the harness
+#                               cannot rot), and one database workload for px-af-xdp
+#
+# Rounds: each round runs every contender through every workload, the contenders in an
+# order rotated by one each round (interleaved, never all runs of one then the next);
+# results.md shows the median of the rounds with min–max. Link: the testbed's link
+# model (scripts/testbed.sh --link; fair by default, docs/operations.md says why).
+# Every run also records, per request, px-client0's packets and bytes in each
+# direction, the server CPU's total busy time (the kernel's receive work included) and,
+# for px-appliance, the loop's own work time (admin /stats: busy turns only).
 #   scripts/bench.sh --db-only  only the TechEmpower database workloads (below)
 #
 # Database workloads (issue #11): db, queries (20), fortunes, updates (20) at
@@ -24,6 +32,7 @@
 #
 # Options: --contenders "a b" --conns "16 64" --secs N --scale "1000 10000" --out DIR
 #          --db-conns "64 256" --no-db
+#          --rounds N (default 3) --link fair|raw
 #          --readme (put the table into README.md between the bench markers)
 # Env: SERVER_CPU (default 1), LOAD_CPU (default 0).
 # Load generators: wrk (closed loop, peak throughput; benches/wrk/pipeline.lua prints
@@ -35,7 +44,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-quick=0 readme=0
+quick=0 readme=0 rounds=3 link=fair
 contenders="px-af-xdp px-kernel nginx may-minihttp actix xitca"
 conns="16 64 256 1024"
 secs=10
@@ -48,7 +57,7 @@ db_contenders="px-af-xdp px-af-xdp-spin0 px-kernel actix xitca"
 http=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50"
+    --quick) quick=1; rounds=1; contenders="px-af-xdp nginx"; conns="64"; secs=4; scale=""; fixed="50"
              db_conns="64"; db_workloads="queries20"; db_contenders="px-af-xdp" ;;
     --db-only) http=0; contenders="px-af-xdp px-kernel actix xitca" ;;
     --no-db) db_conns="" ;;
@@ -59,7 +68,9 @@ while [ $# -gt 0 ]; do
     --scale) scale=$2; shift ;;
     --out) out=$2; shift ;;
     --readme) readme=1 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --rounds) rounds=$2; shift ;;
+    --link) link=$2; shift ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -89,7 +100,7 @@ for c in $contenders; do
   esac
 done
 ADDR=10.99.0.1 PORT=8080
-scripts/testbed.sh up --queues 1 >/dev/null
+scripts/testbed.sh up --queues 1 --link "$link" >/dev/null
 DB_HOST=10.99.0.2 DB_PORT=5432
 if [ -n "$db_conns" ]; then
   scripts/db.sh up >/dev/null  # after the testbed: its relay lives in px-client
@@ -108,7 +119,7 @@ ulimit -n "$(ulimit -Hn)"
 
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 cat > "$out/machine.json" <<EOF
-{"date":"$(date -u +%FT%TZ)","commit":"$commit","kernel":"$(uname -r)","cpus":$(nproc),"cpu_model":"${cpu_model:-unknown}","mem_gib":$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),"server_cpu":$server_cpu,"fd_limit":$(ulimit -Hn),"load_cpu":$load_cpu,"link":"veth testbed (scripts/testbed.sh), 1 queue","quick":$quick,"secs":$secs}
+{"date":"$(date -u +%FT%TZ)","commit":"$commit","kernel":"$(uname -r)","cpus":$(nproc),"cpu_model":"${cpu_model:-unknown}","mem_gib":$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),"server_cpu":$server_cpu,"fd_limit":$(ulimit -Hn),"load_cpu":$load_cpu,"link":"veth testbed (scripts/testbed.sh), 1 queue, link model $link","link_model":"$link","rounds":$rounds,"quick":$quick,"secs":$secs}
 EOF
 
 # ---- contenders ------------------------------------------------------------------------
@@ -175,41 +186,60 @@ tree_pids() { local p=$1; echo "$p"; for k in $(cat /proc/"$p"/task/*/children 2
 tree_ticks() { local t=0; for p in $(tree_pids "$1"); do t=$((t + $(proc_ticks "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
 tree_kb() { local k=0; for p in $(tree_pids "$1"); do k=$((k + $(awk -v f="$2:" '$1==f {print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo "$k"; }
 
-# record CONTENDER MODE WORKLOAD CONNS EXTRA_JSON TOOL_JSON TICKS_BEFORE TICKS_AFTER MACHINE_BEFORE MACHINE_AFTER
+# What a run is measured by, read before and after it: the server's process-tree CPU
+# ticks, the machine's, the server CPU's own (everything that ran on it: the server, and
+# the kernel's receive work RPS steers there), px-client0's packet and byte counters, and
+# px-appliance's loop work time (its admin /stats; null for the peers).
+snap() {
+  local st loop
+  st=$(ip netns exec px-client cat /sys/class/net/px-client0/statistics/{rx_packets,rx_bytes,tx_packets,tx_bytes} | tr '\n' ' ')
+  loop=$(ip netns exec px-app curl -s --max-time 1 http://127.0.0.1:9180/stats 2>/dev/null \
+    | python3 -c 'import json,sys; q=json.load(sys.stdin)["queues"]; print(sum(x["loop"]["busy_ns"] for x in q))' 2>/dev/null || echo null)
+  echo "$(tree_ticks "$server_pid") $(machine_ticks) $(cpu_ticks "$server_cpu") $st $loop"
+}
+
+# record CONTENDER MODE WORKLOAD CONNS EXTRA_JSON TOOL_JSON SNAP_BEFORE SNAP_AFTER
 record() {
-  local c=$1 mode=$2 wl=$3 n=$4 extra=$5 json=$6 t0=$7 t1=$8 m0=$9 m1=${10}
+  local c=$1 mode=$2 wl=$3 n=$4 extra=$5 json=$6 s0=$7 s1=$8
   [ -n "$json" ] || json='{"failed":1}'
-  python3 - "$c" "$mode" "$wl" "$n" "$extra" "$json" "$t0" "$t1" "$m0" "$m1" "$hz" "$(tree_kb "$server_pid" VmRSS)" \
-    "$(tree_kb "$server_pid" VmHWM)" >> "$runs" <<'PY'
+  python3 - "$c" "$mode" "$wl" "$n" "$extra" "$json" "$s0" "$s1" "$hz" "$(tree_kb "$server_pid" VmRSS)" \
+    "$(tree_kb "$server_pid" VmHWM)" "$round" >> "$runs" <<'PY'
 import json, sys
-c, mode, wl, n, extra, tool, t0, t1, m0, m1, hz, rss, hwm = sys.argv[1:]
-r = {"contender": c, "mode": mode, "workload": wl, "conns": int(n)}
+c, mode, wl, n, extra, tool, s0, s1, hz, rss, hwm, rnd = sys.argv[1:]
+hz = int(hz)
+r = {"contender": c, "mode": mode, "workload": wl, "conns": int(n), "round": int(rnd)}
 r.update(json.loads(extra or "{}"))
 r.update(json.loads(tool))
 done = r.get("requests", r.get("completed", 0)) or 0
-secs_cpu = (int(t1) - int(t0)) / int(hz)
-r["server_cpu_s"] = secs_cpu
-r["server_cpu_us_per_req"] = secs_cpu * 1e6 / done if done else None
+a, b = s0.split(), s1.split()
+d = [None if "null" in (x, y) else int(y) - int(x) for x, y in zip(a, b)]
+per = lambda v, scale=1.0: v * scale / done if done and v is not None else None
+r["server_cpu_s"] = d[0] / hz
+r["server_cpu_us_per_req"] = per(d[0], 1e6 / hz)
+r["machine_cpu_us_per_req"] = per(d[1], 1e6 / hz)
+r["server_core_us_per_req"] = per(d[2], 1e6 / hz)
+for i, k in enumerate(("client_rx_pkts", "client_rx_bytes", "client_tx_pkts", "client_tx_bytes")):
+    r[k + "_per_req"] = per(d[3 + i])
+r["loop_work_us_per_req"] = per(d[7], 1e-3)
 for k in ("db", "relay"):
     if k + "_ticks" in r:
-        r[k + "_cpu_us_per_req"] = r[k + "_ticks"] / int(hz) * 1e6 / done if done else None
-r["machine_cpu_us_per_req"] = (int(m1) - int(m0)) / int(hz) * 1e6 / done if done else None
+        r[k + "_cpu_us_per_req"] = per(r[k + "_ticks"], 1e6 / hz)
 r["rss_kb"], r["peak_rss_kb"] = int(rss), int(hwm)
 r["errors"] = r.get("errors", 0) + r.get("non_2xx", 0) + sum(v for k, v in r.items() if k.startswith("errors_"))
 print(json.dumps(r))
 PY
-  tail -1 "$runs" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("  %-13s %-6s %-10s c=%-5s %10.0f req/s  p50 %6s us  p99 %7s us  p99.9 %7s us  errors %s  cpu %s us/req  rss %d KiB" % (r["contender"], r["mode"], r["workload"], r["conns"], r.get("rps", r.get("achieved_rps", 0)) or 0, r.get("p50_us"), r.get("p99_us"), r.get("p999_us"), r["errors"], ("%.2f" % r["server_cpu_us_per_req"]) if r.get("server_cpu_us_per_req") else "-", r["rss_kb"]))' >&2
+  tail -1 "$runs" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); f=lambda v: ("%.2f" % v) if v else "-"; print("  r%d %-13s %-6s %-10s c=%-5s %10.0f req/s  p50 %6s us  p99 %7s us  errors %s  cpu %s core %s loop %s us/req  pkts/req in %s out %s  rss %d KiB" % (r["round"], r["contender"], r["mode"], r["workload"], r["conns"], r.get("rps", r.get("achieved_rps", 0)) or 0, r.get("p50_us"), r.get("p99_us"), r["errors"], f(r["server_cpu_us_per_req"]), f(r["server_core_us_per_req"]), f(r["loop_work_us_per_req"]), f(r["client_rx_pkts_per_req"]), f(r["client_tx_pkts_per_req"]), r["rss_kb"]))' >&2
 }
 
 # peak CONTENDER WORKLOAD CONNS: closed-loop wrk run; prints rps.
 peak() {
-  local c=$1 wl=$2 n=$3 depth=1 path=/json t0 t1 m0 m1 json
+  local c=$1 wl=$2 n=$3 depth=1 path=/json s0 s1 json
   [ "$wl" = plaintext ] && depth=16 && path=/plaintext
-  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  s0=$(snap)
   json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c"$n" -d"${secs}s" --timeout 5s \
     -s benches/wrk/pipeline.lua "http://$ADDR:$PORT$path" -- "$depth" 2>/dev/null | grep '^{' || true)
-  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
-  record "$c" peak "$wl" "$n" "{\"pipeline\":$depth}" "$json" "$t0" "$t1" "$m0" "$m1"
+  s1=$(snap)
+  record "$c" peak "$wl" "$n" "{\"pipeline\":$depth}" "$json" "$s0" "$s1"
 }
 
 # The database's CPU ticks: postgres (postmaster and backends), and the relay.
@@ -218,74 +248,81 @@ relay_ticks() { local t=0 p; for p in $(pgrep -f "socat TCP-LISTEN:$DB_PORT,bind
 
 # dbpeak CONTENDER WORKLOAD CONNS: closed-loop wrk run on a database route.
 dbpeak() {
-  local c=$1 wl=$2 n=$3 path t0 t1 m0 m1 d0 d1 r0 r1 json
+  local c=$1 wl=$2 n=$3 path s0 s1 d0 d1 r0 r1 json
   case $wl in
     db) path=/db ;;
     queries20) path="/queries?queries=20" ;;
     fortunes) path=/fortunes ;;
     updates20) path="/updates?queries=20" ;;
   esac
-  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks); d0=$(db_ticks); r0=$(relay_ticks)
+  s0=$(snap); d0=$(db_ticks); r0=$(relay_ticks)
   json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c"$n" -d"${secs}s" --timeout 5s \
     -s benches/wrk/pipeline.lua "http://$ADDR:$PORT$path" -- 1 2>/dev/null | grep '^{' || true)
-  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks); d1=$(db_ticks); r1=$(relay_ticks)
-  record "$c" db "$wl" "$n" "{\"db_ticks\":$((d1 - d0)),\"relay_ticks\":$((r1 - r0))}" "$json" "$t0" "$t1" "$m0" "$m1"
+  s1=$(snap); d1=$(db_ticks); r1=$(relay_ticks)
+  record "$c" db "$wl" "$n" "{\"db_ticks\":$((d1 - d0)),\"relay_ticks\":$((r1 - r0))}" "$json" "$s0" "$s1"
 }
 
 # fixed CONTENDER RATE PERCENT: open-loop px-load run on json with 64 connections.
 fixed_rate() {
-  local c=$1 rate=$2 pct=$3 t0 t1 m0 m1 json
-  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  local c=$1 rate=$2 pct=$3 s0 s1 json
+  s0=$(snap)
   json=$(ip netns exec px-client taskset -c "$load_cpu" target/release/px-load --addr "$ADDR:$PORT" --path /json \
     --conns 64 --rate "$rate" --secs "$secs" --warmup 1 || true)
-  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
-  record "$c" fixed json 64 "{\"percent_of_peak\":$pct}" "$json" "$t0" "$t1" "$m0" "$m1"
+  s1=$(snap)
+  record "$c" fixed json 64 "{\"percent_of_peak\":$pct}" "$json" "$s0" "$s1"
 }
 
 # scale CONTENDER N: N connections held open (idle), 64 active (wrk json) beside them.
 scale_run() {
-  local c=$1 n=$2 t0 t1 m0 m1 json held probe fifo
+  local c=$1 n=$2 s0 s1 json held probe fifo
   fifo=$(mktemp -u /tmp/px-hold.XXXX); mkfifo "$fifo"
   ip netns exec px-client python3 scripts/conn-hold.py "$ADDR" "$PORT" "$n" < "$fifo" > "$out/hold.out" 2>&1 &
   local holder=$!
   exec 9> "$fifo"
   for _ in $(seq 1200); do grep -q held "$out/hold.out" 2>/dev/null && break; sleep 0.1; done
   held=$(grep -o '"held": [0-9]*' "$out/hold.out" | grep -o '[0-9]*$' || echo 0)
-  t0=$(tree_ticks "$server_pid"); m0=$(machine_ticks)
+  s0=$(snap)
   json=$(ip netns exec px-client taskset -c "$load_cpu" wrk -t1 -c64 -d"${secs}s" --timeout 5s \
     -s benches/wrk/pipeline.lua "http://$ADDR:$PORT/json" -- 1 2>/dev/null | grep '^{' || true)
-  t1=$(tree_ticks "$server_pid"); m1=$(machine_ticks)
+  s1=$(snap)
   echo probe >&9
   for _ in $(seq 300); do grep -q probed "$out/hold.out" 2>/dev/null && break; sleep 0.1; done
   probe=$(grep '^{"probed' "$out/hold.out" || echo '{"probed":0,"answered":0}')
-  record "$c" scale json 64 "{\"open\":$n,\"held\":$held,\"idle_probe\":$probe}" "$json" "$t0" "$t1" "$m0" "$m1"
+  record "$c" scale json 64 "{\"open\":$n,\"held\":$held,\"idle_probe\":$probe}" "$json" "$s0" "$s1"
   exec 9>&-
   wait "$holder" 2>/dev/null || true
   rm -f "$fifo"
 }
 
-log "results in $out; contenders: $contenders; connections: $conns; ${secs}s per run"
-for c in $contenders; do
-  log "== $c"
-  start "$c"
-  case " $db_contenders " in *" $c "*)
-    for n in $db_conns; do
-      for wl in $db_workloads; do dbpeak "$c" "$wl" "$n"; done
-    done ;;
-  esac
-  [ $http -eq 1 ] || { stop; continue; }
-  for n in $conns; do
-    peak "$c" plaintext "$n"
-    peak "$c" json "$n"
+# One round: every contender in turn, each through every workload. Rounds rotate the
+# order, so no contender always runs first (or last) on a warm or tired machine.
+log "results in $out; contenders: $contenders; connections: $conns; ${secs}s per run; $rounds round(s); link $link"
+order=($contenders)
+for round in $(seq "$rounds"); do
+  rot=$(( (round - 1) % ${#order[@]} ))
+  for c in "${order[@]:$rot}" "${order[@]:0:$rot}"; do
+    log "== round $round/$rounds: $c"
+    start "$c"
+    case " $db_contenders " in *" $c "*)
+      for n in $db_conns; do
+        for wl in $db_workloads; do dbpeak "$c" "$wl" "$n"; done
+      done ;;
+    esac
+    [ $http -eq 1 ] || { stop; continue; }
+    for n in $conns; do
+      peak "$c" plaintext "$n"
+      peak "$c" json "$n"
+    done
+    # Fixed rates are shares of this round's json peak of this contender.
+    best=$(python3 -c 'import json,sys; print(int(max([r.get("rps",0) or 0 for r in map(json.loads, open(sys.argv[1])) if r["contender"]==sys.argv[2] and r["mode"]=="peak" and r["workload"]=="json" and r["round"]==int(sys.argv[3])] or [0])))' "$runs" "$c" "$round")
+    for pct in $fixed; do
+      [ "$best" -gt 0 ] && fixed_rate "$c" $((best * pct / 100)) "$pct"
+    done
+    for n in $scale; do
+      scale_run "$c" "$n"
+    done
+    stop
   done
-  best=$(python3 -c 'import json,sys; print(int(max([r.get("rps",0) or 0 for r in map(json.loads, open(sys.argv[1])) if r["contender"]==sys.argv[2] and r["mode"]=="peak" and r["workload"]=="json"] or [0])))' "$runs" "$c")
-  for pct in $fixed; do
-    [ "$best" -gt 0 ] && fixed_rate "$c" $((best * pct / 100)) "$pct"
-  done
-  for n in $scale; do
-    scale_run "$c" "$n"
-  done
-  stop
 done
 addr_off
 

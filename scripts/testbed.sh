@@ -4,7 +4,9 @@
 # userspace (the px-app kernel has no address on px-app0, IPv6 off there so it stays
 # silent); the client kernel is 10.99.0.2 and fd99::2 in px-client.
 #
-#   scripts/testbed.sh up [--queues N]   create (idempotent; recreated if N differs)
+#   scripts/testbed.sh up [--queues N] [--link fair|raw]
+#                                        create (idempotent; recreated if N differs);
+#                                        --link: the link model (below; default fair)
 #   scripts/testbed.sh down              remove everything
 #   scripts/testbed.sh status            show what exists
 #
@@ -36,7 +38,7 @@ current_queues() {
 }
 
 up() {
-  local queues=$1
+  local queues=$1 link=$2
   need_tools
   if ns_exists "$APP_NS" && ns_exists "$CLIENT_NS" && [ "$(current_queues)" = "$queues" ]; then
     echo "testbed: already up with $queues queue(s)"
@@ -61,7 +63,8 @@ up() {
   ip -n "$CLIENT_NS" addr replace "$CLIENT_IP6" dev "$CLIENT_IF" nodad
   # The veth checksum trap: the client kernel would leave TX checksums to an offload that
   # never happens; and a generic-mode XDP program must not see 64 KiB GSO super-frames.
-  ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" tx off tso off gso off gro off >/dev/null
+  ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" tx off tso off gso off >/dev/null
+  link "$link"
   # The client opens tens of thousands of connections per test run and closes them
   # first, so their TIME-WAITs pile up in its namespace (19,000 after two 10k runs:
   # connects then crawled through SYN retries). Let it reuse them (safe with timestamps,
@@ -69,6 +72,41 @@ up() {
   ip netns exec "$CLIENT_NS" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65535"
   "$here/hugepages.sh" 128 >/dev/null
   echo "testbed: $APP_NS/$APP_IF (appliance 10.99.0.1 and fd99::1, userspace) <-> $CLIENT_NS/$CLIENT_IF ($CLIENT_IP, $CLIENT_IP6)"
+}
+
+# The link model (docs/operations.md, "A fair link"). fair: what a wire between two hosts
+# does. Every frame on the link is MTU-sized (px-app0 without TSO, so a kernel server's
+# GSO super-frames are cut before the link, as a NIC's TSO would cut them); the client
+# coalesces what it receives (GRO on px-client0, which also puts veth in NAPI mode); and
+# each side's receive processing runs on its own CPU (RPS), where a NIC's interrupt would
+# put it, not in the sender's softirq on the other side's CPU. raw: veth's defaults (the
+# client receives kernel servers' super-frames whole, and each kernel's receive work runs
+# on the sender's CPU), kept to compare with figures taken before the fair link.
+link() {
+  local app_mask client_mask
+  app_mask=$(printf '%x' $((1 << ${SERVER_CPU:-1})))
+  client_mask=$(printf '%x' $((1 << ${LOAD_CPU:-0})))
+  case $1 in
+    fair)
+      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tso off gso on gro off >/dev/null
+      ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro on >/dev/null
+      rps "$APP_NS" "$APP_IF" "$app_mask"
+      rps "$CLIENT_NS" "$CLIENT_IF" "$client_mask" ;;
+    raw)
+      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tso on gso on gro off >/dev/null
+      ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro off >/dev/null
+      rps "$APP_NS" "$APP_IF" 0
+      rps "$CLIENT_NS" "$CLIENT_IF" 0 ;;
+    *) die "--link must be fair or raw" ;;
+  esac
+}
+
+# rps NS IF MASK: receive packet steering of every RX queue of IF to the CPUs in MASK.
+rps() {
+  local q
+  for q in $(ip netns exec "$1" sh -c "ls -d /sys/class/net/$2/queues/rx-*"); do
+    ip netns exec "$1" sh -c "echo $3 > $q/rps_cpus"
+  done
 }
 
 down() {
@@ -79,6 +117,9 @@ down() {
 }
 
 status() {
+  local ns
+  ip netns exec "$APP_NS" ethtool -k "$APP_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$APP_IF: /" || true
+  ip netns exec "$CLIENT_NS" ethtool -k "$CLIENT_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$CLIENT_IF: /" || true
   for ns in "$APP_NS" "$CLIENT_NS"; do
     if ns_exists "$ns"; then echo "== $ns"; ip -n "$ns" -br link; ip -n "$ns" -br addr; else echo "== $ns: absent"; fi
   done
@@ -86,17 +127,18 @@ status() {
 
 cmd=${1:-}
 shift || true
-queues=2
+queues=2 link=fair
 while [ $# -gt 0 ]; do
   case $1 in
     --queues) queues=${2:?--queues needs a number}; shift 2 ;;
-    *) die "unknown argument $1 (usage: up [--queues N] | down | status)" ;;
+    --link) link=${2:?--link needs fair or raw}; shift 2 ;;
+    *) die "unknown argument $1 (usage: up [--queues N] [--link fair|raw] | down | status)" ;;
   esac
 done
 [[ "$queues" =~ ^[1-9][0-9]*$ ]] || die "--queues must be a positive number"
 case $cmd in
-  up) up "$queues" ;;
+  up) up "$queues" "$link" ;;
   down) down ;;
   status) status ;;
-  *) die "usage: testbed.sh up [--queues N] | down | status" ;;
+  *) die "usage: testbed.sh up [--queues N] [--link fair|raw] | down | status" ;;
 esac

@@ -199,3 +199,43 @@ fn ipv6_loopback_and_a_dual_stack_listener() {
         assert_eq!((r.status, r.body.as_slice()), (200, &br#"{"message":"Hello, World!"}"#[..]), "{addr}");
     }
 }
+
+#[test]
+fn admin_stats_count_each_queues_requests_and_stay_off_the_data_port() {
+    // A free port for the admin listener (bound, read, released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let srv = Server::start(&["--queues", "2", "--admin", &admin.to_string()]);
+    // Bound before the readiness line is printed.
+    let stats = || -> serde_json::Value {
+        let r = get(admin, "/stats");
+        assert_eq!((r.status, r.header("Content-Type")), (200, Some("application/json")));
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let total = |v: &serde_json::Value, f: &dyn Fn(&serde_json::Value) -> u64| -> u64 {
+        v["queues"].as_array().unwrap().iter().map(f).sum()
+    };
+    let before = stats();
+    assert_eq!(before["backend"], "kernel");
+    assert_eq!(before["queues"].as_array().unwrap().len(), 2);
+    for _ in 0..20 {
+        assert_eq!(get(srv.addr, "/plaintext").status, 200);
+    }
+    // The data port does not serve the admin routes.
+    assert_eq!(get(srv.addr, "/stats").status, 404);
+    // Published once per turn: the core may still be in the turn that answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let v = stats();
+        if total(&v, &|q| q["requests"].as_u64().unwrap()) >= total(&before, &|q| q["requests"].as_u64().unwrap()) + 21
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "requests not counted: {v}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let busy = |v: &serde_json::Value| total(v, &|q| q["loop"]["busy_ns"].as_u64().unwrap());
+    assert!(busy(&after) > busy(&before), "busy time grew: {before} → {after}");
+    assert_eq!(get(admin, "/nope").status, 404);
+    srv.stop();
+}

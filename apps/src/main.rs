@@ -59,6 +59,10 @@ struct Cli {
     /// scripts/db.sh starts one). Overrides db.address.
     #[arg(long)]
     db_address: Option<String>,
+    /// Admin listener (`/stats`), IP:port, or "" for none; default 127.0.0.1:9180.
+    /// Overrides admin.listen.
+    #[arg(long)]
+    admin: Option<String>,
     /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
     #[arg(long)]
     log_level: Option<String>,
@@ -123,6 +127,9 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     }
     if let Some(c) = &cli.cores {
         cfg.server.cores = c.clone();
+    }
+    if let Some(a) = &cli.admin {
+        cfg.admin.listen = a.clone();
     }
     if let Some(i) = &cli.iface {
         cfg.af_xdp.iface = i.clone();

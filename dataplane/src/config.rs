@@ -83,6 +83,24 @@ pub struct Config {
     pub wiki: WikiConfig,
     /// `[db]`: the PostgreSQL database of the tfb app's database routes.
     pub db: DbConfig,
+    /// `[admin]`: the admin listener (`/stats`), off the data path.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: a kernel-socket listener for operators, served by its own thread and never
+/// on the data port. It reads snapshots each core publishes once per loop turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `IP:port` of the admin listener (empty: off). If the address cannot be bound, the
+    /// appliance serves anyway and logs a warning.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: "127.0.0.1:9180".into() }
+    }
 }
 
 /// `[db]`: the PostgreSQL database the tfb app's `/db`, `/queries`, `/updates`,
@@ -418,7 +436,16 @@ impl Config {
         if self.control.queue_depth == 0 {
             return Err(invalid("control.queue_depth", "must be positive"));
         }
+        self.validate_admin()?;
         self.validate_db()
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let l = &self.admin.listen;
+        if !l.is_empty() && l.parse::<SocketAddr>().is_err() {
+            return Err(invalid("admin.listen", format!("must be an IP:port address or empty (off), got {l:?}")));
+        }
+        Ok(())
     }
 
     fn validate_db(&self) -> Result<(), ConfigError> {

@@ -10,6 +10,9 @@ proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 # CPU ticks of the whole machine, all CPUs (user, nice, system, iowait, irq, softirq).
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
 
+# CPU ticks spent on CPU $1 (everything that ran there, the kernel's softirqs included).
+cpu_ticks() { awk -v c="cpu$1" '$1==c {print $2+$3+$4+$6+$7+$8}' /proc/stat; }
+
 # Microseconds of CPU per item: us_per TICKS_BEFORE TICKS_AFTER ITEMS
 us_per() { awk -v a="$1" -v b="$2" -v hz="$hz" -v n="$3" 'BEGIN {print (b-a)/hz*1e6/n}'; }
 

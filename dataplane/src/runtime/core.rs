@@ -10,19 +10,23 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::gauge::{LoopGauge, LoopTally};
 use crate::app::Dispatch;
 use crate::transport::Transport;
 
 /// Runs `t` with `d` until shutdown completes; returns the connections still open when
 /// the drain deadline passed. `draining` counts the queues still draining: a queue that
-/// is done keeps serving (refusing new connections) until it reaches zero.
+/// is done keeps serving (refusing new connections) until it reaches zero. Each turn's
+/// work time goes to `gauge`.
 pub fn run_core<T: Transport>(
     t: &mut T,
     d: &mut Dispatch,
     stop: &AtomicBool,
     drain: Duration,
     draining: &AtomicUsize,
+    gauge: &LoopGauge,
 ) -> usize {
+    let mut tally = LoopTally::default();
     let mut deadline: Option<Instant> = None;
     let mut done = false;
     let mut now = Instant::now();
@@ -40,7 +44,9 @@ pub fn run_core<T: Transport>(
             deadline = Some(now + drain);
             t.begin_drain(now, d);
         }
-        turn(t, d, now);
+        let work = turn(t, d, now);
+        tally.turn(work > 0, if work > 0 { now.elapsed() } else { Duration::ZERO });
+        tally.publish(gauge, d.stats.requests);
         if let Some(end) = deadline {
             if d.exec().in_flight() == 0 && d.exec().background() > 0 {
                 // The last request is answered: apps' client connections may close now.

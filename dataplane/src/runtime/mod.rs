@@ -6,9 +6,12 @@
 //! shutdown. Only what a transport needs before the threads (bound listeners; the
 //! AF_XDP interface, its sockets and program) differs, in [`start`].
 
+mod admin;
 mod core;
+mod gauge;
 
 pub use self::core::run_core;
+pub use self::gauge::{LoopGauge, LoopSnapshot};
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -105,6 +108,8 @@ pub struct Running {
     plane: Option<ControlPlane>,
     addr: Option<SocketAddr>,
     xdp: Option<stack::XdpRunning>,
+    gauges: Arc<[LoopGauge]>,
+    admin: Option<admin::Admin>,
 }
 
 impl Running {
@@ -117,6 +122,16 @@ impl Running {
     /// zero-copy, on the AF_XDP backend.
     pub fn xdp_mode(&self) -> Option<(&'static str, bool)> {
         self.xdp.as_ref().map(|x| (x.attach_mode, x.zerocopy))
+    }
+
+    /// The admin listener's address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr())
+    }
+
+    /// Each queue's loop figures as last published.
+    pub fn loop_snapshots(&self) -> Vec<LoopSnapshot> {
+        self.gauges.iter().map(LoopGauge::read).collect()
     }
 
     /// A function that starts a graceful shutdown from another thread.
@@ -139,6 +154,7 @@ impl Running {
     /// Waits for every loop to exit (then detaches the XDP program, if any).
     pub fn join(mut self) -> Vec<CoreReport> {
         let reports = self.threads.drain(..).filter_map(|t| t.join().ok()).collect();
+        drop(self.admin.take());
         drop(self.xdp.take());
         if let Some(p) = self.plane.take() {
             p.shutdown();
@@ -174,8 +190,19 @@ fn spawn<T: Transport + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicUsize::new(plans.len()));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
-    let mut server = Running { stop: stop.clone(), bells: Vec::new(), threads: Vec::new(), plane: None, addr, xdp };
-    for plan in plans {
+    let gauges: Arc<[LoopGauge]> = (0..plans.len()).map(|_| LoopGauge::default()).collect();
+    let backend = if xdp.is_some() { "af-xdp" } else { "kernel" };
+    let mut server = Running {
+        stop: stop.clone(),
+        bells: Vec::new(),
+        threads: Vec::new(),
+        plane: None,
+        addr,
+        xdp,
+        gauges,
+        admin: None,
+    };
+    for (i, plan) in plans.into_iter().enumerate() {
         server.bells.push(plan.bell.clone());
         let core = CoreArgs {
             cfg: cfg.clone(),
@@ -183,6 +210,8 @@ fn spawn<T: Transport + 'static>(
             control: plane.handle(),
             stop: stop.clone(),
             draining: draining.clone(),
+            gauges: server.gauges.clone(),
+            index: i,
         };
         let ready = ready_tx.clone();
         let queue = plan.queue;
@@ -207,6 +236,10 @@ fn spawn<T: Transport + 'static>(
         server.join();
         return Err(e);
     }
+    if !cfg.admin.listen.is_empty() {
+        let about = admin::About { backend, started: std::time::Instant::now() };
+        server.admin = admin::Admin::start(&cfg.admin.listen, server.gauges.clone(), about);
+    }
     Ok(server)
 }
 
@@ -217,6 +250,8 @@ struct CoreArgs {
     control: crate::app::ControlHandle,
     stop: Arc<AtomicBool>,
     draining: Arc<AtomicUsize>,
+    gauges: Arc<[LoopGauge]>,
+    index: usize,
 }
 
 impl CoreArgs {
@@ -227,7 +262,7 @@ impl CoreArgs {
             tracing::warn!("queue {queue}: could not pin to CPU {cpu}");
         }
         let mut report = CoreReport { queue, cpu: pinned.then_some(cpu), ..Default::default() };
-        let CoreArgs { cfg, apps, control, stop, draining } = self;
+        let CoreArgs { cfg, apps, control, stop, draining, gauges, index } = self;
         let (mut d, mut t) = match core_parts(&cfg, apps, control, queue, cpu, &bell, build) {
             Ok(v) => v,
             Err(e) => {
@@ -237,7 +272,7 @@ impl CoreArgs {
         };
         let _ = ready.send(Ok(()));
         let drain = Duration::from_millis(cfg.server.shutdown_timeout_ms);
-        report.cut_at_shutdown = run_core(&mut t, &mut d, &stop, drain, &draining);
+        report.cut_at_shutdown = run_core(&mut t, &mut d, &stop, drain, &draining, &gauges[index]);
         report.http = d.stats.clone();
         report.exec = d.exec().counters();
         report.outbound = d.exec().core().outbound.borrow().counters;

@@ -1,0 +1,86 @@
+//! What each core publishes about its loop for the admin listener to read while it runs.
+//!
+//! One [`LoopGauge`] per queue, on its own cache line, written by its core alone with
+//! relaxed stores of counters the core keeps in its own locals, so the data path takes
+//! no lock and no contended atomic: a reader pulls the line now and then, nothing more.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// One queue's published loop figures.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct LoopGauge {
+    busy_ns: AtomicU64,
+    busy_turns: AtomicU64,
+    idle_turns: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// A reading of a [`LoopGauge`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopSnapshot {
+    /// Time spent in turns that did work (frames, events, tasks).
+    pub busy_ns: u64,
+    /// Turns that did work.
+    pub busy_turns: u64,
+    /// Turns that found nothing.
+    pub idle_turns: u64,
+    /// HTTP requests parsed on this queue.
+    pub requests: u64,
+}
+
+/// The core's own tally, published to its gauge.
+#[derive(Debug, Default)]
+pub(crate) struct LoopTally {
+    now: LoopSnapshot,
+}
+
+impl LoopTally {
+    /// Counts one turn: `busy` if it did work, taking `spent`.
+    pub(crate) fn turn(&mut self, busy: bool, spent: Duration) {
+        if busy {
+            self.now.busy_turns += 1;
+            self.now.busy_ns += spent.as_nanos() as u64;
+        } else {
+            self.now.idle_turns += 1;
+        }
+    }
+
+    /// Stores the tally in `g` (relaxed: each field is a counter read on its own).
+    pub(crate) fn publish(&self, g: &LoopGauge, requests: u64) {
+        g.busy_ns.store(self.now.busy_ns, Ordering::Relaxed);
+        g.busy_turns.store(self.now.busy_turns, Ordering::Relaxed);
+        g.idle_turns.store(self.now.idle_turns, Ordering::Relaxed);
+        g.requests.store(requests, Ordering::Relaxed);
+    }
+}
+
+impl LoopGauge {
+    /// The figures as last published.
+    pub fn read(&self) -> LoopSnapshot {
+        LoopSnapshot {
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            busy_turns: self.busy_turns.load(Ordering::Relaxed),
+            idle_turns: self.idle_turns.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_busy_time_only_for_busy_turns_and_publishes_it() {
+        let mut t = LoopTally::default();
+        t.turn(true, Duration::from_micros(3));
+        t.turn(false, Duration::from_micros(50));
+        t.turn(true, Duration::from_nanos(500));
+        let g = LoopGauge::default();
+        assert_eq!(g.read(), LoopSnapshot::default());
+        t.publish(&g, 7);
+        assert_eq!(g.read(), LoopSnapshot { busy_ns: 3500, busy_turns: 2, idle_turns: 1, requests: 7 });
+    }
+}
