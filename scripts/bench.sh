@@ -139,11 +139,18 @@ start() {
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn "${px_db[@]}" > "$logf" 2>&1 & ;;
     px-af-xdp-spin0)
       # The same, without the idle spin (af_xdp.idle_spin_us = 0): the loop sleeps in
-      # poll(2) as soon as a turn finds nothing, trading wake-up latency for CPU.
+      # poll(2) as soon as a turn finds nothing even when frames come close together.
       addr_off
       { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nidle_spin_us = 0\n'; } > "$out/px-spin0.toml"
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin0.toml" > "$logf" 2>&1 & ;;
+    px-af-xdp-spin)
+      # The same, with af_xdp.polling = "spin": the loop never sleeps (the adaptive
+      # default's reference for latency and CPU at partial load).
+      addr_off
+      { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\npolling = "spin"\n'; } > "$out/px-spin.toml"
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin.toml" > "$logf" 2>&1 & ;;
     px-kernel)
       addr_on
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend kernel \

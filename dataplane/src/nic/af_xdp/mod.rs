@@ -64,6 +64,19 @@ pub enum AttachMode {
     Generic,
 }
 
+/// How the loop waits for frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin while frames arrive closer together than a sleep and wake-up costs
+    /// (`wake_cost_us`), for at most `idle_spin_us`; otherwise sleep in poll(2) as soon
+    /// as a turn finds nothing.
+    Adaptive,
+    /// Never sleep: the core spins whatever the load (lowest wake-up latency, a whole
+    /// core burnt even when idle).
+    Spin,
+}
+
 /// How the sockets share frames with the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,7 +117,14 @@ pub struct XdpConfig {
     pub rx_batch: usize,
     /// TX descriptors queued before they are submitted to the kernel.
     pub tx_batch: usize,
-    /// After this long without a frame, the loop sleeps in poll(2) on the socket.
+    /// `adaptive` or `spin`.
+    pub polling: PollMode,
+    /// What a sleep in poll(2) and the wake-up by the next frame cost this host (CPU
+    /// and latency): when frames arrive further apart than this on average, the
+    /// adaptive loop sleeps at once instead of spinning.
+    pub wake_cost_us: u64,
+    /// Longest spin without a frame before the loop sleeps in poll(2) on the socket
+    /// (adaptive polling, while frames arrive closer together than `wake_cost_us`).
     pub idle_spin_us: u64,
     /// Longest sleep in poll(2) (timers and shutdown are checked at least this often).
     pub idle_sleep_ms: u64,
@@ -131,6 +151,8 @@ impl Default for XdpConfig {
             ring_size: 2048,
             rx_batch: 64,
             tx_batch: 64,
+            polling: PollMode::Adaptive,
+            wake_cost_us: 10,
             idle_spin_us: 200,
             idle_sleep_ms: 100,
             hugepages: HugepagePolicy::Auto,

@@ -9,9 +9,12 @@
 //! there from the session's output — response heads, and bodies still in the arena —
 //! and the TCP checksum computed over the frame. A body the arena holds is copied once.
 //!
-//! Adaptive polling: while frames flow the loop spins; after `idle_spin_us` without any
-//! it sleeps in poll(2) on the socket (at most `idle_sleep_ms`, and at most 10 ms while
-//! TCP connections are open, so their timers are seen).
+//! Adaptive polling: the loop keeps an average of the gaps between turns that received
+//! frames. While frames arrive closer together than a sleep and its wake-up cost
+//! (`wake_cost_us`), a turn that finds nothing spins on (for `idle_spin_us` at most);
+//! once they arrive further apart, spinning would burn more than sleeping costs, and the
+//! loop sleeps in poll(2) on the socket as soon as a turn finds nothing (at most
+//! `idle_sleep_ms`, and no later than the next TCP timer). `polling = "spin"` never sleeps.
 
 mod directory;
 mod session;
@@ -149,6 +152,36 @@ pub struct Polling {
     pub idle_spin: Duration,
     /// Longest sleep.
     pub idle_sleep: Duration,
+    /// Adaptive polling: what a sleep and wake-up cost (spin only while frames arrive
+    /// closer together than this). None: spin, never sleep.
+    pub wake_cost: Option<Duration>,
+}
+
+/// The average gap between turns that received frames: an EWMA (weight 1/8), each gap
+/// capped at 4 × the wake cost so one long idle spell is forgotten within a few turns.
+#[derive(Debug, Clone, Copy)]
+struct ArrivalGaps {
+    avg_ns: u64,
+    last: Instant,
+}
+
+impl ArrivalGaps {
+    fn arrived(&mut self, now: Instant, cap: Duration) {
+        let gap = now.saturating_duration_since(self.last).min(cap).as_nanos() as u64;
+        self.avg_ns = self.avg_ns - self.avg_ns / 8 + gap / 8;
+        self.last = now;
+    }
+}
+
+impl Polling {
+    /// How long a turn that found nothing may spin before sleeping.
+    fn spin(&self, gaps: &ArrivalGaps) -> Option<Duration> {
+        match self.wake_cost {
+            None => None,
+            Some(w) if gaps.avg_ns > w.as_nanos() as u64 => Some(Duration::ZERO),
+            Some(_) => Some(self.idle_spin),
+        }
+    }
 }
 
 /// One queue's packet transport.
@@ -158,6 +191,7 @@ pub struct StackTransport<P> {
     out: FrameBatch,
     poll: Polling,
     last_work: Instant,
+    gaps: ArrivalGaps,
     counters: LoopCounters,
     engine: Engine<StackSession, Dispatch>,
     caps: ChecksumCapabilities,
@@ -189,6 +223,7 @@ impl<P: PacketIo> StackTransport<P> {
             out: FrameBatch::default(),
             poll,
             last_work: now,
+            gaps: ArrivalGaps { avg_ns: 0, last: now },
             counters: LoopCounters::default(),
             engine,
             caps: ChecksumCapabilities::default(),
@@ -439,7 +474,10 @@ impl<P: PacketIo> StackTransport<P> {
 
 impl<P: PacketIo> Transport for StackTransport<P> {
     fn wait(&mut self, now: Instant, timeout: Duration) {
-        if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < self.poll.idle_spin {
+        let Some(spin) = self.poll.spin(&self.gaps) else {
+            return; // polling = "spin"
+        };
+        if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < spin {
             return; // busy, or still spinning
         }
         let mut sleep = timeout.min(self.poll.idle_sleep);
@@ -485,6 +523,10 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         self.reap(d);
         self.sync_directory();
         let work = received + sent + handed;
+        if received + handed > 0 {
+            let cap = self.poll.wake_cost.unwrap_or_default() * 4;
+            self.gaps.arrived(now, cap);
+        }
         if work > 0 {
             self.counters.busy_turns += 1;
             self.last_work = now;

@@ -34,7 +34,12 @@ fn dispatch(router: Router) -> (Dispatch, ControlPlane) {
 }
 
 fn transport(io: Loopback, cfg: NetConfig) -> StackTransport<Loopback> {
-    let poll = Polling { rx_batch: 64, idle_spin: Duration::ZERO, idle_sleep: Duration::ZERO };
+    let poll = Polling {
+        rx_batch: 64,
+        idle_spin: Duration::ZERO,
+        idle_sleep: Duration::ZERO,
+        wake_cost: Some(Duration::ZERO),
+    };
     let tcp = crate::tcp::TcpConfig { delayed_ack_ms: 0, ..Default::default() };
     StackTransport::new(io, NetStack::new(cfg, Arc::default()), poll, tcp, Some(80), 7)
 }
@@ -263,4 +268,38 @@ fn with_rss_known_outbound_ports_are_chosen_so_replies_reach_their_queue() {
         let p = t.pick_port(local6, remote6).expect("a port");
         assert_eq!(rss.queue(remote6.ip(), local6, 5432, p), 3, "port {p}");
     }
+}
+
+#[test]
+fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_spread() {
+    let t0 = Instant::now();
+    let us = Duration::from_micros;
+    let poll = Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(100_000), wake_cost: Some(us(10)) };
+    let mut gaps = ArrivalGaps { avg_ns: 0, last: t0 };
+    // Frames every 2 µs: spinning is cheaper than a sleep and its wake-up.
+    let mut t = t0;
+    for _ in 0..64 {
+        t += us(2);
+        gaps.arrived(t, us(40));
+    }
+    assert_eq!(poll.spin(&gaps), Some(us(200)));
+    // Every 30 µs: sleep as soon as a turn finds nothing.
+    for _ in 0..64 {
+        t += us(30);
+        gaps.arrived(t, us(40));
+    }
+    assert_eq!(poll.spin(&gaps), Some(Duration::ZERO));
+    // A burst after a long idle spell: the cap (4 × the wake cost) lets the average come
+    // back under the wake cost within a few dozen frames, not thousands.
+    t += Duration::from_secs(10);
+    gaps.arrived(t, us(40));
+    let mut turns = 0;
+    while poll.spin(&gaps) == Some(Duration::ZERO) {
+        t += us(1);
+        gaps.arrived(t, us(40));
+        turns += 1;
+        assert!(turns < 40, "still sleeping after {turns} close frames");
+    }
+    // polling = "spin": never sleeps.
+    assert_eq!(Polling { wake_cost: None, ..poll }.spin(&gaps), None);
 }

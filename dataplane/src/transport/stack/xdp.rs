@@ -71,6 +71,10 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
         rx_batch: x.rx_batch,
         idle_spin: Duration::from_micros(x.idle_spin_us),
         idle_sleep: Duration::from_millis(x.idle_sleep_ms),
+        wake_cost: match x.polling {
+            crate::nic::af_xdp::PollMode::Adaptive => Some(Duration::from_micros(x.wake_cost_us)),
+            crate::nic::af_xdp::PollMode::Spin => None,
+        },
     };
     let rss = read_rss(&x.iface);
     // Captures stamp the loop's time; one pair of clocks maps it to the wall.
