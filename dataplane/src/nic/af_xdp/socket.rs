@@ -105,13 +105,30 @@ impl TxSide {
             self.tx.submit();
             self.unsubmitted = 0;
         }
-        if self.tx.needs_wakeup() && self.tx.outstanding() > 0 {
-            if let Err(e) = syscall::kick_tx(self.fd) {
-                tracing::warn!("AF_XDP TX wakeup failed: {e}");
+        // In copy mode one wakeup sends at most 32 frames (the kernel's TX batch) and
+        // leaves the rest in the ring: kick again while each kick makes progress, so a
+        // turn's frames all leave in that turn rather than wait for the next one (or,
+        // if the loop goes to sleep, for the next received frame).
+        if self.tx.needs_wakeup() {
+            let mut left = self.tx.outstanding();
+            while left > 0 {
+                if let Err(e) = syscall::kick_tx(self.fd) {
+                    tracing::warn!("AF_XDP TX wakeup failed: {e}");
+                }
+                self.wakeups += 1;
+                let now_left = self.tx.outstanding();
+                if now_left >= left {
+                    break; // no progress (the device pushes back): the next turn tries again
+                }
+                left = now_left;
             }
-            self.wakeups += 1;
         }
         self.reclaim(umem);
+    }
+
+    /// Frames in the TX ring the kernel has not taken yet.
+    fn unsent(&self) -> u32 {
+        self.tx.outstanding()
     }
 }
 
@@ -337,6 +354,12 @@ impl PacketIo for XskQueue {
     }
 
     fn wait(&mut self, _now: Instant, timeout: Duration) {
+        if self.txs.unsent() > 0 {
+            self.txs.flush(&self.umem);
+            if self.txs.unsent() > 0 {
+                return; // frames still to send: a sleep would hold them until the next frame in
+            }
+        }
         if self.fill.needs_wakeup() {
             syscall::kick_rx(self.fd.as_raw_fd());
         }
