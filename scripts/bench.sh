@@ -83,6 +83,13 @@ case " $contenders " in *" nginx "*)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "bench.sh: nginx is not installed (apt-get install nginx-light)" >&2; exit 1; } ;;
 esac
 
+# xitca's peer serves nothing until its database pool is up: without the database it is
+# left out (it has no HTTP-only mode).
+if [ -z "$db_conns" ] && [[ " $contenders " == *" xitca "* ]]; then
+  contenders=$(echo " $contenders " | sed 's/ xitca / /; s/^ //; s/ $//')
+  echo "bench.sh: xitca left out (--no-db: it serves only with its database)" >&2
+fi
+
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)

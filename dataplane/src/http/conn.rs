@@ -351,7 +351,8 @@ impl HttpConn {
         *pos += head_len + raw_len;
         let body: &'c [u8] = if chunked_body { body_buf } else { &req[head_len..head_len + raw_len] };
         stats.requests += 1;
-        let keep_alive = wants_keep_alive(parsed.headers, version) && !output.draining;
+        let (keep_alive, host) = connection_and_host(parsed.headers, version);
+        let keep_alive = keep_alive && !output.draining;
         let token = parsed.method.unwrap_or("");
         let target = parsed.path.unwrap_or("");
         let method = Method::parse(token);
@@ -367,7 +368,7 @@ impl HttpConn {
                 answer,
             ));
         };
-        if let Err(msg) = check_host(parsed.headers, version) {
+        if let Err(msg) = host {
             return Some((Incoming::Invalid(Response::text(400, msg)), answer));
         }
         let Some((path, query)) = split_target(target) else {
@@ -639,7 +640,7 @@ fn body_framing(headers: &[httparse::Header<'_>], version: Version, limits: &Htt
     let mut length: Option<u64> = None;
     let mut te: Option<&[u8]> = None;
     for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if eq_lower(h.name.as_bytes(), b"content-length") {
             for part in h.value.split(|&b| b == b',') {
                 let v = parse_length(trim(part)).ok_or(Reject(400, "invalid Content-Length"))?;
                 if length.is_some_and(|l| l != v) {
@@ -647,7 +648,7 @@ fn body_framing(headers: &[httparse::Header<'_>], version: Version, limits: &Htt
                 }
                 length = Some(v);
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if eq_lower(h.name.as_bytes(), b"transfer-encoding") {
             if te.is_some() {
                 return Err(Reject(400, "repeated Transfer-Encoding"));
             }
@@ -686,26 +687,60 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
-fn wants_keep_alive(headers: &[httparse::Header<'_>], version: Version) -> bool {
-    let (mut close, mut keep) = (false, false);
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-        for token in h.value.split(|&b| b == b',').map(trim) {
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+/// `a` equals `lower` ignoring ASCII case, where `lower` holds only lowercase letters,
+/// digits and `-`, and `a` is a header name (a token) or a field value (no CR, no
+/// controls below 0x20): then `b | 0x20 == l` holds only for `b == l` or, for a
+/// letter, its capital, so whole 8-byte words can be compared at once.
+#[inline]
+fn eq_lower(a: &[u8], lower: &[u8]) -> bool {
+    if a.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut l) = (a, lower);
+    while a.len() >= 8 {
+        let (x, y) = (u64::from_le_bytes(a[..8].try_into().unwrap()), u64::from_le_bytes(l[..8].try_into().unwrap()));
+        if x | 0x2020_2020_2020_2020 != y {
+            return false;
         }
+        (a, l) = (&a[8..], &l[8..]);
     }
-    match version {
-        Version::Http11 => !close,
-        Version::Http10 => keep && !close,
-    }
+    a.iter().zip(l).all(|(&b, &c)| b | 0x20 == c)
 }
 
-fn check_host(headers: &[httparse::Header<'_>], version: Version) -> Result<(), &'static str> {
-    match headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count() {
+/// What the `Connection` and `Host` headers say, in one pass over the headers: whether
+/// the connection stays open after this request, and whether Host is as RFC 9112 §3.2
+/// wants it (exactly one in HTTP/1.1, at most one in 1.0). Names are compared only when
+/// their length matches, and the common values (`keep-alive`, `close`) without splitting.
+fn connection_and_host(headers: &[httparse::Header<'_>], version: Version) -> (bool, Result<(), &'static str>) {
+    let (mut close, mut keep, mut hosts) = (false, false, 0u32);
+    for h in headers {
+        match h.name.len() {
+            4 if eq_lower(h.name.as_bytes(), b"host") => hosts += 1,
+            10 if eq_lower(h.name.as_bytes(), b"connection") => {
+                if eq_lower(h.value, b"keep-alive") {
+                    keep = true;
+                } else if eq_lower(h.value, b"close") {
+                    close = true;
+                } else {
+                    for token in h.value.split(|&b| b == b',').map(trim) {
+                        close |= token.eq_ignore_ascii_case(b"close");
+                        keep |= token.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep && !close,
+    };
+    let host = match hosts {
         0 if version == Version::Http11 => Err("HTTP/1.1 request without Host\n"),
         0 | 1 => Ok(()),
         _ => Err("more than one Host header\n"),
-    }
+    };
+    (keep_alive, host)
 }
 
 /// Splits a request-target into (path, query). Accepts origin-form and absolute-form.
@@ -716,7 +751,53 @@ fn split_target(target: &str) -> Option<(&str, &str)> {
         let rest = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://"))?;
         &rest[rest.find('/')?..]
     };
-    let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
-    let path = path.split_once('#').map_or(path, |(p, _)| p);
-    Some((path, query))
+    // The query starts at the first '?'; a '#' ends the path (a client should not send a
+    // fragment, RFC 9112 §3.2, but one that does gets its path without it). One pass
+    // over the bytes: targets are short, a searcher's set-up costs more than the scan.
+    let b = origin.as_bytes();
+    let Some(i) = b.iter().position(|&c| c == b'?' || c == b'#') else {
+        return Some((origin, ""));
+    };
+    if b[i] == b'?' {
+        return Some((&origin[..i], &origin[i + 1..]));
+    }
+    let query = b[i..].iter().position(|&c| c == b'?').map_or("", |j| &origin[i + j + 1..]);
+    Some((&origin[..i], query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eq_lower_matches_any_case_and_nothing_else() {
+        for (a, want) in [
+            (&b"Connection"[..], true),
+            (b"CONNECTION", true),
+            (b"connection", true),
+            (b"connectioN", true),
+            (b"connectio", false),
+            (b"connections", false),
+            (b"c0nnection", false),
+            (b"connect-on", false),
+        ] {
+            assert_eq!(eq_lower(a, b"connection"), want, "{:?}", std::str::from_utf8(a));
+        }
+        assert!(eq_lower(b"Keep-Alive", b"keep-alive"));
+        assert!(!eq_lower(b"keep alive", b"keep-alive"));
+        assert!(eq_lower(b"Transfer-Encoding", b"transfer-encoding"));
+        assert!(!eq_lower(b"Transfer_Encoding", b"transfer-encoding"));
+        assert!(eq_lower(b"", b""));
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query_at_the_first_question_mark_and_lose_a_fragment() {
+        assert_eq!(split_target("/plaintext"), Some(("/plaintext", "")));
+        assert_eq!(split_target("/q?a=1&b=2"), Some(("/q", "a=1&b=2")));
+        assert_eq!(split_target("/q?a=1#frag"), Some(("/q", "a=1#frag")));
+        assert_eq!(split_target("/p#frag"), Some(("/p", "")));
+        assert_eq!(split_target("/p#f?x=1"), Some(("/p", "x=1")));
+        assert_eq!(split_target("http://h:80/x?y"), Some(("/x", "y")));
+        assert_eq!(split_target("h/x"), None);
+    }
 }

@@ -232,6 +232,10 @@ impl<P: PacketIo> PacketIo for Fault<P> {
         c.injected_drops += self.counters.dropped;
         c
     }
+
+    fn tx_stalled(&self) -> bool {
+        self.inner.tx_stalled()
+    }
 }
 
 #[cfg(test)]

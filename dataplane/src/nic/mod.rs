@@ -81,6 +81,11 @@ pub trait PacketIo {
     fn wait(&mut self, now: Instant, timeout: Duration);
     /// The backend's counters.
     fn counters(&self) -> IoCounters;
+    /// Frames handed to the kernel that it has not taken, after a flush that kicked it
+    /// until it stopped making progress: the device pushes back.
+    fn tx_stalled(&self) -> bool {
+        false
+    }
 }
 
 impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
@@ -110,5 +115,8 @@ impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
     }
     fn counters(&self) -> IoCounters {
         (**self).counters()
+    }
+    fn tx_stalled(&self) -> bool {
+        (**self).tx_stalled()
     }
 }

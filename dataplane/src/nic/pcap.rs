@@ -102,6 +102,10 @@ impl<P: PacketIo> PacketIo for Pcap<P> {
     fn counters(&self) -> IoCounters {
         self.inner.counters()
     }
+
+    fn tx_stalled(&self) -> bool {
+        self.inner.tx_stalled()
+    }
 }
 
 impl<P> Drop for Pcap<P> {

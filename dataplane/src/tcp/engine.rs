@@ -219,7 +219,7 @@ impl Tuple {
 }
 
 /// Hashed as one 128-bit word for IPv4 (addresses and ports packed) and three for IPv6:
-/// few writes into SipHash, on the path of every segment.
+/// few writes into [`TupleHasher`], on the path of every segment.
 impl Hash for Tuple {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let (l, r) = (&self.local, &self.remote);
@@ -231,6 +231,73 @@ impl Hash for Tuple {
             h.write_u128(u128::from_be_bytes(r.ip));
             h.write_u32(u32::from(l.port) << 16 | u32::from(r.port));
         }
+    }
+}
+
+/// The connection table's hasher: a folded multiply keyed with per-engine secrets (the
+/// construction of foldhash and aHash's fallback). The tuple is chosen by remote peers,
+/// so the hash must be keyed (a fixed one lets an attacker pile connections into one
+/// bucket); SipHash, the std default, cost about 400 instructions per segment here
+/// (scripts/profile.sh), this costs a few dozen.
+#[derive(Clone, Copy)]
+struct TupleKeys([u64; 3]);
+
+impl TupleKeys {
+    /// Fresh random keys (from std's per-process random hash keys, not from the SYN
+    /// cookie secret, which must not be derivable from anything else).
+    fn random() -> TupleKeys {
+        use std::hash::BuildHasher;
+        // splitmix64 steps: three well-mixed keys from one random word.
+        let mut z = std::collections::hash_map::RandomState::new().hash_one(0x0074_7570_6c65_u64);
+        let mut next = || {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^ (x >> 31)
+        };
+        TupleKeys([next(), next(), next()])
+    }
+}
+
+impl std::hash::BuildHasher for TupleKeys {
+    type Hasher = TupleHasher;
+    fn build_hasher(&self) -> TupleHasher {
+        TupleHasher { keys: self.0, acc: self.0[0] }
+    }
+}
+
+/// See [`TupleKeys`].
+struct TupleHasher {
+    keys: [u64; 3],
+    acc: u64,
+}
+
+/// The high and low halves of the 128-bit product, folded.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for TupleHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.acc = folded_multiply(self.acc ^ v, self.keys[1]);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.acc = folded_multiply(self.acc ^ v as u64, ((v >> 64) as u64) ^ self.keys[1]);
+    }
+    fn finish(&self) -> u64 {
+        folded_multiply(self.acc, self.keys[2])
     }
 }
 
@@ -334,7 +401,7 @@ pub struct Engine<A, C> {
     cfg: TcpConfig,
     epoch: Instant,
     wheel: Wheel,
-    table: HashMap<Tuple, u32>,
+    table: HashMap<Tuple, u32, TupleKeys>,
     slab: Vec<Option<Conn<A>>>,
     gens: Vec<u32>,
     free: Vec<u32>,
@@ -385,7 +452,7 @@ impl<A, C> Engine<A, C> {
             cfg,
             epoch: now,
             wheel: Wheel::new(0),
-            table: HashMap::new(),
+            table: HashMap::with_hasher(TupleKeys::random()),
             slab: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),

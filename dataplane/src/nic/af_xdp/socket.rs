@@ -353,13 +353,11 @@ impl PacketIo for XskQueue {
         self.txs.flush(&self.umem);
     }
 
+    fn tx_stalled(&self) -> bool {
+        self.txs.unsent() > 0
+    }
+
     fn wait(&mut self, _now: Instant, timeout: Duration) {
-        if self.txs.unsent() > 0 {
-            self.txs.flush(&self.umem);
-            if self.txs.unsent() > 0 {
-                return; // frames still to send: a sleep would hold them until the next frame in
-            }
-        }
         if self.fill.needs_wakeup() {
             syscall::kick_rx(self.fd.as_raw_fd());
         }

@@ -43,6 +43,9 @@ use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, Tcp
 
 /// Longest sleep while TCP connections are open.
 const TCP_TICK: Duration = Duration::from_millis(10);
+/// How long the loop yields when the kernel stops taking TX frames (poll(2) counts whole
+/// milliseconds; a received frame ends the wait sooner).
+const TX_STALL_WAIT: Duration = Duration::from_millis(1);
 /// Frames kept for a full TX ring before the oldest are dropped.
 const TX_BACKLOG_MAX: usize = 4096;
 /// First local port of outbound connections; each queue takes every `queues`-th one.
@@ -60,6 +63,8 @@ pub struct LoopCounters {
     pub sleeps: u64,
     /// Frames dropped because the TX ring stayed full.
     pub tx_backlog_drops: u64,
+    /// Yields because the kernel stopped taking TX frames.
+    pub tx_stall_waits: u64,
 }
 
 /// What one queue's packet path did.
@@ -87,7 +92,7 @@ impl std::fmt::Display for StackReport {
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
-             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} \
+             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} \
@@ -123,6 +128,7 @@ impl std::fmt::Display for StackReport {
             t.idle_turns,
             t.sleeps,
             t.tx_backlog_drops,
+            t.tx_stall_waits,
             tcp.established,
             tcp.closed,
             tcp.reset,
@@ -474,6 +480,15 @@ impl<P: PacketIo> StackTransport<P> {
 
 impl<P: PacketIo> Transport for StackTransport<P> {
     fn wait(&mut self, now: Instant, timeout: Duration) {
+        if self.io.tx_stalled() {
+            // The kernel stopped taking our frames (in copy mode: until it frees the
+            // skbs of earlier ones, in a softirq that may need this very CPU). Spinning
+            // on kicks would starve it; yield the CPU briefly instead, then kick again.
+            self.io.wait(now, TX_STALL_WAIT);
+            self.io.flush(now);
+            self.counters.tx_stall_waits += 1;
+            return;
+        }
         let Some(spin) = self.poll.spin(&self.gaps) else {
             return; // polling = "spin"
         };
