@@ -252,4 +252,10 @@ if "--check" in sys.argv:
     bad = [f"{r['contender']} {r['mode']} {r['workload']} c={r['conns']}" for r in runs if not rps(r) or r.get("failed")]
     if bad:
         sys.exit("bench-report: runs without results: " + ", ".join(bad))
+    # Every run must have its link counters, and px-appliance's its loop work (admin /stats).
+    bad = [f"{r['contender']} {r['mode']} {r['workload']}" for r in runs
+           if r.get("client_rx_pkts_per_req") is None or r.get("server_core_us_per_req") is None
+           or (r["contender"].startswith("px-") and r.get("loop_work_us_per_req") is None)]
+    if bad:
+        sys.exit("bench-report: runs without link counters or loop work: " + ", ".join(bad))
 print(os.path.join(d, "results.md"))

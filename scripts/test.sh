@@ -26,6 +26,9 @@ echo "== memory module under Miri"
 scripts/miri.sh
 echo "== benches build"
 cargo bench --workspace --no-run
+echo "== instruction counts per request, short run (keeps scripts/profile.sh from rotting)"
+scripts/profile.sh --requests 2000 --out target/profile-ci
+[ "$(grep -c 'instructions per request' target/profile-ci/profile.md)" -eq 2 ]
 echo "== benchmark harness, quick mode (keeps scripts/bench.sh from rotting)"
 if [ "$(id -u)" -eq 0 ]; then
   scripts/bench.sh --quick --out target/bench-quick
