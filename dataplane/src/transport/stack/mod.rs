@@ -9,8 +9,9 @@
 //! there from the session's output — response heads, and bodies still in the arena —
 //! and the TCP checksum computed over the frame. A body the arena holds is copied once.
 //!
-//! Adaptive polling: the loop keeps an average of the gaps between turns that received
-//! frames. While frames arrive closer together than a sleep and its wake-up cost
+//! Adaptive polling: the loop keeps an average of the gaps between received frames
+//! (per frame, over the turns that received any). While frames arrive closer together
+//! than a sleep and its wake-up cost
 //! (`wake_cost_us`), a turn that finds nothing spins on (for `idle_spin_us` at most);
 //! once they arrive further apart, spinning would burn more than sleeping costs, and the
 //! loop sleeps in poll(2) on the socket as soon as a turn finds nothing (at most
@@ -163,8 +164,13 @@ pub struct Polling {
     pub wake_cost: Option<Duration>,
 }
 
-/// The average gap between turns that received frames: an EWMA (weight 1/8), each gap
-/// capped at 4 × the wake cost so one long idle spell is forgotten within a few turns.
+/// The average gap between received frames: an EWMA (weight 1/8) over turns that
+/// received any, each turn contributing the time since the previous such turn divided
+/// by the frames it took. Per frame, not per turn: a loop that falls behind takes more
+/// frames per turn, so its average falls and it spins until it has caught up (measured
+/// per turn, the gaps would include the loop's own sleeps and keep it sleeping). Each
+/// gap is capped at 4 × the wake cost so one long idle spell is forgotten within a few
+/// turns.
 #[derive(Debug, Clone, Copy)]
 struct ArrivalGaps {
     avg_ns: u64,
@@ -172,8 +178,8 @@ struct ArrivalGaps {
 }
 
 impl ArrivalGaps {
-    fn arrived(&mut self, now: Instant, cap: Duration) {
-        let gap = now.saturating_duration_since(self.last).min(cap).as_nanos() as u64;
+    fn arrived(&mut self, now: Instant, frames: usize, cap: Duration) {
+        let gap = now.saturating_duration_since(self.last).min(cap).as_nanos() as u64 / frames.max(1) as u64;
         self.avg_ns = self.avg_ns - self.avg_ns / 8 + gap / 8;
         self.last = now;
     }
@@ -540,7 +546,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         let work = received + sent + handed;
         if received + handed > 0 {
             let cap = self.poll.wake_cost.unwrap_or_default() * 4;
-            self.gaps.arrived(now, cap);
+            self.gaps.arrived(now, received + handed, cap);
         }
         if work > 0 {
             self.counters.busy_turns += 1;

@@ -280,23 +280,34 @@ fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_
     let mut t = t0;
     for _ in 0..64 {
         t += us(2);
-        gaps.arrived(t, us(40));
+        gaps.arrived(t, 1, us(40));
     }
     assert_eq!(poll.spin(&gaps), Some(us(200)));
     // Every 30 µs: sleep as soon as a turn finds nothing.
     for _ in 0..64 {
         t += us(30);
-        gaps.arrived(t, us(40));
+        gaps.arrived(t, 1, us(40));
     }
     assert_eq!(poll.spin(&gaps), Some(Duration::ZERO));
+    // A loop that falls behind: turns 30 µs apart (its own sleeps and wake-ups) that
+    // each find 8 frames waiting. Frames come every 4 µs: spin, and catch up.
+    for _ in 0..64 {
+        t += us(30);
+        gaps.arrived(t, 8, us(40));
+    }
+    assert_eq!(poll.spin(&gaps), Some(us(200)));
+    for _ in 0..64 {
+        t += us(30);
+        gaps.arrived(t, 1, us(40));
+    }
     // A burst after a long idle spell: the cap (4 × the wake cost) lets the average come
     // back under the wake cost within a few dozen frames, not thousands.
     t += Duration::from_secs(10);
-    gaps.arrived(t, us(40));
+    gaps.arrived(t, 1, us(40));
     let mut turns = 0;
     while poll.spin(&gaps) == Some(Duration::ZERO) {
         t += us(1);
-        gaps.arrived(t, us(40));
+        gaps.arrived(t, 1, us(40));
         turns += 1;
         assert!(turns < 40, "still sleeping after {turns} close frames");
     }
