@@ -304,6 +304,24 @@ fn clear_one_line_errors() {
     assert!(!out.status.success() && e.contains("needs root"), "{e}");
 }
 
+#[test]
+fn a_queue_taken_by_a_running_appliance_is_refused_and_free_again_at_once_after_a_kill() {
+    let Some(_tb) = testbed(2) else { return };
+    let first = Appliance::start(&["--queues", "2", "--admin", ""]);
+    // Retried for 2 s (a dead owner's queue is released late), then refused in one line.
+    let t0 = Instant::now();
+    let e = start_error(&["--iface", "px-app0", "--ip", "10.99.0.1/24", "--queues", "2", "--admin", ""]);
+    assert!(e.contains("already bound by another AF_XDP socket"), "{e}");
+    assert!(t0.elapsed() >= Duration::from_secs(2), "refused after {:?}, before the retries", t0.elapsed());
+    // SIGKILL the owner: a new appliance gets the queues (the kernel's deferred release
+    // of the old sockets is waited out by the bind's retries).
+    assert!(Command::new("kill").args(["-KILL", &first.pid()]).status().unwrap().success());
+    let mut first = first;
+    let _ = first.child.wait();
+    let second = Appliance::start(&["--queues", "2", "--admin", ""]);
+    second.stop();
+}
+
 // ---- HTTP over AF_XDP through our TCP engine ---------------------------------------------
 
 fn sha256_of_pattern(n: usize) -> String {

@@ -283,15 +283,31 @@ fn bind(fd: &OwnedFd, ifindex: u32, queue: u32, mode: BindMode) -> Result<bool, 
         syscall::bind_xsk(fd, &addr)
     };
     let bind_err = |source| XdpError::Setup { what: "bind", queue, source };
-    match mode {
-        BindMode::Zerocopy => attempt(libc::XDP_ZEROCOPY).map(|_| true).map_err(bind_err),
-        BindMode::Copy => attempt(libc::XDP_COPY).map(|_| false).map_err(bind_err),
+    let once = || match mode {
+        BindMode::Zerocopy => attempt(libc::XDP_ZEROCOPY).map(|_| true),
+        BindMode::Copy => attempt(libc::XDP_COPY).map(|_| false),
         BindMode::Auto => match attempt(libc::XDP_ZEROCOPY) {
             Ok(()) => Ok(true),
-            Err(_) => attempt(libc::XDP_COPY).map(|_| false).map_err(bind_err),
+            Err(_) => attempt(libc::XDP_COPY).map(|_| false),
         },
+    };
+    // A queue whose previous owner just died stays bound until the kernel's deferred
+    // release of that socket's buffer pool has run (a workqueue, some ms later): a
+    // restart right after a crash would fail with EBUSY. Retry for a while before
+    // calling the queue taken.
+    let deadline = std::time::Instant::now() + BUSY_RETRY_FOR;
+    loop {
+        match once() {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r.map_err(bind_err),
+        }
     }
 }
+
+/// How long a bind that finds the queue busy is retried.
+const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn unsafe_zeroed<T: Copy>() -> T {
     // SAFETY: only called for the kernel's plain-integer structs (xdp_mmap_offsets,
