@@ -175,13 +175,7 @@ fn timestamp(mut opts: &[u8]) -> Option<u32> {
 fn server_step(t: &mut StackTransport<Loopback>, d: &mut Dispatch) -> usize {
     let now = Instant::now();
     d.tick(SystemTime::now(), now);
-    let mut work = t.turn(now, d);
-    let items = d.run(now);
-    work += items.len();
-    if !items.is_empty() {
-        t.deliver(now, d, items);
-    }
-    work + t.outbound(now, d)
+    px_dataplane::runtime::turn(t, d, now)
 }
 
 fn main() {

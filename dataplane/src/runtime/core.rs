@@ -71,7 +71,11 @@ pub fn run_core<T: Transport>(
     }
 }
 
-fn turn<T: Transport>(t: &mut T, d: &mut Dispatch, now: Instant) -> usize {
+/// One turn of the loop (everything between two waits): the transport's batch, the
+/// executor's ready tasks and answers delivered, outbound connections fed. Returns the
+/// work done (0: the turn found nothing). Public for `apps/examples/profile.rs`, which
+/// turns a transport exactly as the loop does.
+pub fn turn<T: Transport>(t: &mut T, d: &mut Dispatch, now: Instant) -> usize {
     let mut work = t.turn(now, d);
     let items = d.run(now);
     work += items.len();

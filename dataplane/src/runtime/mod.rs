@@ -10,7 +10,7 @@ mod admin;
 mod core;
 mod gauge;
 
-pub use self::core::run_core;
+pub use self::core::{run_core, turn};
 pub use self::gauge::{LoopGauge, LoopSnapshot};
 
 use std::net::SocketAddr;
