@@ -276,30 +276,26 @@ fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_
     let us = Duration::from_micros;
     let poll = Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(100_000), wake_cost: Some(us(10)) };
     let mut gaps = ArrivalGaps { avg_ns: 0, last: t0 };
-    // Frames every 2 µs: spinning is cheaper than a sleep and its wake-up.
     let mut t = t0;
-    for _ in 0..64 {
-        t += us(2);
-        gaps.arrived(t, 1, us(40));
-    }
+    // 64 turns `gap` apart, each receiving `frames`.
+    let turns_of = |t: &mut Instant, gaps: &mut ArrivalGaps, gap: Duration, frames: usize| {
+        for _ in 0..64 {
+            *t += gap;
+            gaps.arrived(*t, frames, us(40));
+        }
+    };
+    // Frames every 2 µs: spinning is cheaper than a sleep and its wake-up.
+    turns_of(&mut t, &mut gaps, us(2), 1);
     assert_eq!(poll.spin(&gaps), Some(us(200)));
     // Every 30 µs: sleep as soon as a turn finds nothing.
-    for _ in 0..64 {
-        t += us(30);
-        gaps.arrived(t, 1, us(40));
-    }
+    turns_of(&mut t, &mut gaps, us(30), 1);
     assert_eq!(poll.spin(&gaps), Some(Duration::ZERO));
     // A loop that falls behind: turns 30 µs apart (its own sleeps and wake-ups) that
     // each find 8 frames waiting. Frames come every 4 µs: spin, and catch up.
-    for _ in 0..64 {
-        t += us(30);
-        gaps.arrived(t, 8, us(40));
-    }
+    turns_of(&mut t, &mut gaps, us(30), 8);
     assert_eq!(poll.spin(&gaps), Some(us(200)));
-    for _ in 0..64 {
-        t += us(30);
-        gaps.arrived(t, 1, us(40));
-    }
+    turns_of(&mut t, &mut gaps, us(30), 1);
+    assert_eq!(poll.spin(&gaps), Some(Duration::ZERO));
     // A burst after a long idle spell: the cap (4 × the wake cost) lets the average come
     // back under the wake cost within a few dozen frames, not thousands.
     t += Duration::from_secs(10);
