@@ -88,12 +88,12 @@ link() {
   client_mask=$(printf '%x' $((1 << ${LOAD_CPU:-0})))
   case $1 in
     fair)
-      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tso off gso on gro off >/dev/null
+      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tx on tso off gso on gro off >/dev/null
       ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro on >/dev/null
       rps "$APP_NS" "$APP_IF" "$app_mask"
       rps "$CLIENT_NS" "$CLIENT_IF" "$client_mask" ;;
     raw)
-      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tso on gso on gro off >/dev/null
+      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tx on tso on gso on gro off >/dev/null
       ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro off >/dev/null
       rps "$APP_NS" "$APP_IF" 0
       rps "$CLIENT_NS" "$CLIENT_IF" 0 ;;

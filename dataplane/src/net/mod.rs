@@ -11,6 +11,7 @@
 //!
 //! Panic contract: arbitrary bytes never panic (`new_checked` everywhere).
 
+pub mod checksum;
 mod neighbor;
 pub mod rss;
 
@@ -25,7 +26,7 @@ use smoltcp::wire::{
     NdiscRepr, RawHardwareAddress, TcpPacket,
 };
 
-pub use crate::nic::{FrameBatch, TxSink};
+pub use crate::nic::{FrameBatch, PartialChecksum, TxSink};
 
 /// A checksum-verified TCP segment for our address, located inside its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -634,28 +635,41 @@ impl NetStack {
 
     /// Sends an IP packet (v4 or v6, as `dst` is) of `len` bytes written in place by
     /// `fill` (no intermediate copy when the next hop is known; parked like any packet
-    /// while ARP or neighbour discovery runs).
+    /// while ARP or neighbour discovery runs). With `csum`, `fill` left the L4 checksum
+    /// partial (offsets from the IP header's start): the sink's transmit path or this
+    /// function finishes it.
     pub fn send_ip_with(
         &mut self,
         dst: IpAddr,
         len: usize,
         now: Instant,
         out: &mut dyn TxSink,
+        csum: Option<PartialChecksum>,
         fill: impl FnOnce(&mut [u8]),
     ) {
         if let Some(mac) = self.next_hop(dst).and_then(|h| self.neighbors.lookup(h, now)) {
             let eth = EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: ethertype_of(dst) };
             let mut fill = Some(fill);
-            out.push_frame(eth.buffer_len() + len, &mut |buf| {
+            let mut frame = |buf: &mut [u8]| {
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
                 if let Some(fill) = fill.take() {
                     fill(&mut buf[eth.buffer_len()..]);
                 }
-            });
+            };
+            match csum {
+                Some(c) => {
+                    let c = PartialChecksum { start: c.start + eth.buffer_len() as u16, offset: c.offset };
+                    out.push_frame_partial(eth.buffer_len() + len, c, &mut frame);
+                }
+                None => out.push_frame(eth.buffer_len() + len, &mut frame),
+            }
             return;
         }
         let mut packet = vec![0; len];
         fill(&mut packet);
+        if let Some(c) = csum {
+            c.finish(&mut packet);
+        }
         self.send_ip(dst, &packet, now, out);
     }
 

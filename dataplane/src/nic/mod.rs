@@ -14,7 +14,7 @@ pub mod fault;
 pub mod loopback;
 pub mod pcap;
 
-pub use batch::{FrameBatch, TxSink};
+pub use batch::{FrameBatch, PartialChecksum, TxSink};
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub struct IoCounters {
     pub tx_bytes: u64,
     /// Frames built in place in a TX buffer (no copy of the frame; see `PacketIo::recv_tx`).
     pub tx_in_place: u64,
+    /// Frames whose TCP checksum the transmit path finished (AF_XDP TX metadata).
+    pub tx_csum_offloaded: u64,
     /// Frames not sent because the TX ring or the free-frame pool was full/empty.
     pub tx_ring_full: u64,
     /// Times the fill ring could not be refilled completely.

@@ -89,6 +89,19 @@ pub enum BindMode {
     Zerocopy,
 }
 
+/// Who computes the TCP checksum of a frame we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxChecksum {
+    /// The transmit path, through AF_XDP TX metadata, where the kernel finishes it
+    /// (copy mode, Linux ≥ 6.8): the frame leaves as Linux's own TCP segments do, with a
+    /// partial checksum the device (or the kernel, for a device without the offload)
+    /// completes. Elsewhere (zero-copy, older kernels) in software.
+    Auto,
+    /// Always in software, before the frame is queued.
+    Software,
+}
+
 /// `[af_xdp]`: the AF_XDP backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,6 +130,8 @@ pub struct XdpConfig {
     pub rx_batch: usize,
     /// TX descriptors queued before they are submitted to the kernel.
     pub tx_batch: usize,
+    /// `auto` (the kernel finishes TCP checksums where it can) or `software`.
+    pub tx_checksum: TxChecksum,
     /// `adaptive` or `spin`.
     pub polling: PollMode,
     /// What a sleep in poll(2) and the wake-up by the next frame cost this host (CPU
@@ -151,6 +166,7 @@ impl Default for XdpConfig {
             ring_size: 2048,
             rx_batch: 64,
             tx_batch: 64,
+            tx_checksum: TxChecksum::Auto,
             polling: PollMode::Adaptive,
             wake_cost_us: 10,
             idle_spin_us: 200,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::mmap::Mmap;
 use super::ring::{Consumer, Producer, RingLayout};
 use super::umem::Umem;
-use super::{syscall, BindMode, Doorbell, XdpConfig, XdpError};
+use super::{syscall, BindMode, Doorbell, TxChecksum, XdpConfig, XdpError};
 use crate::mem::{NumaNode, Region, HUGEPAGE_BYTES};
-use crate::nic::{FrameBatch, TxSink};
+use crate::nic::{FrameBatch, PartialChecksum, TxSink};
 use crate::nic::{IoCounters, PacketIo, TxFull};
 use std::sync::Arc;
 
@@ -41,6 +41,10 @@ struct TxSide {
     ring_full: u64,
     wakeups: u64,
     in_place: u64,
+    /// Frames may carry a checksum request in their TX metadata (copy mode only: there
+    /// the kernel itself honours it; a zero-copy driver may not).
+    csum_offload: bool,
+    csum_offloaded: u64,
 }
 
 impl TxSide {
@@ -78,8 +82,8 @@ impl TxSide {
     }
 
     /// Queues the frame just written at `addr`.
-    fn push(&mut self, umem: &Umem, addr: u64, len: usize) {
-        self.tx.push(libc::xdp_desc { addr, len: len as u32, options: 0 });
+    fn push(&mut self, umem: &Umem, addr: u64, len: usize, options: u32) {
+        self.tx.push(libc::xdp_desc { addr, len: len as u32, options });
         self.unsubmitted += 1;
         self.packets += 1;
         self.bytes += len as u64;
@@ -89,14 +93,40 @@ impl TxSide {
     }
 
     /// Builds a frame of `len` bytes in place with `fill`; false if no frame was free.
-    fn build(&mut self, umem: &Umem, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        let Some(addr) = self.slot(umem, len) else { return false };
-        // SAFETY: `addr` was just popped from our free list, so the kernel is done with
+    /// With `csum`, `fill` left the L4 checksum partial and the frame's TX metadata asks
+    /// the kernel to finish it (`struct xsk_tx_metadata`: flags, csum_start,
+    /// csum_offset).
+    ///
+    /// Once a UMEM has TX metadata registered, the kernel looks for it `tx_meta` bytes
+    /// before *every* TX descriptor and refuses one that leaves no room: so every frame
+    /// starts that far into its UMEM frame, with or without a request.
+    fn build(
+        &mut self,
+        umem: &Umem,
+        len: usize,
+        csum: Option<PartialChecksum>,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let meta = umem.tx_meta() as usize;
+        let Some(base) = self.slot(umem, meta + len) else { return false };
+        // SAFETY: `base` was just popped from our free list, so the kernel is done with
         // that frame and nothing else borrows it; it is pushed to the TX ring (handing
         // it to the kernel) only after this borrow ends.
-        let frame = unsafe { umem.frame_mut(addr) };
-        fill(&mut frame[..len]);
-        self.push(umem, addr, len);
+        let frame = unsafe { umem.frame_mut(base) };
+        let (md, data) = frame.split_at_mut(meta);
+        let options = match csum {
+            Some(c) => {
+                md.fill(0);
+                md[..8].copy_from_slice(&u64::from(libc::XDP_TXMD_FLAGS_CHECKSUM).to_ne_bytes());
+                md[8..10].copy_from_slice(&c.start.to_ne_bytes());
+                md[10..12].copy_from_slice(&c.offset.to_ne_bytes());
+                self.csum_offloaded += 1;
+                libc::XDP_TX_METADATA
+            }
+            None => 0,
+        };
+        fill(&mut data[..len]);
+        self.push(umem, base + meta as u64, len, options);
         true
     }
 
@@ -143,12 +173,26 @@ struct XdpSink<'a> {
 
 impl TxSink for XdpSink<'_> {
     fn push_frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) {
-        if self.backlog.is_empty() && self.txs.build(self.umem, len, fill) {
+        if self.backlog.is_empty() && self.txs.build(self.umem, len, None, fill) {
             self.txs.in_place += 1;
             self.direct += 1;
             return;
         }
         self.backlog.push_frame(len, fill);
+    }
+
+    fn finishes_l4_checksum(&self) -> bool {
+        self.txs.csum_offload
+    }
+
+    fn push_frame_partial(&mut self, len: usize, csum: PartialChecksum, fill: &mut dyn FnMut(&mut [u8])) {
+        if self.txs.csum_offload && self.backlog.is_empty() && self.txs.build(self.umem, len, Some(csum), fill) {
+            self.txs.in_place += 1;
+            self.direct += 1;
+            return;
+        }
+        // The backlog is sent later by `send`, without metadata: finish it here.
+        self.backlog.push_frame_partial(len, csum, fill);
     }
 }
 
@@ -168,9 +212,9 @@ impl XskQueue {
         let fd = syscall::xsk_socket().map_err(XdpError::Socket)?;
         let bytes = (cfg.frames_per_queue as usize * cfg.frame_bytes as usize).next_multiple_of(HUGEPAGE_BYTES);
         let region = Region::map(bytes, node, cfg.hugepages).map_err(|e| XdpError::Umem(e.to_string()))?;
-        let umem = Umem::new(region, cfg.frame_bytes);
+        let mut umem = Umem::new(region, cfg.frame_bytes);
         let step = |what: &'static str| move |e: io::Error| XdpError::Setup { what, queue, source: e };
-        umem.register(&fd).map_err(step("XDP_UMEM_REG"))?;
+        let tx_meta = umem.register(&fd, cfg.tx_checksum == TxChecksum::Auto).map_err(step("XDP_UMEM_REG"))?;
         let n = cfg.ring_size;
         for (opt, what) in [
             (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
@@ -208,6 +252,8 @@ impl XskQueue {
             ring_full: 0,
             wakeups: 0,
             in_place: 0,
+            csum_offload: tx_meta && !zerocopy,
+            csum_offloaded: 0,
         };
         let mut q = XskQueue {
             fd,
@@ -241,6 +287,11 @@ impl XskQueue {
     /// Whether the bind got zero-copy mode.
     pub fn zerocopy(&self) -> bool {
         self.zerocopy
+    }
+
+    /// Whether the kernel finishes the TCP checksums of the frames we send.
+    pub fn tx_csum_offload(&self) -> bool {
+        self.txs.csum_offload
     }
 
     fn refill(&mut self) {
@@ -358,7 +409,7 @@ impl PacketIo for XskQueue {
     }
 
     fn send(&mut self, _now: Instant, frame: &[u8]) -> Result<(), TxFull> {
-        if self.txs.build(&self.umem, frame.len(), &mut |buf| buf.copy_from_slice(frame)) {
+        if self.txs.build(&self.umem, frame.len(), None, &mut |buf| buf.copy_from_slice(frame)) {
             Ok(())
         } else {
             Err(TxFull)
@@ -395,6 +446,7 @@ impl PacketIo for XskQueue {
         c.tx_bytes = self.txs.bytes;
         c.tx_ring_full = self.txs.ring_full;
         c.tx_in_place = self.txs.in_place;
+        c.tx_csum_offloaded = self.txs.csum_offloaded;
         c.wakeups += self.txs.wakeups;
         if let Some(st) = self.kernel_stats() {
             c.kernel_rx_dropped = st.rx_dropped + st.rx_ring_full;

@@ -13,6 +13,17 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Whether the running kernel's version is at least `major.minor` (from
+/// /proc/sys/kernel/osrelease; false if it cannot be read).
+pub(super) fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// bpf(2) with a command-specific attribute struct.
 pub(super) fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_int> {
     // SAFETY: `attr` is a valid, initialised #[repr(C)] struct of the layout the kernel

@@ -14,26 +14,53 @@ pub(super) struct Umem {
     region: Region,
     frame_bytes: u32,
     frames: u32,
+    tx_meta: u32,
 }
+
+/// Bytes reserved before a TX frame for its `struct xsk_tx_metadata` (flags, then the
+/// checksum request; 24 bytes in the UAPI).
+pub(super) const TX_METADATA_LEN: u32 = 24;
 
 impl Umem {
     /// Splits `region` into frames of `frame_bytes` (2048 or 4096).
     pub fn new(region: Region, frame_bytes: u32) -> Umem {
         let frames = (region.len() / frame_bytes as usize) as u32;
-        Umem { region, frame_bytes, frames }
+        Umem { region, frame_bytes, frames, tx_meta: 0 }
     }
 
-    /// Registers the region with an XSK socket (XDP_UMEM_REG).
-    pub fn register(&self, fd: &OwnedFd) -> io::Result<()> {
-        let reg = libc::xdp_umem_reg {
+    /// Registers the region with an XSK socket (XDP_UMEM_REG); with `tx_metadata`, asks
+    /// for room for TX metadata before each frame (Linux ≥ 6.8; from 6.11 the request
+    /// also needs the XDP_UMEM_TX_METADATA_LEN flag, which 6.8–6.10 refuse). Returns
+    /// whether the metadata is in force.
+    pub fn register(&mut self, fd: &OwnedFd, tx_metadata: bool) -> io::Result<bool> {
+        let reg = |flags, tx_metadata_len| libc::xdp_umem_reg {
             addr: self.region.as_ptr().as_ptr() as u64,
             len: self.region.len() as u64,
             chunk_size: self.frame_bytes,
             headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
+            flags,
+            tx_metadata_len,
         };
-        syscall::setsockopt(fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+        // Kernels before 6.8 read only the fields they know and would ignore the length
+        // silently, then refuse every frame that carries metadata: ask only from 6.8.
+        if tx_metadata && syscall::kernel_at_least(6, 8) {
+            for flags in [libc::XDP_UMEM_TX_METADATA_LEN, 0] {
+                match syscall::setsockopt(fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg(flags, TX_METADATA_LEN)) {
+                    Ok(()) => {
+                        self.tx_meta = TX_METADATA_LEN;
+                        return Ok(true);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        syscall::setsockopt(fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg(0, 0)).map(|()| false)
+    }
+
+    /// Bytes of TX metadata before each TX frame (0: none registered).
+    pub fn tx_meta(&self) -> u32 {
+        self.tx_meta
     }
 
     pub fn frame_bytes(&self) -> u32 {

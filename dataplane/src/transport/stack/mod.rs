@@ -38,7 +38,7 @@ use crate::app::dispatch::Delivery;
 use crate::app::outbound::{ClientPhase, EndReason};
 use crate::app::{ClientConn, Dispatch};
 use crate::net::rss::RssTable;
-use crate::net::{FrameBatch, NetCounters, NetStack, TcpIn, TxSink};
+use crate::net::{checksum, FrameBatch, NetCounters, NetStack, PartialChecksum, TcpIn, TxSink};
 use crate::nic::{IoCounters, PacketIo};
 use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
 
@@ -97,7 +97,7 @@ impl std::fmt::Display for StackReport {
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} \
-             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={}",
+             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={}",
             io.rx_packets,
             io.rx_bytes,
             io.tx_packets,
@@ -146,6 +146,7 @@ impl std::fmt::Display for StackReport {
             self.forwarded.0,
             self.forwarded.1,
             io.tx_in_place,
+            io.tx_csum_offloaded,
         )
     }
 }
@@ -407,32 +408,42 @@ fn on_segment(
 
 /// Builds IPv4 or IPv6 + TCP for `so` in place in the sink's frame (via the neighbour
 /// table): headers emitted, payload gathered from the send queue, then the TCP checksum
-/// (over the pseudo-header of the IP version in use).
+/// (over the pseudo-header of the IP version in use) — or, where the sink's transmit
+/// path finishes checksums (AF_XDP TX metadata), only the pseudo-header sum, as Linux's
+/// own TCP leaves it for the device.
 fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mut NetStack, out: &mut dyn TxSink) {
     let tcp = so.seg.to_repr();
     let header = tcp.header_len();
     let mut no_tcp_sum = caps.clone();
     no_tcp_sum.tcp = smoltcp::phy::Checksum::None;
     let (src, dst) = (so.src.ip(), so.dst.ip());
+    let partial = out.finishes_l4_checksum();
+    let tcp_len = header + so.payload.len();
     let segment = |seg: &mut [u8]| {
         // The frame may hold an old frame's bytes; option padding must be zero.
         seg[..header].fill(0);
         let mut t = TcpPacket::new_unchecked(&mut *seg);
         tcp.emit(&mut t, &src.into(), &dst.into(), &no_tcp_sum);
         so.payload.copy_to(&mut seg[header..]);
-        TcpPacket::new_unchecked(&mut *seg).fill_checksum(&src.into(), &dst.into());
+        let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp.into(), tcp_len as u32);
+        TcpPacket::new_unchecked(&mut *seg).set_checksum(pseudo);
+        if !partial {
+            PartialChecksum { start: 0, offset: 16 }.finish(seg);
+        }
     };
+    // The TCP checksum field is 16 bytes into the TCP header.
+    let csum = |ip_header: usize| partial.then_some(PartialChecksum { start: ip_header as u16, offset: 16 });
     match (src, dst) {
         (IpAddr::V4(s4), IpAddr::V4(d4)) => {
             let ip = Ipv4Repr {
                 src_addr: s4,
                 dst_addr: d4,
                 next_header: IpProtocol::Tcp,
-                payload_len: header + so.payload.len(),
+                payload_len: tcp_len,
                 hop_limit: 64,
             };
-            let len = ip.buffer_len() + header + so.payload.len();
-            net.send_ip_with(dst, len, now, out, |buf| {
+            let len = ip.buffer_len() + tcp_len;
+            net.send_ip_with(dst, len, now, out, csum(ip.buffer_len()), |buf| {
                 let mut p = Ipv4Packet::new_unchecked(&mut *buf);
                 ip.emit(&mut p, caps);
                 segment(p.payload_mut());
@@ -443,11 +454,11 @@ fn emit(caps: &ChecksumCapabilities, so: &SegmentOut<'_>, now: Instant, net: &mu
                 src_addr: s6,
                 dst_addr: d6,
                 next_header: IpProtocol::Tcp,
-                payload_len: header + so.payload.len(),
+                payload_len: tcp_len,
                 hop_limit: 64,
             };
-            let len = ip.buffer_len() + header + so.payload.len();
-            net.send_ip_with(dst, len, now, out, |buf| {
+            let len = ip.buffer_len() + tcp_len;
+            net.send_ip_with(dst, len, now, out, csum(ip.buffer_len()), |buf| {
                 let mut p = Ipv6Packet::new_unchecked(&mut *buf);
                 ip.emit(&mut p);
                 segment(p.payload_mut());

@@ -67,6 +67,18 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
     let node_cpus = crate::mem::node_cpus(iface_numa_node(&x.iface));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let zerocopy = socks.iter().all(XskQueue::zerocopy);
+    let offload = socks.iter().all(XskQueue::tx_csum_offload);
+    tracing::info!(
+        "{}: TCP checksums of sent frames {}",
+        x.iface,
+        match (offload, x.tx_checksum, zerocopy) {
+            (true, _, _) => "finished by the kernel (AF_XDP TX metadata)",
+            (false, crate::nic::af_xdp::TxChecksum::Software, _) =>
+                "computed in software (af_xdp.tx_checksum = software)",
+            (false, _, true) => "computed in software (zero-copy mode: the driver's offload is not probed)",
+            (false, _, false) => "computed in software (this kernel has no AF_XDP TX metadata; needs Linux 6.8)",
+        }
+    );
     let poll = Polling {
         rx_batch: x.rx_batch,
         idle_spin: Duration::from_micros(x.idle_spin_us),
