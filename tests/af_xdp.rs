@@ -460,6 +460,76 @@ fn tcp_checksums_the_kernel_finishes_verify_at_the_client() {
     assert_eq!(counter(&report, "tx_csum_offloaded"), 0, "{report}");
 }
 
+/// Slow clients and closing errors through our TCP engine: a head trickling in one byte
+/// every 50 ms gets 408 at `header_timeout_ms`, a stalled body at `body_timeout_ms`, and a
+/// closing error behind a 4 MiB response, with the client still sending, loses nothing
+/// of that response (RFC 9112 §9.6: no reset).
+#[test]
+fn slow_clients_and_closing_errors_over_af_xdp() {
+    let Some(_tb) = testbed(1) else { return };
+    let cfg = std::env::temp_dir().join(format!("px-slow-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[http]\nheader_timeout_ms = 500\nbody_timeout_ms = 800\n").unwrap();
+    let app = Appliance::start(&["--apps", "tfb,bytes,demo", "--config", cfg.to_str().unwrap()]);
+    let script = r#"
+import socket, time, threading
+A = ("10.99.0.1", 8080)
+# A head one byte every 50 ms: 408 long before it is complete.
+s = socket.create_connection(A, timeout=10)
+head = b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"s" * 200 + b"\r\n\r\n"
+s.setblocking(False)
+got, sent = b"", 0
+while sent < len(head):
+    s.send(head[sent:sent + 1]); sent += 1
+    time.sleep(0.05)
+    try:
+        got += s.recv(4096)
+        if got: break
+    except BlockingIOError:
+        pass
+assert sent < len(head), "the whole head trickled in"
+assert got.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in got, got
+# A body: 10 of 100 bytes, then nothing.
+s = socket.create_connection(A, timeout=10)
+s.sendall(b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+r = b""
+while b"\r\n\r\n" not in r:
+    r += s.recv(4096)
+assert r.startswith(b"HTTP/1.1 408 "), r
+# A closing error (bare LF: 400) behind a 4 MiB response, the client still sending.
+n = 4 << 20
+s = socket.create_connection(A, timeout=20)
+data = b"GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n" % n + b"GET /plaintext HTTP/1.1\nHost: t\n\n" + b"j" * (256 << 10)
+t = threading.Thread(target=lambda: s.sendall(data)); t.start()
+buf = b""
+def response():
+    global buf
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(1 << 16); assert d, "EOF mid-head"; buf += d
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    hdrs = {l.split(b":", 1)[0].lower(): l.split(b":", 1)[1].strip() for l in lines[1:]}
+    ln = int(hdrs.get(b"content-length", b"0"))
+    while len(buf) < ln:
+        d = s.recv(1 << 16); assert d, "EOF mid-body"; buf += d
+    body, buf = buf[:ln], buf[ln:]
+    return int(lines[0].split()[1]), hdrs, body
+st, h, body = response()
+assert st == 200 and body == bytes(i % 251 for i in range(n)), (st, len(body))
+st, h, body = response()
+assert st == 400 and h.get(b"connection") == b"close", (st, h)
+assert s.recv(1024) == b"", "an orderly end"
+t.join()
+print("ok")
+"#;
+    let out = in_client(&["python3", "-c", script]);
+    let report = app.stop();
+    let _ = std::fs::remove_file(&cfg);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counter(&report, "http_head_timeouts"), 1, "{report}");
+    assert_eq!(counter(&report, "http_body_timeouts"), 1, "{report}");
+    assert_eq!(counter(&report, "tcp_reset"), 0, "{report}");
+}
+
 #[test]
 fn http_over_af_xdp_with_real_clients() {
     let Some(_tb) = testbed(2) else { return };

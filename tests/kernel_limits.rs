@@ -112,3 +112,118 @@ fn out_of_descriptors_refuses_fast_and_recovers() {
     }
     srv.stop();
 }
+
+#[test]
+fn rfc9112_edges_over_real_sockets() {
+    let srv = Server::start_logged(&[], &["--apps", "tfb,bytes,demo"]);
+    // §3.2: an invalid Host value is 400; framing is intact, the connection goes on.
+    for host in ["a b", "a/b", "user@example.com", "<x>", "a:80x", "a:99999", "[::1"] {
+        check(&srv, format!("GET /plaintext HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(), 400, false);
+    }
+    check(&srv, b"GET /plaintext HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200, false);
+    // §3.2.4: OPTIONS * is answered, for the server as a whole.
+    let r = common::request(srv.addr, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.header("Allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
+    check(&srv, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", 200, false);
+    // RFC 9110 §2.5: HTTP/1.x is served as 1.1; a malformed version is 400, not 505.
+    let r = common::request(srv.addr, b"GET /plaintext HTTP/1.3\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, World!"[..]));
+    check(&srv, b"GET /plaintext HTTP/1.3\r\nHost: t\r\n\r\n", 200, false);
+    check(&srv, b"GET /plaintext HTTP/1.10\r\nHost: t\r\n\r\n", 400, true);
+    check(&srv, b"GET /plaintext HTTPS/1.1\r\nHost: t\r\n\r\n", 400, true);
+    check(&srv, b"GET /plaintext HTTP/3.0\r\nHost: t\r\n\r\n", 505, true);
+    // An error never echoes what the client sent.
+    let method = "M".repeat(10_000);
+    let r = common::request(srv.addr, format!("{method} /plaintext HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 501);
+    assert!(r.body.len() < 100 && !String::from_utf8_lossy(&r.body).contains("MMM"), "{:?}", r.body);
+    // Trailers: 100,000 lines are refused (431), a malformed one is 400.
+    let mut many = b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n".to_vec();
+    for i in 0..100_000 {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    check(&srv, &many, 431, true);
+    check(
+        &srv,
+        b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nno colon\r\n\r\n",
+        400,
+        true,
+    );
+    let log = srv.stop_log();
+    assert!(common::counter(&log, "http_rejected_400") >= 9, "{log}");
+    assert!(common::counter(&log, "http_rejected_431") >= 1, "{log}");
+    assert!(common::counter(&log, "http_rejected_501") >= 1, "{log}");
+}
+
+#[test]
+fn slow_clients_get_408_however_they_trickle() {
+    use std::io::Read;
+    use std::time::Duration;
+    let cfg = common::temp_file("slow.toml", "[http]\nheader_timeout_ms = 500\nbody_timeout_ms = 800\n");
+    let srv = Server::start_logged(&[], &["--config", cfg.to_str().unwrap(), "--apps", "tfb,demo"]);
+    // A head, one byte every 50 ms: each byte restarted the old idle timer, and would
+    // have kept the connection forever. The 408 comes while the head is still arriving.
+    let head = format!("GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: {}\r\n\r\n", "s".repeat(200));
+    let mut c = Raw::connect(srv.addr);
+    c.sock.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut sent = 0;
+    while sent < head.len() {
+        use std::io::Write;
+        let _ = c.sock.write(&head.as_bytes()[sent..sent + 1]);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        let mut tmp = [0u8; 1024];
+        if let Ok(n) = c.sock.read(&mut tmp) {
+            got.extend_from_slice(&tmp[..n]);
+            if n > 0 {
+                break;
+            }
+        }
+    }
+    assert!(sent < head.len(), "the whole head trickled in without a timeout");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 ") && text.contains("Connection: close"), "{text}");
+    // A body: 10 of 100 bytes, then nothing.
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"POST /demo/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.header("Connection")), (408, Some("close")));
+    assert!(c.closed_by_server());
+    // A prompt client on the same server is not affected.
+    let r = common::get(srv.addr, "/plaintext");
+    assert_eq!(r.status, 200);
+    let log = srv.stop_log();
+    assert_eq!(common::counter(&log, "http_head_timeouts"), 1, "{log}");
+    assert_eq!(common::counter(&log, "http_body_timeouts"), 1, "{log}");
+    assert_eq!(common::counter(&log, "http_rejected_408"), 2, "{log}");
+}
+
+/// After an error that closes the connection, the server shuts its side and drains the
+/// input for a while (RFC 9112 §9.6): a client still sending reads every byte of the
+/// responses before it, not an RST that drops what the server had not sent yet.
+#[test]
+fn a_closing_error_behind_a_large_response_loses_nothing() {
+    use std::io::{Read, Write};
+    let srv = Server::start(&["--apps", "tfb,bytes"]);
+    let n = 4 << 20;
+    let mut c = Raw::connect(srv.addr);
+    let mut input = format!("GET /bytes/{n} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes();
+    input.extend_from_slice(b"GET /plaintext HTTP/1.1\nHost: t\n\n"); // bare LF: 400, close
+    input.extend(std::iter::repeat_n(b'j', 256 << 10)); // and the client goes on sending
+    let mut w = c.sock.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&input);
+    });
+    let big = c.read_response(false);
+    assert_eq!(big.status, 200);
+    assert_eq!(big.body, common::pattern(n), "the large response arrived whole");
+    let bad = c.read_response(false);
+    assert_eq!((bad.status, bad.header("Connection")), (400, Some("close")));
+    let mut rest = [0u8; 1024];
+    assert_eq!(c.sock.read(&mut rest).unwrap(), 0, "then an orderly end, no reset");
+    writer.join().unwrap();
+    srv.stop();
+}

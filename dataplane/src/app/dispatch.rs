@@ -10,6 +10,8 @@
 //! [`Dispatch::peer_closed`] for each connection event and [`Dispatch::run`] once a
 //! turn, then sends what the sessions queued.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use super::{
 };
 use crate::http::{
     header_slots, Answer, DateCache, HttpConn, HttpLimits, HttpStats, Incoming, OwnedResponse, Request, Response,
+    Waiting,
 };
 use crate::mem::{Arena, ChunkPool};
 
@@ -64,6 +67,8 @@ pub struct HttpSession {
     pub http: HttpConn,
     state: ConnState,
     task: Option<TaskGuard>,
+    /// The wait a deadline was last armed for.
+    watched: (Waiting, u64),
 }
 
 /// Something a request was waiting for, now here.
@@ -73,6 +78,9 @@ pub enum Delivery {
     Task(Outcome),
     /// The control thread or an I/O thread answered.
     Job(OwnedResponse),
+    /// A client deadline (`header_timeout_ms`, `body_timeout_ms`) passed for the wait
+    /// [`HttpConn::waiting`] named then; stale if the connection has moved on.
+    Deadline(Waiting, u64),
 }
 
 /// One core's dispatcher.
@@ -88,6 +96,9 @@ pub struct Dispatch {
     pub stats: HttpStats,
     now: SystemTime,
     mono: Instant,
+    /// Client deadlines armed: (due, connection, the wait), earliest first. Entries are
+    /// not removed when a wait ends; a stale one is recognised when it comes due.
+    deadlines: BinaryHeap<Reverse<(Instant, u64, u64, u8)>>,
 }
 
 impl Dispatch {
@@ -101,7 +112,18 @@ impl Dispatch {
         for init in &apps.core_init {
             init(&cx);
         }
-        Dispatch { apps, cfg, pool, control, exec, date, stats: HttpStats::default(), now, mono }
+        Dispatch {
+            apps,
+            cfg,
+            pool,
+            control,
+            exec,
+            date,
+            stats: HttpStats::default(),
+            now,
+            mono,
+            deadlines: BinaryHeap::new(),
+        }
     }
 
     /// Sets the turn's time (wall clock for Date and handlers, monotonic for deadlines).
@@ -134,7 +156,12 @@ impl Dispatch {
     /// A new connection's session.
     pub fn open(&self) -> HttpSession {
         let arena = Arena::new(self.pool.clone(), self.cfg.arena_cap);
-        HttpSession { http: HttpConn::new(arena, &self.cfg.limits), state: ConnState::default(), task: None }
+        HttpSession {
+            http: HttpConn::new(arena, &self.cfg.limits),
+            state: ConnState::default(),
+            task: None,
+            watched: (Waiting::Nothing, 0),
+        }
     }
 
     /// Bytes arrived on connection `key`.
@@ -173,6 +200,14 @@ impl Dispatch {
         let mut out: Vec<(u64, Delivery)> =
             self.exec.run(now).into_iter().map(|c| (c.conn, Delivery::Task(c.outcome))).collect();
         self.control.drain(|id, r| out.push((id, Delivery::Job(r))));
+        while let Some(&Reverse((due, key, seq, kind))) = self.deadlines.peek() {
+            if due > now {
+                break;
+            }
+            self.deadlines.pop();
+            let what = if kind == 0 { Waiting::Head } else { Waiting::Body };
+            out.push((key, Delivery::Deadline(what, seq)));
+        }
         out
     }
 
@@ -181,15 +216,27 @@ impl Dispatch {
         self.exec.has_ready()
     }
 
-    /// When the executor's next timer is due.
+    /// When the executor's next timer or the next client deadline is due.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.exec.next_timer()
+        let deadline = self.deadlines.peek().map(|Reverse((due, ..))| *due);
+        match (self.exec.next_timer(), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Delivers what request of `s` was waiting for, then serves what follows it.
     pub fn deliver(&mut self, key: u64, s: &mut HttpSession, d: Delivery) {
+        if let Delivery::Deadline(what, seq) = d {
+            if s.http.waiting() == (what, seq) {
+                s.http.time_out(what, &self.date, &mut self.stats);
+                self.serve(key, s);
+            }
+            return;
+        }
         let Some(id) = s.http.awaiting() else { return };
         let (resp, close) = match d {
+            Delivery::Deadline(..) => unreachable!("handled above"),
             Delivery::Job(r) => (r.into_response(), false),
             Delivery::Task(outcome) => {
                 if let Some(g) = s.task.take() {
@@ -216,9 +263,27 @@ impl Dispatch {
         self.serve(key, s);
     }
 
-    /// Answers every request of `s` that can be answered now.
+    /// Answers every request of `s` that can be answered now, then arms the deadline
+    /// of what the connection waits for from its client, if that changed.
     pub fn serve(&mut self, key: u64, s: &mut HttpSession) {
-        let HttpSession { http, state, task } = s;
+        self.answer_ready(key, s);
+        let now = s.http.waiting();
+        if now == s.watched {
+            return;
+        }
+        s.watched = now;
+        let (limit, kind) = match now.0 {
+            Waiting::Nothing => return,
+            Waiting::Head => (self.cfg.limits.header_timeout_ms, 0),
+            Waiting::Body => (self.cfg.limits.body_timeout_ms, 1),
+        };
+        if limit > 0 {
+            self.deadlines.push(Reverse((self.mono + Duration::from_millis(limit), key, now.1, kind)));
+        }
+    }
+
+    fn answer_ready(&mut self, key: u64, s: &mut HttpSession) {
+        let HttpSession { http, state, task, .. } = s;
         loop {
             let mut slots = header_slots();
             let Some((incoming, answer)) = http.poll_request(&mut slots, &self.cfg.limits, &self.date, &mut self.stats)

@@ -314,6 +314,17 @@ fn head_has_headers_only_with_the_get_length() {
     assert!(out.ends_with(b"\r\n\r\n"), "no streamed body after HEAD");
 }
 
+/// A chunked POST of "abc" followed by `n` trailer lines `line`.
+fn chunked_with_trailers(n: usize, line: &str) -> Vec<u8> {
+    let mut r = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n".to_vec();
+    for _ in 0..n {
+        r.extend_from_slice(line.as_bytes());
+        r.extend_from_slice(b"\r\n");
+    }
+    r.extend_from_slice(b"\r\n");
+    r
+}
+
 fn status_of(h: &mut Harness, req: &[u8]) -> (u16, Resp, bool) {
     let (rs, c) = h.once(req);
     assert_eq!(rs.len(), 1, "{:?}", String::from_utf8_lossy(req));
@@ -350,7 +361,38 @@ fn limits_get_the_right_status() {
         (b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec(), 400, true),
         (b"GET /hello HTTP/1.1\r\nBad Name: v\r\n\r\n".to_vec(), 400, true),
         (b"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505, true),
-        (b"GET /hello HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), 505, true),
+        (b"GET /hello HTTP/0.9\r\nHost: x\r\n\r\n".to_vec(), 505, true),
+        // RFC 9110 §2.5: a newer 1.x minor version is served as 1.1.
+        (b"GET /hello HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), 200, false),
+        (b"GET /hello HTTP/1.9\r\nHost: x\r\n\r\n".to_vec(), 200, false),
+        // A malformed version is a malformed request line: 400, not 505.
+        (b"GET /hello HTTP/1.10\r\nHost: x\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/3\r\nHost: x\r\n\r\n".to_vec(), 400, true),
+        (b"GET /hello HTTP/22.0\r\nHost: x\r\n\r\n".to_vec(), 400, true),
+        // RFC 9110 §7.2 / RFC 9112 §3.2: an invalid Host value is 400.
+        (b"GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: a/b\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: user@a\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: <a>\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: a:80x\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: a:99999\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: a:1:2\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: :80\r\n\r\n".to_vec(), 400, false),
+        (b"GET /hello HTTP/1.1\r\nHost: example.com:8080\r\n\r\n".to_vec(), 200, false),
+        (b"GET /hello HTTP/1.1\r\nHost: 10.99.0.1\r\n\r\n".to_vec(), 200, false),
+        (b"GET /hello HTTP/1.1\r\nHost: [fd99::1]:8080\r\n\r\n".to_vec(), 200, false),
+        (b"GET /hello HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n".to_vec(), 200, false),
+        (b"GET /hello HTTP/1.1\r\nHost:\r\n\r\n".to_vec(), 200, false),
+        // RFC 9112 §3.2.4: the asterisk-form, for OPTIONS only.
+        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 200, false),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, false),
+        // Trailers: bounded in count and size, field lines only.
+        (chunked_with_trailers(100_000, "X: v"), 431, true),
+        (chunked_with_trailers(1, &format!("X: {}", "v".repeat(9000))), 431, true),
+        (chunked_with_trailers(1, "no colon here"), 400, true),
+        (chunked_with_trailers(1, " X: folded"), 400, true),
+        (chunked_with_trailers(5, "X-Ok: fine"), 200, false),
         (b"GET /hello HTTX/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, true),
         (b"BREW /hello HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 501, false),
         (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 404, false),
@@ -367,6 +409,102 @@ fn limits_get_the_right_status() {
     }
     let (status, resp, closed) = status_of(&mut h, b"DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((status, resp.header("Allow"), closed), (405, Some("GET, HEAD"), false));
+    let (status, resp, _) = status_of(&mut h, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status, resp.header("Content-Length")), (200, Some("0")));
+    assert!(resp.header("Allow").is_some_and(|a| a.contains("GET") && a.contains("OPTIONS")));
+    // The 1.x request served as 1.1 is answered as 1.1.
+    let (rs, _) = h.once(b"GET /hello HTTP/1.7\r\nHost: x\r\n\r\n");
+    assert_eq!(rs[0].body, b"Hello, World!");
+}
+
+#[test]
+fn refusals_never_echo_the_request() {
+    let mut h = Harness::new();
+    let method = "Q".repeat(10_000);
+    for req in [
+        format!("{method} /hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "GET /hello HTTP/1.1\r\nHost: <script>evil</script>\r\n\r\n".to_string(),
+        "GET /hello HTTP/7.0\r\nHost: x\r\n\r\n".to_string(),
+        "GET /evil-marker HTTP/1.1\r\nHost: x\r\nContent-Length: evil-marker\r\n\r\n".to_string(),
+    ] {
+        let (rs, _) = h.once(req.as_bytes());
+        let body = String::from_utf8_lossy(&rs[0].body).into_owned();
+        assert!(rs[0].status >= 400 && body.len() < 100, "{} {body}", rs[0].status);
+        assert!(!body.contains("QQQ") && !body.contains("evil"), "{body}");
+    }
+    assert!(h.d.stats.rejected_by_status[5] >= 1, "501 counted: {:?}", h.d.stats.rejected_by_status);
+}
+
+/// Runs the dispatcher's clock forward to `at` and delivers what came due.
+fn advance(h: &mut Harness, c: &mut TConn, at: Instant) -> Vec<u8> {
+    h.d.tick(h.now, at);
+    for (k, item) in h.d.run(at) {
+        assert_eq!(k, 1);
+        h.d.deliver(1, &mut c.0, item);
+    }
+    let mut out = Vec::new();
+    h.drain(c, &mut out);
+    out
+}
+
+#[test]
+fn a_head_must_be_complete_within_header_timeout_however_slowly_it_trickles() {
+    let mut h = Harness::new();
+    h.limits.header_timeout_ms = 10_000;
+    let t0 = Instant::now();
+    let mut c = h.conn();
+    h.d.tick(h.now, t0);
+    // One byte a second: each byte would restart an idle timer; this one does not restart.
+    let head = b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut out = Vec::new();
+    for (i, b) in head.iter().enumerate().take(10) {
+        let at = t0 + Duration::from_secs(i as u64);
+        out.extend(advance(&mut h, &mut c, at));
+        c.receive(std::slice::from_ref(b), &mut h.env());
+    }
+    assert!(out.is_empty() && !c.wants_close(), "nothing before the deadline");
+    assert_eq!(h.d.next_timer(), Some(t0 + Duration::from_secs(10)), "the loop wakes for the deadline");
+    let out = advance(&mut h, &mut c, t0 + Duration::from_millis(10_001));
+    let rs = parse_all(&out, false);
+    assert_eq!(rs.len(), 1);
+    assert_eq!((rs[0].status, rs[0].header("Connection")), (408, Some("close")));
+    assert!(c.wants_close());
+    assert_eq!((h.d.stats.head_timeouts, h.d.stats.body_timeouts), (1, 0));
+}
+
+#[test]
+fn a_deadline_is_for_one_request_and_a_body_has_its_own() {
+    let mut h = Harness::new();
+    h.limits.header_timeout_ms = 1_000;
+    h.limits.body_timeout_ms = 5_000;
+    let t0 = Instant::now();
+    let mut c = h.conn();
+    h.d.tick(h.now, t0);
+    // A head that completes in time: its deadline comes due later and is stale.
+    c.receive(b"GET /hello HTTP/1.1\r\n", &mut h.env());
+    advance(&mut h, &mut c, t0 + Duration::from_millis(500));
+    c.receive(b"Host: x\r\n\r\n", &mut h.env());
+    let mut out = Vec::new();
+    h.drain(&mut c, &mut out);
+    assert_eq!(parse_all(&out, false)[0].status, 200);
+    // The next request starts at 0.9 s: its head has until 1.9 s, not 1 s.
+    advance(&mut h, &mut c, t0 + Duration::from_millis(900));
+    c.receive(b"POST /echo HTTP/1.1\r\nHost: x\r\n", &mut h.env());
+    assert!(advance(&mut h, &mut c, t0 + Duration::from_millis(1_500)).is_empty() && !c.wants_close());
+    // The head completes at 1.8 s; the body (10 bytes announced) then has 5 s.
+    advance(&mut h, &mut c, t0 + Duration::from_millis(1_800));
+    c.receive(b"Content-Length: 10\r\n\r\nabc", &mut h.env());
+    assert!(advance(&mut h, &mut c, t0 + Duration::from_millis(6_700)).is_empty() && !c.wants_close());
+    let rs = parse_all(&advance(&mut h, &mut c, t0 + Duration::from_millis(6_801)), false);
+    assert_eq!((rs.len(), rs[0].status), (1, 408));
+    assert!(c.wants_close());
+    assert_eq!((h.d.stats.head_timeouts, h.d.stats.body_timeouts), (0, 1));
+    // 0 turns a deadline off.
+    h.limits.header_timeout_ms = 0;
+    let mut c = h.conn();
+    h.d.tick(h.now, t0);
+    c.receive(b"GET /hello HTTP/1.1\r\n", &mut h.env());
+    assert!(advance(&mut h, &mut c, t0 + Duration::from_secs(3600)).is_empty() && !c.wants_close());
 }
 
 #[test]

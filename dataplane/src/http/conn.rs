@@ -18,7 +18,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::chunked::{ChunkError, ChunkedDecoder};
+use super::chunked::{ChunkError, ChunkedDecoder, TrailerLimits};
 use super::head::{reject_for, HeadScan, Reject, Scan};
 use super::request::MAX_PARAMS;
 use super::response::write_head;
@@ -45,8 +45,14 @@ pub struct HttpStats {
     pub requests: u64,
     /// Responses by class: 1xx..5xx at index 1..5.
     pub responses_by_class: [u64; 6],
-    /// Requests rejected before routing (framing, limits, syntax).
+    /// Requests rejected before routing (framing, limits, syntax, deadlines).
     pub rejected: u64,
+    /// The same, by the status they were answered: see [`REJECT_STATUSES`].
+    pub rejected_by_status: [u64; REJECT_STATUSES.len()],
+    /// Heads not complete within `header_timeout_ms` (answered 408).
+    pub head_timeouts: u64,
+    /// Bodies not complete within `body_timeout_ms` (answered 408).
+    pub body_timeouts: u64,
     /// Handlers that panicked (answered 500).
     pub handler_panics: u64,
     /// Arena allocations that failed (answered 503).
@@ -57,6 +63,30 @@ pub struct HttpStats {
     pub bytes_out: u64,
     /// Body bytes queued by reference (arena or static), not copied before the transport.
     pub body_bytes_by_reference: u64,
+}
+
+/// The statuses a request can be refused with before routing, in the order
+/// [`HttpStats::rejected_by_status`] counts them.
+pub const REJECT_STATUSES: [u16; 8] = [400, 408, 413, 414, 431, 501, 505, 0];
+
+impl HttpStats {
+    /// Counts one refusal answered `status`.
+    fn count_reject(&mut self, status: u16) {
+        self.rejected += 1;
+        let i = REJECT_STATUSES.iter().position(|&s| s == status).unwrap_or(REJECT_STATUSES.len() - 1);
+        self.rejected_by_status[i] += 1;
+    }
+}
+
+/// What a connection waits for from its client: the deadline that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Nothing (idle between requests, or we are the ones busy: a handler, output).
+    Nothing,
+    /// The rest of a request head whose first bytes are in (`header_timeout_ms`).
+    Head,
+    /// The body of a request whose head is in (`body_timeout_ms`).
+    Body,
 }
 
 /// Identifies a request on its connection, for a deferred [`HttpConn::respond`].
@@ -267,22 +297,25 @@ impl HttpConn {
                 return None;
             }
         }
-        let buf: &'c [u8] = buf;
-        let req = &buf[*pos..];
-        if req.is_empty() {
+        if *pos == buf.len() {
             return None;
         }
         let (head_len, framing) = match pending {
             Some(p) => (p.head_len, p.framing),
-            None => match scan.scan(req, limits) {
+            None => match scan.scan(&buf[*pos..], limits) {
                 Ok(Scan::Partial) => return None,
-                Ok(Scan::Complete(n)) => (n, Framing::None),
+                Ok(Scan::Complete(n)) => {
+                    newer_minor_as_11(&mut buf[*pos..*pos + n]);
+                    (n, Framing::None)
+                }
                 Err(r) => {
                     input_reset(pos, buf.len(), pending);
                     return output.reject(r, arena, date, stats);
                 }
             },
         };
+        let buf: &'c [u8] = buf;
+        let req = &buf[*pos..];
         let mut parsed = httparse::Request::new(&mut []);
         match parsed.parse_with_uninit_headers(&req[..head_len], &mut headers[..limits.max_headers]) {
             Ok(httparse::Status::Complete(_)) => {}
@@ -321,7 +354,8 @@ impl HttpConn {
             }
             Framing::Chunked => {
                 let mut dec = pending.take().map(|p| p.decoder).unwrap_or_default();
-                match dec.decode(&req[head_len..], body_buf, limits.max_body_bytes) {
+                let trailers = TrailerLimits { max_bytes: limits.max_trailer_bytes, max_fields: limits.max_trailers };
+                match dec.decode(&req[head_len..], body_buf, limits.max_body_bytes, trailers) {
                     Ok(true) => (true, dec.consumed),
                     Ok(false) => {
                         *pending = Some(Pending { head_len, framing, decoder: dec });
@@ -334,6 +368,10 @@ impl HttpConn {
                             input_reset(pos, buf.len(), pending);
                             return output.reject(r, arena, date, stats);
                         };
+                    }
+                    Err(ChunkError::TrailersTooLarge) => {
+                        input_reset(pos, buf.len(), pending);
+                        return output.reject(Reject(431, "trailer section too large"), arena, date, stats);
                     }
                     Err(ChunkError::Malformed(why)) => {
                         let r = Reject(400, why);
@@ -362,16 +400,33 @@ impl HttpConn {
         }
         *next_id += 1;
         let answer = Answer { out: output, arena, date, stats, to, id: ReqId(*next_id), done: false };
+        // Refusals never echo what the client sent (a 10,000-byte method reflected back
+        // is an amplifier and a way to smuggle bytes into logs and caches).
         let Some(method) = method else {
-            return Some((
-                Incoming::Invalid(Response::text(501, format!("method {token} is not implemented\n"))),
-                answer,
-            ));
+            answer.stats.count_reject(501);
+            return Some((Incoming::Invalid(Response::text(501, "method not implemented\n")), answer));
         };
         if let Err(msg) = host {
+            answer.stats.count_reject(400);
             return Some((Incoming::Invalid(Response::text(400, msg)), answer));
         }
+        if target == "*" {
+            // The asterisk-form (RFC 9112 §3.2.4) asks about the server as a whole, and
+            // only OPTIONS may use it: say what methods it serves.
+            if method == Method::Options {
+                let allow = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+                return Some((
+                    Incoming::Invalid(
+                        Response::new(200, "text/plain; charset=utf-8", super::Body::Empty).with_header("Allow", allow),
+                    ),
+                    answer,
+                ));
+            }
+            answer.stats.count_reject(400);
+            return Some((Incoming::Invalid(Response::text(400, "the asterisk-form is for OPTIONS only\n")), answer));
+        }
         let Some((path, query)) = split_target(target) else {
+            answer.stats.count_reject(400);
             return Some((Incoming::Invalid(Response::text(400, "malformed request-target\n")), answer));
         };
         let request = Request {
@@ -496,6 +551,45 @@ impl HttpConn {
         }
     }
 
+    /// What the connection waits for from its client, with the number of requests
+    /// yielded so far: the pair names one wait, so a deadline armed for one request's
+    /// head is recognised as stale once that request is in and the next one trickles.
+    pub fn waiting(&self) -> (Waiting, u64) {
+        let inp = &self.input;
+        let w = if self.output.closing {
+            Waiting::Nothing
+        } else if inp.pending.is_some() {
+            Waiting::Body
+        } else if inp.pos < inp.buf.len() && !self.output.blocked() {
+            // Bytes of a request not yet complete (a complete one would have been yielded).
+            Waiting::Head
+        } else {
+            Waiting::Nothing
+        };
+        (w, inp.next_id)
+    }
+
+    /// The client took too long with what [`waiting`](Self::waiting) named: the
+    /// request is answered 408 Request Timeout (RFC 9110 §15.5.9) and the connection
+    /// closes after it; what it had sent of the request is dropped.
+    pub fn time_out(&mut self, what: Waiting, date: &DateCache, stats: &mut HttpStats) {
+        let why = match what {
+            Waiting::Nothing => return,
+            Waiting::Head => {
+                stats.head_timeouts += 1;
+                "request head not received in time"
+            }
+            Waiting::Body => {
+                stats.body_timeouts += 1;
+                "request body not received in time"
+            }
+        };
+        let inp = &mut self.input;
+        input_reset(&mut inp.pos, inp.buf.len(), &mut inp.pending);
+        inp.scan = HeadScan::default();
+        let _ = self.output.reject(Reject(408, why), &self.arena, date, stats);
+    }
+
     /// No request in progress and nothing to send.
     pub fn is_idle(&self) -> bool {
         self.input.pos == self.input.buf.len() && self.input.pending.is_none() && self.output.idle()
@@ -523,6 +617,18 @@ impl HttpConn {
     }
 }
 
+/// An HTTP/1.x request with a minor version above 1 is served as HTTP/1.1 (RFC 9110
+/// §2.5: a recipient treats a higher minor version as the highest it supports), by
+/// rewriting the digit in the buffered request line before it is parsed.
+fn newer_minor_as_11(head: &mut [u8]) {
+    let line_end = memchr::memchr(b'\r', head).unwrap_or(head.len());
+    if let [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] = &mut head[..line_end] {
+        if (b'2'..=b'9').contains(minor) {
+            *minor = b'1';
+        }
+    }
+}
+
 /// Forgets the request being parsed and what follows it (its framing is lost).
 fn input_reset(pos: &mut usize, len: usize, pending: &mut Option<Pending>) {
     *pos = len;
@@ -546,7 +652,7 @@ impl Output {
         date: &DateCache,
         stats: &mut HttpStats,
     ) -> Option<(Incoming<'c>, Answer<'c>)> {
-        stats.rejected += 1;
+        stats.count_reject(r.0);
         let resp = Response::text(r.0, format!("{}\n", r.1));
         let to = ReplyTo { head: false, keep_alive: false, version: Version::Http11 };
         self.write(resp, to, arena, date, stats);
@@ -712,10 +818,13 @@ fn eq_lower(a: &[u8], lower: &[u8]) -> bool {
 /// wants it (exactly one in HTTP/1.1, at most one in 1.0). Names are compared only when
 /// their length matches, and the common values (`keep-alive`, `close`) without splitting.
 fn connection_and_host(headers: &[httparse::Header<'_>], version: Version) -> (bool, Result<(), &'static str>) {
-    let (mut close, mut keep, mut hosts) = (false, false, 0u32);
+    let (mut close, mut keep, mut hosts, mut bad_host) = (false, false, 0u32, false);
     for h in headers {
         match h.name.len() {
-            4 if eq_lower(h.name.as_bytes(), b"host") => hosts += 1,
+            4 if eq_lower(h.name.as_bytes(), b"host") => {
+                hosts += 1;
+                bad_host |= !valid_host(h.value);
+            }
             10 if eq_lower(h.name.as_bytes(), b"connection") => {
                 if eq_lower(h.value, b"keep-alive") {
                     keep = true;
@@ -737,10 +846,41 @@ fn connection_and_host(headers: &[httparse::Header<'_>], version: Version) -> (b
     };
     let host = match hosts {
         0 if version == Version::Http11 => Err("HTTP/1.1 request without Host\n"),
+        1 if bad_host => Err("invalid Host header\n"),
         0 | 1 => Ok(()),
         _ => Err("more than one Host header\n"),
     };
     (keep_alive, host)
+}
+
+/// A Host value as RFC 9110 §7.2 allows it: `uri-host [ ":" port ]`, the host a
+/// reg-name (unreserved, pct-encoded, sub-delims), an IPv4 address (a reg-name's subset)
+/// or a bracketed IP literal; the port at most five digits, at most 65535. Empty is
+/// allowed (a target without an authority).
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(end) = memchr::memchr(b']', v) else { return false };
+        let inner = &v[1..end];
+        if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'v') {
+            return false;
+        }
+        match &v[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&v[..0], port),
+            _ => return false,
+        }
+    } else {
+        match memchr::memrchr(b':', v) {
+            Some(c) => (&v[..c], &v[c + 1..]),
+            None => (v, &v[..0]),
+        }
+    };
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    let port_ok = port.is_empty()
+        || (port.len() <= 5
+            && port.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(port).ok().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| p <= 65535));
+    host.iter().all(|&b| reg_name(b)) && port_ok && (port.is_empty() || v.len() > port.len() + 1 || v[0] == b'[')
 }
 
 /// Splits a request-target into (path, query). Accepts origin-form and absolute-form.

@@ -100,18 +100,15 @@ pub(crate) fn reject_for(err: httparse::Error, head: &[u8]) -> Reject {
     }
 }
 
-/// `HTTP/<digits>[.<digits>]` at the end of the request line, but not 1.0/1.1.
+/// A well-formed `HTTP/<digit>.<digit>` (RFC 9112 §2.3) of another major version at the
+/// end of the request line: 505. Anything else httparse refuses is a malformed request
+/// line (400); HTTP/1.2 and up never get here, they are served as 1.1.
 fn looks_like_other_version(head: &[u8]) -> bool {
     let line_end = memchr::memchr(b'\r', head).unwrap_or(head.len());
     let line = &head[..line_end];
     let Some(sp) = memchr::memrchr(b' ', line) else { return false };
-    let Some(v) = line[sp + 1..].strip_prefix(b"HTTP/") else { return false };
-    let (major, minor) = match memchr::memchr(b'.', v) {
-        Some(dot) => (&v[..dot], &v[dot + 1..]),
-        None => (v, &b"0"[..]),
-    };
-    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 3 && s.iter().all(u8::is_ascii_digit);
-    digits(major) && digits(minor)
+    matches!(&line[sp + 1..], [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1')
 }
 
 #[cfg(test)]
@@ -160,8 +157,10 @@ mod tests {
     #[test]
     fn other_versions_are_recognised() {
         assert!(looks_like_other_version(b"GET / HTTP/2.0\r\n"));
-        assert!(looks_like_other_version(b"GET / HTTP/1.2\r\n"));
-        assert!(looks_like_other_version(b"GET / HTTP/3\r\n"));
+        assert!(looks_like_other_version(b"GET / HTTP/0.9\r\n"));
+        assert!(!looks_like_other_version(b"GET / HTTP/3\r\n"));
+        assert!(!looks_like_other_version(b"GET / HTTP/1.10\r\n"));
+        assert!(!looks_like_other_version(b"GET / HTTP/22.0\r\n"));
         assert!(!looks_like_other_version(b"GET / HTTQ/1.1\r\n"));
         assert!(!looks_like_other_version(b"GET / HTTP/x.1\r\n"));
     }

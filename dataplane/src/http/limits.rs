@@ -7,6 +7,10 @@
 //! | `max_head_bytes` | 16384 | 431, close |
 //! | `max_headers` | 64 (≤ 128) | 431, close |
 //! | `max_body_bytes` | 1 MiB | 413, close |
+//! | `max_trailer_bytes` | 8192 | 431, close |
+//! | `max_trailers` | 32 | 431, close |
+//! | `header_timeout_ms` | 10 s from a head's first byte | 408, close |
+//! | `body_timeout_ms` | 60 s from the end of the head | 408, close |
 
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +33,26 @@ pub struct HttpLimits {
     /// Largest request body (Content-Length or decoded chunked). A connection buffers up
     /// to this much while a body arrives.
     pub max_body_bytes: usize,
+    /// Largest trailer section of a chunked body (field lines and their CRLFs).
+    pub max_trailer_bytes: usize,
+    /// Most trailer fields after a chunked body.
+    pub max_trailers: usize,
+    /// A request head must be complete this long after its first byte arrived (0: no
+    /// limit). Bytes trickling in do not restart it: one header byte a second no longer
+    /// holds a connection forever.
+    pub header_timeout_ms: u64,
+    /// A request body must be complete this long after its head (0: no limit): with
+    /// `max_body_bytes`, a floor on the rate a body may arrive at (1 MiB in 60 s: 17 KiB/s).
+    pub body_timeout_ms: u64,
     /// Stop reading a connection's requests while this many response bytes wait to be
     /// sent (backpressure on pipelining clients).
     pub output_high_water_bytes: usize,
     /// Close a connection with no request in progress after this long without traffic.
     pub idle_timeout_ms: u64,
+    /// After we close a connection (an error response, `Connection: close`), keep
+    /// reading and dropping what the client still sends for at most this long, so it
+    /// reads our last response instead of an RST (RFC 9112 §9.6); 0: close at once.
+    pub linger_ms: u64,
 }
 
 impl Default for HttpLimits {
@@ -44,8 +63,13 @@ impl Default for HttpLimits {
             max_head_bytes: 16384,
             max_headers: 64,
             max_body_bytes: 1 << 20,
+            max_trailer_bytes: 8192,
+            max_trailers: 32,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 60_000,
             output_high_water_bytes: 256 << 10,
             idle_timeout_ms: 60_000,
+            linger_ms: 2_000,
         }
     }
 }

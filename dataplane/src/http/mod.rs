@@ -22,7 +22,7 @@ mod request;
 mod response;
 mod status;
 
-pub use conn::{header_slots, Answer, HeaderSlots, HttpConn, HttpStats, Incoming, ReqId};
+pub use conn::{header_slots, Answer, HeaderSlots, HttpConn, HttpStats, Incoming, ReqId, Waiting, REJECT_STATUSES};
 pub use date::DateCache;
 pub use limits::HttpLimits;
 pub use outq::{OutQueue, INLINE_MAX};

@@ -93,6 +93,13 @@ impl std::fmt::Display for CoreReport {
             self.pool.chunks_free_min,
             self.cut_at_shutdown,
         )?;
+        write!(f, " http_head_timeouts={} http_body_timeouts={}", h.head_timeouts, h.body_timeouts)?;
+        for (status, n) in crate::http::REJECT_STATUSES.iter().zip(h.rejected_by_status) {
+            match status {
+                0 => write!(f, " http_rejected_other={n}")?,
+                s => write!(f, " http_rejected_{s}={n}")?,
+            }
+        }
         if let Some(s) = &self.stack {
             write!(f, " {s}")?;
         }

@@ -46,13 +46,14 @@ pub(crate) fn plan(cfg: &Config) -> Result<(SocketAddr, Vec<QueuePlan<KernelTran
         let w = waker.clone();
         let kcfg = cfg.kernel.clone();
         let idle = Duration::from_millis(cfg.http.idle_timeout_ms);
+        let linger = Duration::from_millis(cfg.http.linger_ms);
         plans.push(QueuePlan {
             queue,
             cpu: cfg.core_for_queue(queue, cpus),
             bell: Arc::new(move || {
                 let _ = w.wake();
             }),
-            build: Box::new(move || KernelTransport::new(poll, l, kcfg, idle, waker)),
+            build: Box::new(move || KernelTransport::new(poll, l, kcfg, (idle, linger), waker)),
         });
     }
     Ok((addr, plans))
@@ -62,8 +63,20 @@ pub(crate) fn plan(cfg: &Config) -> Result<(SocketAddr, Vec<QueuePlan<KernelTran
 // common case; outbound clients are the few.
 #[allow(clippy::large_enum_variant)]
 enum Kind {
-    Http { s: HttpSession, read_paused: bool },
-    Client { c: ClientConn, connected: bool },
+    Http {
+        s: HttpSession,
+        read_paused: bool,
+    },
+    Client {
+        c: ClientConn,
+        connected: bool,
+    },
+    /// Closed by us with our side shut (FIN sent): what the client still sends is read
+    /// and dropped until it closes or `until`, so the kernel does not answer it with an
+    /// RST that could destroy our last response before the client read it (RFC 9112 §9.6).
+    Linger {
+        until: Instant,
+    },
 }
 
 struct Conn {
@@ -77,6 +90,10 @@ struct Conn {
 pub struct KernelTransport {
     cfg: KernelConfig,
     idle_timeout: Duration,
+    /// How long a connection we closed reads and drops what the client still sends.
+    linger: Duration,
+    /// Shutting down: no lingering (the drain waits for every connection).
+    draining: bool,
     poll: Poll,
     events: Events,
     _waker: Arc<mio::Waker>,
@@ -105,7 +122,7 @@ impl KernelTransport {
         poll: Poll,
         listener: std::net::TcpListener,
         cfg: KernelConfig,
-        idle_timeout: Duration,
+        (idle_timeout, linger): (Duration, Duration),
         waker: Arc<mio::Waker>,
     ) -> Result<Self, StartError> {
         let mut listener = TcpListener::from_std(listener);
@@ -117,6 +134,8 @@ impl KernelTransport {
             readbuf: vec![0; cfg.read_buf_bytes],
             cfg,
             idle_timeout,
+            linger,
+            draining: false,
             poll,
             _waker: waker,
             listener: Some(listener),
@@ -227,6 +246,9 @@ impl KernelTransport {
     }
 
     fn event(&mut self, idx: usize, ev: &mio::event::Event, now: Instant, d: &mut Dispatch) {
+        if matches!(self.conns.get(idx), Some(Some(Conn { kind: Kind::Linger { .. }, .. }))) {
+            return self.discard(idx, d);
+        }
         let is_client = matches!(self.conns.get(idx), Some(Some(Conn { kind: Kind::Client { .. }, .. })));
         if is_client {
             return self.client_event(
@@ -300,8 +322,40 @@ impl KernelTransport {
 
     fn finish(&mut self, idx: usize, d: &mut Dispatch) {
         if self.wants_close(idx) {
-            self.close(idx, d, None);
+            self.end(idx, d);
         }
+    }
+
+    /// Closes an HTTP connection whose session is done: our side shut at once, then
+    /// lingering (see [`Kind::Linger`]) unless that is off or the core is draining.
+    fn end(&mut self, idx: usize, d: &mut Dispatch) {
+        if self.linger.is_zero() || self.draining {
+            return self.close(idx, d, None);
+        }
+        let Some(Some(c)) = self.conns.get_mut(idx) else { return };
+        if c.sock.shutdown(std::net::Shutdown::Write).is_err() {
+            return self.close(idx, d, None);
+        }
+        // Dropping the session cancels a task it was waiting for and frees its arena.
+        c.kind = Kind::Linger { until: Instant::now() + self.linger };
+        self.discard(idx, d);
+    }
+
+    /// Reads and drops what a lingering connection's client sent; closes it at EOF.
+    fn discard(&mut self, idx: usize, d: &mut Dispatch) {
+        for _ in 0..self.cfg.reads_per_turn_max {
+            let Some(Some(c)) = self.conns.get_mut(idx) else { return };
+            match c.sock.read(&mut self.readbuf) {
+                Ok(0) => return self.close(idx, d, None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(idx, d, None),
+            }
+        }
+        // More than a turn's worth: the rest next readable event (edge-triggered: one
+        // arrives only for new data, so come back through the ready list).
+        self.ready.push_back(idx);
     }
 
     fn flush(&mut self, idx: usize, now: Instant, d: &mut Dispatch) {
@@ -437,6 +491,7 @@ impl KernelTransport {
                             && now.duration_since(c.last_active) > self.idle_timeout
                     }
                     Kind::Client { .. } => false,
+                    Kind::Linger { until } => now >= *until,
                 })
             })
             .collect();
@@ -559,6 +614,7 @@ impl Transport for KernelTransport {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.listener_backlogged = false;
+        self.draining = true;
         for idx in 0..self.conns.len() {
             let Some(Some(c)) = self.conns.get_mut(idx) else { continue };
             let k = key(idx, c.gen);
