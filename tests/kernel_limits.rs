@@ -214,9 +214,7 @@ fn a_closing_error_behind_a_large_response_loses_nothing() {
     input.extend_from_slice(b"GET /plaintext HTTP/1.1\nHost: t\n\n"); // bare LF: 400, close
     input.extend(std::iter::repeat_n(b'j', 256 << 10)); // and the client goes on sending
     let mut w = c.sock.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = w.write_all(&input);
-    });
+    let writer = std::thread::spawn(move || w.write_all(&input).is_ok());
     let big = c.read_response(false);
     assert_eq!(big.status, 200);
     assert_eq!(big.body, common::pattern(n), "the large response arrived whole");
@@ -224,6 +222,6 @@ fn a_closing_error_behind_a_large_response_loses_nothing() {
     assert_eq!((bad.status, bad.header("Connection")), (400, Some("close")));
     let mut rest = [0u8; 1024];
     assert_eq!(c.sock.read(&mut rest).unwrap(), 0, "then an orderly end, no reset");
-    writer.join().unwrap();
+    assert!(writer.join().unwrap(), "the server read (and dropped) everything the client sent after");
     srv.stop();
 }

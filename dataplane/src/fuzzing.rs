@@ -1,15 +1,24 @@
-//! A harness that feeds arbitrary frames through the receive path (Ethernet → IPv4 →
-//! TCP engine with an echoing application) as the AF_XDP loop does. The cargo-fuzz
-//! target in fuzz/ drives it with libFuzzer; a seeded property test drives it in every
-//! test run. Contract: no input panics, and state stays bounded.
+//! Harnesses for the fuzz targets in fuzz/ (libFuzzer) and for seeded property tests
+//! that run in every test run:
+//! - [`FrameHarness`]: arbitrary frames through the receive path (Ethernet → IPv4 or
+//!   IPv6 → TCP engine with an echoing application), as the AF_XDP loop does.
+//!   Contract: no input panics, and state stays bounded.
+//! - [`HttpHarness`]: the HTTP engine driven by a script (bytes arriving in pieces, the
+//!   transport taking part of the output, deadlines passing, deferred answers, the peer
+//!   closing). Contract: no input panics, and what the client receives is always a
+//!   sequence of well-formed responses, one per request in order, then at most one
+//!   refusal that closes the connection.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{TcpPacket, TcpRepr};
 
+use crate::http::{header_slots, Body, DateCache, HttpConn, HttpLimits, HttpStats, Incoming, Method, ReqId, Response};
+use crate::mem::{ChunkPool, HugepagePolicy, Region, HUGEPAGE_BYTES};
 use crate::net::{FrameBatch, NetConfig, NetStack};
 use crate::tcp::{ConnId, Engine, Segment, TcpApp, TcpConfig};
 
@@ -115,6 +124,199 @@ impl FrameHarness {
     }
 }
 
+/// A body larger than the output high-water mark, to exercise backpressure.
+static BIG: [u8; 100_000] = [b'b'; 100_000];
+
+thread_local! {
+    /// One arena pool per thread: an iteration's connection returns its chunks to it.
+    static POOL: Rc<ChunkPool> = Rc::new(ChunkPool::new(
+        Region::map(4 * HUGEPAGE_BYTES, None, HugepagePolicy::Off).expect("mmap for the arena pool"),
+        64 << 10,
+    ));
+}
+
+/// The HTTP engine under a script; see the module doc.
+pub struct HttpHarness {
+    conn: HttpConn,
+    limits: HttpLimits,
+    date: DateCache,
+    stats: HttpStats,
+    /// Everything the transport took, as the client would read it.
+    out: Vec<u8>,
+    /// Per request yielded, in order: was it HEAD (its response has no body).
+    yielded: Vec<bool>,
+    deferred: Option<ReqId>,
+}
+
+impl Default for HttpHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpHarness {
+    /// A fresh connection with small limits, so the fuzzer reaches them.
+    pub fn new() -> Self {
+        let limits = HttpLimits {
+            max_uri_bytes: 256,
+            max_header_line_bytes: 512,
+            max_head_bytes: 2048,
+            max_headers: 16,
+            max_body_bytes: 4096,
+            max_trailer_bytes: 256,
+            max_trailers: 4,
+            output_high_water_bytes: 16 << 10,
+            ..HttpLimits::default()
+        };
+        let arena = crate::mem::Arena::new(POOL.with(Rc::clone), 1 << 20);
+        let mut date = DateCache::default();
+        date.update(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        HttpHarness {
+            conn: HttpConn::new(arena, &limits),
+            limits,
+            date,
+            stats: HttpStats::default(),
+            out: Vec::new(),
+            yielded: Vec::new(),
+            deferred: None,
+        }
+    }
+
+    /// Runs a whole script, then drains everything and checks what the client got.
+    ///
+    /// # Panics
+    /// When the contract is broken (that is what the fuzzer looks for).
+    pub fn run(script: &[u8]) {
+        let mut h = HttpHarness::new();
+        let mut rest = script;
+        while let [op, arg, tail @ ..] = rest {
+            rest = tail;
+            match op % 8 {
+                0..=3 => {
+                    let n = (usize::from(*arg) + 1).min(rest.len());
+                    h.conn.receive(&rest[..n], &mut h.stats);
+                    rest = &rest[n..];
+                }
+                4 => h.take(usize::from(*arg) * 64 + 1),
+                5 => {
+                    let (what, _) = h.conn.waiting();
+                    h.conn.time_out(what, &h.date, &mut h.stats);
+                }
+                6 => h.answer_deferred(),
+                _ => h.conn.peer_closed(),
+            }
+            h.serve();
+        }
+        // The end: every deferred answer given, all output taken.
+        for _ in 0..1000 {
+            h.answer_deferred();
+            h.serve();
+            if h.conn.output_len() == 0 && h.deferred.is_none() {
+                break;
+            }
+            h.take(usize::MAX);
+        }
+        h.check();
+    }
+
+    fn take(&mut self, n: usize) {
+        let n = n.min(self.conn.output_len());
+        let all = self.conn.output_vec();
+        self.out.extend_from_slice(&all[..n]);
+        self.conn.consume(n, &mut self.stats);
+    }
+
+    fn answer_deferred(&mut self) {
+        if let Some(id) = self.deferred.take() {
+            let resp = Response::text(200, "answered later\n");
+            assert!(self.conn.respond(id, resp, false, &self.date, &mut self.stats), "the awaited request");
+        }
+    }
+
+    /// Answers every request the engine yields, from what it parsed.
+    fn serve(&mut self) {
+        loop {
+            let mut slots = header_slots();
+            let Some((incoming, answer)) =
+                self.conn.poll_request(&mut slots, &self.limits, &self.date, &mut self.stats)
+            else {
+                return;
+            };
+            match incoming {
+                Incoming::Invalid(resp) => {
+                    self.yielded.push(answer.head_only());
+                    answer.send(resp);
+                }
+                Incoming::Request(req) => {
+                    self.yielded.push(req.method() == Method::Head);
+                    if req.path().starts_with("/defer") && self.deferred.is_none() {
+                        self.deferred = Some(answer.defer());
+                    } else if req.path().starts_with("/big") {
+                        answer.send(Response::new(200, "application/octet-stream", Body::Static(&BIG)));
+                    } else {
+                        let summary = format!(
+                            "{} {} {} {} {}\n",
+                            req.method().as_str(),
+                            req.path().len(),
+                            req.query_string().len(),
+                            req.headers().len(),
+                            req.body().len()
+                        );
+                        let mut body = summary.into_bytes();
+                        body.extend_from_slice(req.body());
+                        answer.send(Response::text(200, body));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the client received: the responses to the yielded requests, in order, then
+    /// at most one refusal with `Connection: close`, then nothing.
+    fn check(&self) {
+        let mut buf = &self.out[..];
+        let mut answered = 0;
+        let mut closed = false;
+        while !buf.is_empty() {
+            assert!(!closed, "bytes after a response that closed the connection");
+            let mut hs = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut hs);
+            let n = match r.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                other => {
+                    panic!("malformed response ({other:?}): {:?}", String::from_utf8_lossy(&buf[..buf.len().min(200)]))
+                }
+            };
+            let status = r.code.expect("a status");
+            assert!((100..600).contains(&status), "status {status}");
+            let header = |name: &str| r.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+            if status == 100 {
+                buf = &buf[n..];
+                continue;
+            }
+            let len: usize = std::str::from_utf8(header("content-length").expect("Content-Length"))
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("a numeric Content-Length");
+            let head = match self.yielded.get(answered) {
+                Some(&head) => head,
+                None => {
+                    // Past the yielded requests: only the engine's own refusal.
+                    assert!(status >= 400, "an unasked-for {status}");
+                    false
+                }
+            };
+            answered += 1;
+            closed = header("connection") == Some(&b"close"[..]);
+            let body = if head { 0 } else { len };
+            assert!(buf.len() >= n + body, "response cut short");
+            buf = &buf[n + body..];
+        }
+        assert!(answered >= self.yielded.len(), "{} requests yielded, {answered} answered", self.yielded.len());
+        assert!(answered <= self.yielded.len() + 1, "more than one refusal");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +398,64 @@ mod tests {
             assert!(h.connections() <= MAX_CONNECTIONS);
         }
         assert!(h.tcp_segments() > 10_000, "most frames reached the engine");
+    }
+
+    /// Scripts built from request fragments, valid and not, cut at random places, with
+    /// the transport, the clock and the peer acting in between: the HTTP harness's
+    /// contract holds for each.
+    #[test]
+    fn scripted_http_through_the_engine() {
+        let pieces: [&[u8]; 14] = [
+            b"GET /a?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            b"GET /defer HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+            b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"BREW /x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /x HTTP/1.1\nHost: t\n\n",
+            b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 9999\r\n\r\n",
+            b"\r\n",
+        ];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..20_000 {
+            let mut wire = Vec::new();
+            for _ in 0..1 + next() % 6 {
+                wire.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            if next() % 4 == 0 {
+                let at = (next() as usize) % wire.len();
+                wire[at] = next() as u8;
+            }
+            let mut script = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let n = (1 + next() % 64) as usize;
+                let n = n.min(wire.len() - at);
+                script.extend_from_slice(&[0, (n - 1) as u8]);
+                script.extend_from_slice(&wire[at..at + n]);
+                at += n;
+                match next() % 10 {
+                    0 => script.extend_from_slice(&[4, (next() % 8) as u8]),
+                    1 => script.extend_from_slice(&[6, 0]),
+                    2 if next() % 8 == 0 => script.extend_from_slice(&[5, 0]),
+                    3 if next() % 16 == 0 => script.extend_from_slice(&[7, 0]),
+                    _ => {}
+                }
+            }
+            if std::panic::catch_unwind(|| HttpHarness::run(&script)).is_err() {
+                panic!("script {:?}", String::from_utf8_lossy(&script));
+            }
+        }
     }
 }

@@ -189,6 +189,11 @@ impl<'c> Answer<'c> {
         self.arena
     }
 
+    /// True when the response goes out without its body (the request was HEAD).
+    pub fn head_only(&self) -> bool {
+        self.to.head
+    }
+
     /// The core's counters (the dispatcher counts panics and arena failures there).
     pub fn stats(&mut self) -> &mut HttpStats {
         self.stats

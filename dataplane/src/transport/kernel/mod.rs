@@ -304,7 +304,7 @@ impl KernelTransport {
                 }
             }
             if self.wants_close(idx) {
-                return self.close(idx, d, None);
+                return self.end(idx, d);
             }
         }
         // Bound reached (or reading paused): come back next turn if the engine wants more.
@@ -556,7 +556,11 @@ impl Transport for KernelTransport {
         for _ in 0..self.ready.len() {
             let Some(idx) = self.ready.pop_front() else { break };
             work += 1;
-            self.read(idx, now, d, false);
+            if matches!(self.conns.get(idx), Some(Some(Conn { kind: Kind::Linger { .. }, .. }))) {
+                self.discard(idx, d);
+            } else {
+                self.read(idx, now, d, false);
+            }
         }
         let sweep = *self.next_sweep.get_or_insert(now + Duration::from_secs(1));
         if now >= sweep {
