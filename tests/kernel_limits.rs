@@ -225,3 +225,51 @@ fn a_closing_error_behind_a_large_response_loses_nothing() {
     assert!(writer.join().unwrap(), "the server read (and dropped) everything the client sent after");
     srv.stop();
 }
+
+#[test]
+fn connection_caps_per_source_and_per_core_answer_503() {
+    for (cfg_text, cap, key) in [
+        ("[kernel]\nmax_connections_per_source = 3\n", 3, "conn_refused_per_source"),
+        ("[kernel]\nmax_connections = 2\n", 2, "conn_refused_per_core"),
+    ] {
+        let cfg = common::temp_file(&format!("caps-{cap}.toml"), cfg_text);
+        let srv = Server::start_logged(&[], &["--config", cfg.to_str().unwrap(), "--apps", "tfb"]);
+        let mut held: Vec<Raw> = (0..cap)
+            .map(|_| {
+                let mut c = Raw::connect(srv.addr);
+                c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(c.read_response(false).status, 200);
+                c
+            })
+            .collect();
+        // One more: 503 with Retry-After, then the close.
+        let mut extra = Raw::connect(srv.addr);
+        let r = extra.read_response(false);
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")), "{cfg_text}");
+        assert!(extra.closed_by_server());
+        // The held connections still serve; when one goes, a new one is let in.
+        for c in &mut held {
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.read_response(false).status, 200);
+        }
+        let mut gone = held.pop().unwrap();
+        gone.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(gone.closed_by_server());
+        let mut again = None;
+        for _ in 0..100 {
+            // The server sees the close on its next turn: retry until it has.
+            let mut c = Raw::connect(srv.addr);
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+            let r = c.read_response(false);
+            if r.status == 200 {
+                again = Some(c);
+                break;
+            }
+            assert_eq!(r.status, 503);
+        }
+        assert!(again.is_some(), "a connection let in once one closed");
+        drop(held);
+        let log = srv.stop_log();
+        assert!(common::counter(&log, key) >= 1, "{log}");
+    }
+}

@@ -252,6 +252,11 @@ pub struct KernelConfig {
     pub reads_per_turn_max: usize,
     /// Most accepts per turn.
     pub accepts_per_turn_max: usize,
+    /// Most client connections per core; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Most client connections one source address may hold on a core; one more is
+    /// answered 503 and closed (0: no limit).
+    pub max_connections_per_source: usize,
 }
 
 impl Default for KernelConfig {
@@ -262,6 +267,8 @@ impl Default for KernelConfig {
             events_per_turn: 1024,
             reads_per_turn_max: 8,
             accepts_per_turn_max: 256,
+            max_connections: 1 << 20,
+            max_connections_per_source: 0,
         }
     }
 }

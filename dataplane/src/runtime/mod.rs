@@ -47,6 +47,8 @@ pub struct CoreReport {
     pub pool: PoolStats,
     /// Connections accepted (kernel transport).
     pub accepted: u64,
+    /// Connections refused over the per-core and the per-source caps (kernel transport).
+    pub refused_over_cap: (u64, u64),
     /// Connections still open when the drain deadline passed.
     pub cut_at_shutdown: usize,
     /// The packet path's counters (stack transport).
@@ -94,6 +96,11 @@ impl std::fmt::Display for CoreReport {
             self.cut_at_shutdown,
         )?;
         write!(f, " http_head_timeouts={} http_body_timeouts={}", h.head_timeouts, h.body_timeouts)?;
+        write!(
+            f,
+            " conn_refused_per_core={} conn_refused_per_source={}",
+            self.refused_over_cap.0, self.refused_over_cap.1
+        )?;
         for (status, n) in crate::http::REJECT_STATUSES.iter().zip(h.rejected_by_status) {
             match status {
                 0 => write!(f, " http_rejected_other={n}")?,
@@ -286,6 +293,7 @@ impl CoreArgs {
         report.pool = d.pool().stats();
         let tr = t.report();
         report.accepted = tr.accepted;
+        report.refused_over_cap = tr.refused_over_cap;
         report.stack = tr.stack;
         report
     }

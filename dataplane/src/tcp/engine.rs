@@ -67,6 +67,9 @@ pub struct TcpCounters {
     pub reset: u64,
     /// RSTs sent.
     pub rst_sent: u64,
+    /// SYNs (and cookie ACKs) refused with an RST: their source address held
+    /// `max_connections_per_source` connections already.
+    pub refused_per_source: u64,
     /// Retransmission timeouts that resent data.
     pub rto_retransmits: u64,
     /// Fast-recovery episodes entered (three duplicate ACKs, or RACK found a loss).
@@ -402,6 +405,8 @@ pub struct Engine<A, C> {
     epoch: Instant,
     wheel: Wheel,
     table: HashMap<Tuple, u32, TupleKeys>,
+    /// Accepted connections per remote address (kept only with a per-source cap).
+    per_source: HashMap<IpAddr, u32>,
     slab: Vec<Option<Conn<A>>>,
     gens: Vec<u32>,
     free: Vec<u32>,
@@ -453,6 +458,7 @@ impl<A, C> Engine<A, C> {
             epoch: now,
             wheel: Wheel::new(0),
             table: HashMap::with_hasher(TupleKeys::random()),
+            per_source: HashMap::new(),
             slab: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -947,6 +953,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             (self.slab.len() - 1) as u32
         });
         conn.gen = self.gens[idx as usize];
+        if self.cfg.max_connections_per_source > 0 && !conn.outbound {
+            *self.per_source.entry(conn.tuple.remote.addr().ip()).or_insert(0) += 1;
+        }
         if self.track_lifecycle {
             self.lifecycle.push((conn.tuple.local.addr(), conn.tuple.remote.addr(), true));
         }
@@ -967,6 +976,15 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             self.ended.push(Ended { id, app, end, state: c.state });
         }
         self.table.remove(&c.tuple);
+        if self.cfg.max_connections_per_source > 0 && !c.outbound {
+            let ip = c.tuple.remote.addr().ip();
+            if let Some(n) = self.per_source.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&ip);
+                }
+            }
+        }
         if self.track_lifecycle {
             self.lifecycle.push((c.tuple.local.addr(), c.tuple.remote.addr(), false));
         }
@@ -993,6 +1011,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             self.counters.syn_dropped += 1;
             return;
         }
+        if self.source_full(&t) {
+            self.counters.refused_per_source += 1;
+            return self.reset_for(t.local, t.remote, seg, tx);
+        }
         if self.half_open >= self.cfg.syn_backlog {
             if self.cfg.syn_cookies {
                 return self.send_cookie(now, t, seg, tx);
@@ -1008,6 +1030,12 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.send_syn(id, now, tx);
         self.arm_rtx(id, now);
         self.reschedule(id);
+    }
+
+    /// True when the remote address of `t` holds `max_connections_per_source` already.
+    fn source_full(&self, t: &Tuple) -> bool {
+        let cap = self.cfg.max_connections_per_source;
+        cap > 0 && self.per_source.get(&t.remote.addr().ip()).is_some_and(|&n| n as usize >= cap)
     }
 
     fn take_syn_options(&self, c: &mut Conn<A>, seg: &Segment<'_>) {
@@ -1079,6 +1107,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             && [slot_now, slot_now - 1].iter().any(|&s| self.cookie(&t, peer_isn, s, mss_idx) == cookie);
         if !valid {
             self.counters.syn_cookies_invalid += 1;
+            return self.reset_for(t.local, t.remote, seg, tx);
+        }
+        if self.source_full(&t) {
+            self.counters.refused_per_source += 1;
             return self.reset_for(t.local, t.remote, seg, tx);
         }
         let mut c = self.new_conn(t, State::Established, cookie, peer_isn, now);

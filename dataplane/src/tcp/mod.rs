@@ -107,6 +107,9 @@ pub struct TcpConfig {
     pub initial_cwnd_segments: u32,
     /// Most connections per core; SYNs beyond are dropped.
     pub max_connections: usize,
+    /// Most connections one source address may hold on a core (half-open ones
+    /// included); a SYN beyond gets an RST (0: no limit).
+    pub max_connections_per_source: usize,
     /// Offer and accept SACK (RFC 2018), which brings RACK-TLP loss detection (RFC 8985).
     pub sack: bool,
     /// Congestion control: `cubic` (RFC 9438) or `newreno` (RFC 5681/6582).
@@ -141,6 +144,7 @@ impl Default for TcpConfig {
             time_wait_ms: 2000,
             initial_cwnd_segments: 10,
             max_connections: 1 << 20,
+            max_connections_per_source: 0,
             sack: true,
             congestion: Congestion::Cubic,
             keepalive_idle_ms: 0,

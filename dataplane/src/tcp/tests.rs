@@ -760,3 +760,33 @@ fn a_hundred_thousand_connections_each_reached_by_its_tuple() {
     s.wait(Duration::from_millis(100));
     assert_eq!(s.eng.connections(), 100_000);
 }
+
+#[test]
+fn a_source_over_its_connection_cap_gets_an_rst_and_others_do_not() {
+    let mut s = Script::new(TcpConfig { max_connections_per_source: 2, ..TcpConfig::default() });
+    let syn_from = |ip: [u8; 4], port: u16| {
+        let mut syn = cseg(1000, None);
+        syn.src = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port));
+        syn.syn = true;
+        syn
+    };
+    // Two half-open connections from one address count against its cap.
+    for port in [5000, 5001] {
+        let out = s.inject(syn_from([10, 99, 0, 2], port));
+        assert!(out.len() == 1 && out[0].syn, "SYN-ACK");
+    }
+    let out = s.inject(syn_from([10, 99, 0, 2], 5002));
+    assert!(out.len() == 1 && out[0].rst && !out[0].syn, "the third gets an RST: {out:?}");
+    assert_eq!(s.eng.counters().refused_per_source, 1);
+    // Another address is not affected.
+    let out = s.inject(syn_from([10, 99, 0, 3], 5000));
+    assert!(out.len() == 1 && out[0].syn);
+    // Once a connection of the first address ends, it may open another.
+    let mut rst = cseg(1001, None);
+    rst.src = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5000));
+    rst.rst = true;
+    s.inject(rst);
+    let out = s.inject(syn_from([10, 99, 0, 2], 5003));
+    assert!(out.len() == 1 && out[0].syn, "room again after a connection ended: {out:?}");
+    assert_eq!(s.eng.counters().refused_per_source, 1);
+}

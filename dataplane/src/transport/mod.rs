@@ -85,6 +85,9 @@ pub(crate) struct QueuePlan<T> {
 pub struct TransportReport {
     /// Connections accepted (kernel transport).
     pub accepted: u64,
+    /// Connections refused over `kernel.max_connections` and over
+    /// `kernel.max_connections_per_source` (kernel transport).
+    pub refused_over_cap: (u64, u64),
     /// The packet path's counters (stack transport).
     pub stack: Option<stack::StackReport>,
 }

@@ -81,6 +81,8 @@ enum Kind {
 
 struct Conn {
     sock: TcpStream,
+    /// The client's address, for the per-source count (accepted connections).
+    peer: Option<std::net::IpAddr>,
     gen: u32,
     last_active: Instant,
     kind: Kind,
@@ -94,6 +96,10 @@ pub struct KernelTransport {
     linger: Duration,
     /// Shutting down: no lingering (the drain waits for every connection).
     draining: bool,
+    /// Open client connections per source address (kept only with a per-source cap).
+    per_source: std::collections::HashMap<std::net::IpAddr, u32>,
+    /// Connections refused over the per-core and the per-source cap.
+    refused_over_cap: (u64, u64),
     poll: Poll,
     events: Events,
     _waker: Arc<mio::Waker>,
@@ -136,6 +142,8 @@ impl KernelTransport {
             idle_timeout,
             linger,
             draining: false,
+            per_source: std::collections::HashMap::new(),
+            refused_over_cap: (0, 0),
             poll,
             _waker: waker,
             listener: Some(listener),
@@ -167,9 +175,25 @@ impl KernelTransport {
         for _ in 0..self.cfg.accepts_per_turn_max {
             let Some(l) = &self.listener else { return };
             match l.accept() {
-                Ok((sock, _)) => {
+                Ok((sock, peer)) => {
+                    let ip = peer.ip();
+                    if let Some(over) = self.over_cap(ip) {
+                        refuse_busy(sock);
+                        match over {
+                            Cap::Core => self.refused_over_cap.0 += 1,
+                            Cap::Source => self.refused_over_cap.1 += 1,
+                        }
+                        continue;
+                    }
                     let _ = sock.set_nodelay(true);
-                    self.insert(sock, now, Kind::Http { s: d.open(), read_paused: false });
+                    if let Some(k) = self.insert(sock, now, Kind::Http { s: d.open(), read_paused: false }) {
+                        if self.cfg.max_connections_per_source > 0 {
+                            *self.per_source.entry(ip).or_insert(0) += 1;
+                            if let Some(Some(c)) = self.conns.get_mut((k & 0xffff_ffff) as usize) {
+                                c.peer = Some(ip);
+                            }
+                        }
+                    }
                     self.accepted += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -229,12 +253,29 @@ impl KernelTransport {
             return None;
         }
         let gen = self.gens[idx];
-        self.conns[idx] = Some(Conn { sock, gen, last_active: now, kind });
+        self.conns[idx] = Some(Conn { sock, peer: None, gen, last_active: now, kind });
         Some(key(idx, gen))
+    }
+
+    /// Which cap a new connection from `ip` would exceed, if any.
+    fn over_cap(&self, ip: std::net::IpAddr) -> Option<Cap> {
+        if self.live() >= self.cfg.max_connections {
+            return Some(Cap::Core);
+        }
+        let per = self.cfg.max_connections_per_source;
+        (per > 0 && self.per_source.get(&ip).is_some_and(|&n| n as usize >= per)).then_some(Cap::Source)
     }
 
     fn close(&mut self, idx: usize, d: &mut Dispatch, why: Option<EndReason>) {
         if let Some(mut c) = self.conns.get_mut(idx).and_then(Option::take) {
+            if let Some(ip) = c.peer {
+                if let Some(n) = self.per_source.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_source.remove(&ip);
+                    }
+                }
+            }
             let _ = self.poll.registry().deregister(&mut c.sock);
             self.gens[idx] = self.gens[idx].wrapping_add(1);
             self.free.push(idx);
@@ -514,6 +555,24 @@ impl KernelTransport {
     }
 }
 
+/// The cap a refused connection was over.
+enum Cap {
+    Core,
+    Source,
+}
+
+/// Answers a connection over a cap with 503 and closes it: the response fits in an
+/// empty socket buffer, so one non-blocking write is enough (if it does not go, the
+/// client gets the close alone).
+fn refuse_busy(mut sock: TcpStream) {
+    use std::io::Write;
+    let _ = sock.write(
+        b"HTTP/1.1 503 Service Unavailable\r\nServer: px-appliance\r\nContent-Type: text/plain; charset=utf-8\r\n\
+          Content-Length: 26\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections open\n",
+    );
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+}
+
 fn reason(e: &io::Error) -> EndReason {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => EndReason::Refused,
@@ -638,6 +697,6 @@ impl Transport for KernelTransport {
     }
 
     fn report(&self) -> TransportReport {
-        TransportReport { accepted: self.accepted, stack: None }
+        TransportReport { accepted: self.accepted, refused_over_cap: self.refused_over_cap, stack: None }
     }
 }

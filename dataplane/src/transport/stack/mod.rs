@@ -97,7 +97,7 @@ impl std::fmt::Display for StackReport {
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} \
-             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={}",
+             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={} tcp_refused_per_source={}",
             io.rx_packets,
             io.rx_bytes,
             io.tx_packets,
@@ -147,6 +147,7 @@ impl std::fmt::Display for StackReport {
             self.forwarded.1,
             io.tx_in_place,
             io.tx_csum_offloaded,
+            tcp.refused_per_source,
         )
     }
 }
@@ -648,6 +649,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
 
     fn report(&self) -> TransportReport {
         TransportReport {
+            refused_over_cap: (0, 0),
             accepted: 0,
             stack: Some(StackReport {
                 io: self.io.counters(),
