@@ -37,7 +37,17 @@ fn testbed(queues: u32) -> Option<MutexGuard<'static, ()>> {
 }
 
 fn in_client(args: &[&str]) -> std::process::Output {
-    Command::new("ip").args(["netns", "exec", "px-client"]).args(args).output().unwrap()
+    let out = Command::new("ip").args(["netns", "exec", "px-client"]).args(args).output().unwrap();
+    // `ip netns exec` says so when the program is not there: name the fix, not a
+    // mismatch further down.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !(err.contains("exec of") && err.contains("failed")),
+        "the client tool {:?} is missing: scripts/install-test-deps.sh installs it ({})",
+        args[0],
+        err.trim()
+    );
+    out
 }
 
 struct Appliance {
