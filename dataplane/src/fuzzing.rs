@@ -367,16 +367,20 @@ mod tests {
         buf
     }
 
+    /// A seeded xorshift64 generator.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn arbitrary_frames_through_the_tcp_path() {
         let mut h = FrameHarness::new();
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for i in 0..30_000u32 {
             let r = next();
             let port = 40_000 + (r % 600) as u16;
@@ -422,19 +426,13 @@ mod tests {
             b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 9999\r\n\r\n",
             b"\r\n",
         ];
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
             let mut wire = Vec::new();
             for _ in 0..1 + next() % 6 {
                 wire.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
             }
-            if next() % 4 == 0 {
+            if next().is_multiple_of(4) {
                 let at = (next() as usize) % wire.len();
                 wire[at] = next() as u8;
             }
@@ -449,8 +447,8 @@ mod tests {
                 match next() % 10 {
                     0 => script.extend_from_slice(&[4, (next() % 8) as u8]),
                     1 => script.extend_from_slice(&[6, 0]),
-                    2 if next() % 8 == 0 => script.extend_from_slice(&[5, 0]),
-                    3 if next() % 16 == 0 => script.extend_from_slice(&[7, 0]),
+                    2 if next().is_multiple_of(8) => script.extend_from_slice(&[5, 0]),
+                    3 if next().is_multiple_of(16) => script.extend_from_slice(&[7, 0]),
                     _ => {}
                 }
             }

@@ -147,7 +147,7 @@ fn valid_field_line(line: &[u8]) -> bool {
 }
 
 /// RFC 9110 §5.6.2 tchar.
-pub(crate) fn is_tchar(b: u8) -> bool {
+fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
