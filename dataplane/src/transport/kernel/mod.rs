@@ -681,9 +681,14 @@ impl Transport for KernelTransport {
         for idx in 0..self.conns.len() {
             let Some(Some(c)) = self.conns.get_mut(idx) else { continue };
             let k = key(idx, c.gen);
-            if let Kind::Http { s, .. } = &mut c.kind {
-                d.begin_drain(k, s);
-                self.flush(idx, now, d);
+            match &mut c.kind {
+                Kind::Http { s, .. } => {
+                    d.begin_drain(k, s);
+                    self.flush(idx, now, d);
+                }
+                // Its responses are all out; the drain should not wait out its linger.
+                Kind::Linger { .. } => self.close(idx, d, None),
+                Kind::Client { .. } => {}
             }
         }
     }
