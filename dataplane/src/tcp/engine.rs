@@ -108,6 +108,12 @@ pub struct TcpCounters {
     pub syn_timeouts: u64,
     /// Idle connections closed.
     pub idle_closed: u64,
+    /// Connections reset in FIN-WAIT-2: our FIN acknowledged, theirs not sent within
+    /// `fin_wait2_timeout_ms`.
+    pub fin_wait2_timeouts: u64,
+    /// Connections reset because the peer kept its window closed on data we had to send
+    /// for `persist_timeout_ms`.
+    pub persist_timeouts: u64,
 }
 
 /// A segment to send, with its addresses.
@@ -365,6 +371,10 @@ struct Conn<A> {
     reo_recoveries: u8,
     /// Keep-alive probes sent without an answer.
     ka_probes: u8,
+    /// When the peer's window closed on data we have to send (persist timer running).
+    zero_since: Option<Tick>,
+    /// The engine closed the connection itself (idle): data arriving now gets an RST.
+    closed_by_us: bool,
     /// A duplicate we received, reported first in the next ACK (RFC 2883).
     dsack_out: Option<(u32, u32)>,
     /// Start of the out-of-order segment received last (its block goes first).
@@ -505,6 +515,26 @@ impl<A, C> Engine<A, C> {
     /// Connections that still have work: any state but TIME-WAIT.
     pub fn active_connections(&self) -> usize {
         self.slab.iter().flatten().filter(|c| c.state != State::TimeWait).count()
+    }
+
+    /// Each connection's state, its peer's port and its send and receive positions, for
+    /// a failing test or fuzz case to show what was left.
+    pub fn describe(&self) -> Vec<String> {
+        self.slab
+            .iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{:?} peer port {} snd_una {} snd_nxt {} snd_wnd {} rcv_nxt {}",
+                    c.state,
+                    c.tuple.remote.port(),
+                    c.snd_una,
+                    c.snd_nxt,
+                    c.snd_wnd,
+                    c.rcv_nxt
+                )
+            })
+            .collect()
     }
 
     /// Calls `f` on every connection's application (graceful shutdown).
@@ -938,6 +968,8 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             reo_wnd_mult: 1,
             reo_recoveries: 0,
             ka_probes: 0,
+            zero_since: None,
+            closed_by_us: false,
             dsack_out: None,
             sack_last: None,
             probe_at: None,
@@ -1357,6 +1389,12 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 c.ts_recent = tsval;
             }
         }
+        if c.closed_by_us && !seg.payload.is_empty() {
+            // We closed this connection on our own (idle): no app will answer what comes
+            // now, and our FIN already took the sequence space a reply would need. As
+            // Linux does for data to a closed socket: reset.
+            return self.abort(id, tx);
+        }
         self.on_data(id, now, seg, cx);
         self.output(id, now, tx);
     }
@@ -1390,6 +1428,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if lt(c.snd_wl1, seg.seq) || (c.snd_wl1 == seg.seq && le(c.snd_wl2, ack)) {
             c.snd_wnd = wnd;
             c.max_snd_wnd = c.max_snd_wnd.max(wnd);
+            if wnd > 0 {
+                c.zero_since = None;
+            }
             c.snd_wl1 = seg.seq;
             c.snd_wl2 = ack;
         }
@@ -1683,7 +1724,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let tw = self.tick(now) + self.cfg.time_wait_ms;
         let Some(c) = self.conn_mut(id) else { return };
         match c.state {
-            State::FinWait1 => c.state = State::FinWait2,
+            State::FinWait1 => {
+                // The FIN-WAIT-2 timer replaces whatever was armed (finish() arms it).
+                c.state = State::FinWait2;
+                c.end_at = None;
+            }
             State::Closing => {
                 c.state = State::TimeWait;
                 c.end_at = Some(tw);
@@ -1892,7 +1937,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 // queued and an ACK to come, wait for room for a full segment.
                 len = 0;
             }
-            let may_fin = app.finishing()
+            // Our FIN is due when the app has finished, or once it was sent (an idle
+            // close sends it without the app): then it is sent again after a timeout.
+            let may_fin = (app.finishing() || c.fin_seq.is_some())
                 && off + len == q.len()
                 && !fin_sent_past
                 && matches!(c.state, State::Established | State::CloseWait | State::FinWait1 | State::LastAck);
@@ -1966,8 +2013,12 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     fn finish(&mut self, id: ConnId, now: Instant, _cx: &mut C, _tx: &mut Tx<'_>) {
         let tick = self.tick(now);
         let idle = self.cfg.idle_timeout_ms;
+        let fin_wait2 = self.cfg.fin_wait2_timeout_ms;
         let ka = (self.cfg.keepalive_idle_ms, self.cfg.keepalive_outbound_idle_ms);
         let Some(c) = self.conn_mut(id) else { return };
+        if c.state == State::FinWait2 && c.end_at.is_none() && fin_wait2 > 0 {
+            c.end_at = Some(tick + fin_wait2);
+        }
         if c.state == State::LastAck && c.end_at == Some(0) {
             return self.remove(id, End::Orderly);
         }
@@ -2025,6 +2076,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
     }
 
     fn on_timer(&mut self, id: ConnId, now: Instant, tick: Tick, cx: &mut C, tx: &mut Tx<'_>) {
+        let idle = self.cfg.idle_timeout_ms;
         let Some(c) = self.conn_mut(id) else { return };
         if c.delack_at.is_some_and(|d| d <= tick) {
             c.delack_at = None;
@@ -2036,6 +2088,17 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             c.end_at = None;
             match c.state {
                 State::TimeWait => return self.remove(id, End::Orderly),
+                State::FinWait2 => {
+                    // Linux's tcp_fin_timeout: a peer that took our FIN but never sends
+                    // its own would hold the connection for ever.
+                    self.counters.fin_wait2_timeouts += 1;
+                    return self.abort_timed_out(id, tx);
+                }
+                State::Established if c.flight() == 0 && !c.app.as_ref().is_some_and(|a| a.idle()) => {
+                    // Nothing in flight, but the app is still answering (a handler that
+                    // waits): not idle. Look again a full timeout later.
+                    c.end_at = Some(tick + idle);
+                }
                 State::Established if c.flight() == 0 => {
                     // Idle keep-alive connection: close it in order.
                     self.counters.idle_closed += 1;
@@ -2140,6 +2203,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         advertise(c, adv);
         c.fin_seq = Some(c.snd_nxt);
         c.state = State::FinWait1;
+        c.closed_by_us = true;
         let start = c.snd_nxt;
         c.record_sent(start, 1, now_us, true);
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
@@ -2147,8 +2211,22 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.arm_rtx(id, now);
     }
 
+    /// Resets a connection whose peer stopped taking part (retransmissions ran out, its
+    /// window stayed shut, it never closed) and forgets it.
+    fn abort_timed_out(&mut self, id: ConnId, tx: &mut Tx<'_>) {
+        let Some(c) = self.conn(id) else { return };
+        let (t, seq) = (c.tuple, c.snd_nxt);
+        self.counters.rst_sent += 1;
+        self.counters.reset += 1;
+        let rst = Segment { src_port: t.local.port(), dst_port: t.remote.port(), seq, rst: true, ..Default::default() };
+        self.emit(tx, t.local, t.remote, rst);
+        self.remove(id, End::TimedOut);
+    }
+
     fn on_rto(&mut self, id: ConnId, now: Instant, tx: &mut Tx<'_>) {
         let (syn_retries, data_retries) = (self.cfg.syn_retries, self.cfg.data_retries);
+        let persist = self.cfg.persist_timeout_ms;
+        let tick = self.tick(now);
         let ts_now = self.ts_now(now);
         let Some(c) = self.conn_mut(id) else { return };
         match c.state {
@@ -2168,19 +2246,17 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 }
                 c.backoff += 1;
                 if c.backoff > data_retries && !zero_window {
-                    let t = c.tuple;
-                    let seq = c.snd_nxt;
-                    self.counters.rst_sent += 1;
-                    self.counters.reset += 1;
-                    let rst = Segment {
-                        src_port: t.local.port(),
-                        dst_port: t.remote.port(),
-                        seq,
-                        rst: true,
-                        ..Default::default()
-                    };
-                    self.emit(tx, t.local, t.remote, rst);
-                    return self.remove(id, End::TimedOut);
+                    return self.abort_timed_out(id, tx);
+                }
+                if zero_window {
+                    // A peer may keep its window shut while it answers every probe; past
+                    // `persist_timeout_ms` that is a reader that holds memory and never
+                    // reads (nginx's send_timeout plays this part).
+                    let since = *c.zero_since.get_or_insert(tick);
+                    if persist > 0 && tick.saturating_sub(since) >= persist {
+                        self.counters.persist_timeouts += 1;
+                        return self.abort_timed_out(id, tx);
+                    }
                 }
                 if zero_window && c.flight() == 0 {
                     return self.window_probe(id, now, tx);

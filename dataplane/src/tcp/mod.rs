@@ -47,6 +47,11 @@ pub trait TcpApp<C>: Sized {
     fn finishing(&self) -> bool;
     /// Received bytes the application holds but has not processed (shrinks our window).
     fn buffered(&self) -> usize;
+    /// False while the application is still answering (a request whose handler waits):
+    /// the idle timer then does not close the connection.
+    fn idle(&self) -> bool {
+        true
+    }
 }
 
 /// An application's send queue as the engine reads it: a length, and bytes copied out
@@ -103,6 +108,12 @@ pub struct TcpConfig {
     pub idle_timeout_ms: u64,
     /// TIME_WAIT duration (RFC 9293 says 2 MSL = 4 min; short here on purpose).
     pub time_wait_ms: u64,
+    /// FIN-WAIT-2 lasts at most this long: our FIN was acknowledged and the peer's never
+    /// came; then RST (Linux's `tcp_fin_timeout`; 0: wait for ever).
+    pub fin_wait2_timeout_ms: u64,
+    /// The peer's window may stay shut on data we have to send at most this long, probes
+    /// answered or not; then RST (0: probe for ever, as RFC 9293 allows).
+    pub persist_timeout_ms: u64,
     /// Initial congestion window in segments (RFC 6928).
     pub initial_cwnd_segments: u32,
     /// Most connections per core; SYNs beyond are dropped.
@@ -142,6 +153,8 @@ impl Default for TcpConfig {
             delayed_ack_ms: 40,
             idle_timeout_ms: 60_000,
             time_wait_ms: 2000,
+            fin_wait2_timeout_ms: 60_000,
+            persist_timeout_ms: 120_000,
             initial_cwnd_segments: 10,
             max_connections: 1 << 20,
             max_connections_per_source: 0,

@@ -693,6 +693,79 @@ fn idle_connections_close_and_time_wait_is_short() {
     assert_eq!(s.eng.connections(), 0);
 }
 
+/// The FIN of an idle close is retransmitted like any other (the end-to-end fuzz
+/// harness found it sent once: a lost FIN left the connection in FIN-WAIT-1 for ever);
+/// a peer that never answers is reset after `data_retries`; one that takes our FIN but
+/// never sends its own is reset after `fin_wait2_timeout_ms`.
+#[test]
+fn an_idle_close_fin_is_retransmitted_and_fin_wait_2_ends() {
+    let cfg = TcpConfig { idle_timeout_ms: 500, data_retries: 3, fin_wait2_timeout_ms: 5000, ..TcpConfig::default() };
+    let mut s = Script::new(cfg.clone());
+    s.handshake(false);
+    let out = s.wait(Duration::from_millis(600));
+    let fins: Vec<_> = out.iter().filter(|o| o.fin).collect();
+    assert_eq!(fins.len(), 1, "idle close sends FIN");
+    let fin_seq = fins[0].seq;
+    let out = s.wait(Duration::from_millis(1500));
+    assert!(out.iter().any(|o| o.fin && o.seq == fin_seq), "the lost FIN is sent again: {out:?}");
+    let out = s.wait(Duration::from_secs(30));
+    assert!(out.iter().any(|o| o.rst), "reset once retransmissions ran out");
+    assert_eq!(s.eng.connections(), 0);
+
+    let mut s = Script::new(cfg);
+    s.handshake(false);
+    let fin = s.wait(Duration::from_millis(600)).into_iter().find(|o| o.fin).expect("idle FIN");
+    assert!(s.inject(cseg(1001, Some(fin.seq + 1))).is_empty(), "our FIN acknowledged: FIN-WAIT-2");
+    assert_eq!(s.eng.connections(), 1);
+    let out = s.wait(Duration::from_millis(4800));
+    assert!(out.is_empty() && s.eng.connections() == 1, "FIN-WAIT-2 waits for the peer's FIN");
+    let out = s.wait(Duration::from_millis(400));
+    assert!(out.iter().any(|o| o.rst), "then gives up with a reset");
+    assert_eq!(s.eng.connections(), 0);
+    assert_eq!(s.eng.counters().fin_wait2_timeouts, 1);
+}
+
+/// After an idle close our FIN holds the sequence number a reply would need, and no app
+/// answers: a request that arrives now is reset, not delivered (the fuzz harness found
+/// a reply sent over the FIN's sequence number).
+#[test]
+fn a_request_after_an_idle_close_is_reset() {
+    let mut s = Script::new(TcpConfig { idle_timeout_ms: 500, ..TcpConfig::default() });
+    s.handshake(false);
+    let fin = s.wait(Duration::from_millis(600)).into_iter().find(|o| o.fin).expect("idle FIN");
+    let out = s.data(1001, fin.seq, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(out.iter().any(|o| o.rst), "reset: {out:?}");
+    assert_eq!(s.eng.connections(), 0);
+}
+
+/// A peer that keeps its window shut on data we must send, answering every probe, is
+/// reset after `persist_timeout_ms` (else a reader that never reads holds the
+/// connection and its response for ever).
+#[test]
+fn a_window_shut_for_too_long_ends_the_connection() {
+    let mut s = Script::new(TcpConfig { persist_timeout_ms: 20_000, ..TcpConfig::default() });
+    let iss = s.handshake(false);
+    s.app().tx.extend_from_slice(&[7u8; 4000]);
+    let mut shut = cseg(1001, Some(iss + 1));
+    shut.window = 0;
+    s.inject(shut.clone());
+    let mut probes = 0;
+    for _ in 0..40 {
+        let out = s.wait(Duration::from_secs(1));
+        if out.iter().any(|o| o.rst) {
+            break;
+        }
+        probes += out.len();
+        // Every probe answered: still shut.
+        if !out.is_empty() {
+            s.inject(shut.clone());
+        }
+    }
+    assert!(probes >= 2, "the window was probed ({probes})");
+    assert_eq!(s.eng.connections(), 0, "reset after 20 s shut");
+    assert_eq!(s.eng.counters().persist_timeouts, 1);
+}
+
 #[test]
 fn arbitrary_segments_never_panic() {
     let mut s = Script::new(TcpConfig { syn_backlog: 8, ..TcpConfig::default() });

@@ -96,7 +96,7 @@ impl std::fmt::Display for StackReport {
              injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
-             tcp_keepalive_probes={} tcp_keepalive_timeouts={} \
+             tcp_keepalive_probes={} tcp_keepalive_timeouts={} tcp_fin_wait2_timeouts={} tcp_persist_timeouts={} \
              tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={} tcp_refused_per_source={}",
             io.rx_packets,
             io.rx_bytes,
@@ -141,6 +141,8 @@ impl std::fmt::Display for StackReport {
             tcp.undos,
             tcp.keepalive_probes,
             tcp.keepalive_timeouts,
+            tcp.fin_wait2_timeouts,
+            tcp.persist_timeouts,
             tcp.out_of_order,
             tcp.syn_cookies_sent,
             self.forwarded.0,
@@ -270,6 +272,11 @@ impl<P: PacketIo> StackTransport<P> {
     pub fn with_rss(mut self, rss: Option<Arc<RssTable>>) -> Self {
         self.rss = rss;
         self
+    }
+
+    /// Each connection's TCP state, for a failing test or fuzz case to show.
+    pub fn describe_connections(&self) -> Vec<String> {
+        self.engine.describe()
     }
 
     /// The I/O backend (for tests).

@@ -79,4 +79,13 @@ impl TcpApp<Dispatch> for StackSession {
             StackSession::Client(c) => c.buffered(),
         }
     }
+
+    fn idle(&self) -> bool {
+        match self {
+            StackSession::Http(s) => s.http.is_idle(),
+            // An outbound connection's owner decides when it ends (and keep-alive
+            // probes watch it).
+            StackSession::Client(_) => true,
+        }
+    }
 }
