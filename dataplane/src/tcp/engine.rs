@@ -1416,6 +1416,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return false;
         }
         let wnd = u32::from(seg.window) << c.snd_wscale;
+        let acks_new = gt(ack, c.snd_una);
         if c.sack_ok && c.board.is_some() {
             self.sack_ack(id, now, tick, seg, ack, cx, tx);
         } else if gt(ack, c.snd_una) {
@@ -1424,8 +1425,12 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             self.dup_ack(id, now, tx);
         }
         let Some(c) = self.conn_mut(id) else { return false };
-        // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
-        if lt(c.snd_wl1, seg.seq) || (c.snd_wl1 == seg.seq && le(c.snd_wl2, ack)) {
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule), and as Linux also on
+        // any ACK of new data: else a segment from further on (out of order) that
+        // closed the window would keep it shut until the peer's sequence caught up,
+        // which it never does if the peer has nothing more to send (the fuzz harness
+        // found the server probing a reopened window one byte per RTO for ever).
+        if acks_new || lt(c.snd_wl1, seg.seq) || (c.snd_wl1 == seg.seq && le(c.snd_wl2, ack)) {
             c.snd_wnd = wnd;
             c.max_snd_wnd = c.max_snd_wnd.max(wnd);
             if wnd > 0 {

@@ -738,6 +738,24 @@ fn a_request_after_an_idle_close_is_reset() {
     assert_eq!(s.eng.connections(), 0);
 }
 
+/// An out-of-order segment that shut the window (it carries a later SEG.SEQ) does not
+/// keep it shut: the next ACK of new data reopens it, as in Linux.
+#[test]
+fn an_ack_of_new_data_reopens_a_window_an_out_of_order_segment_shut() {
+    let mut s = Script::new(TcpConfig { delayed_ack_ms: 0, ..TcpConfig::default() });
+    let iss = s.handshake(false);
+    s.app().tx.extend_from_slice(&vec![7u8; 100_000]);
+    let first = s.inject(cseg(1001, Some(iss + 1)));
+    let sent: u32 = first.iter().map(|o| o.payload.len() as u32).sum();
+    assert!(sent > 0 && sent < 100_000, "a first flight ({sent} bytes)");
+    let mut ahead = cseg(1101, Some(iss + 1));
+    ahead.window = 0;
+    ahead.payload = b"later".to_vec();
+    s.inject(ahead); // stored out of order; its window is 0
+    let out = s.inject(cseg(1001, Some(iss + 1 + sent)));
+    assert!(out.iter().any(|o| !o.payload.is_empty()), "the reopened window is used: {out:?}");
+}
+
 /// A peer that keeps its window shut on data we must send, answering every probe, is
 /// reset after `persist_timeout_ms` (else a reader that never reads holds the
 /// connection and its response for ever).
