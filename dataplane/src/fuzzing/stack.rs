@@ -158,6 +158,11 @@ struct Peer {
     stream: Vec<u8>,
     /// The stream was cut at the cap (only its prefix is checked).
     truncated: bool,
+    /// A mutated frame went out on this connection: the client may have desynchronised
+    /// its own sequence space (sent bytes it does not remember, acknowledged what it
+    /// never got), so the server may rightly stop making progress; only a prefix of
+    /// well-formed responses is required.
+    tainted: bool,
 }
 
 /// See the module doc.
@@ -364,7 +369,7 @@ impl StackHarness {
             let mut r = httparse::Response::new(&mut hs);
             let n = match r.parse(buf) {
                 Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if p.reset || p.truncated => return,
+                Ok(httparse::Status::Partial) if p.reset || p.truncated || p.tainted => return,
                 other => panic!(
                     "connection {i}: malformed or unfinished response ({other:?}, reset {}): {:?}",
                     p.reset,
@@ -386,13 +391,13 @@ impl StackHarness {
             // A HEAD response has no body: the next response follows its head at once.
             let body = if status_line_at(&buf[n..]) || (buf.len() == n && len > 0 && !p.reset) { 0 } else { len };
             if buf.len() < n + body {
-                assert!(p.reset || p.truncated, "connection {i}: response cut short without a reset");
+                assert!(p.reset || p.truncated || p.tainted, "connection {i}: response cut short without a reset");
                 return;
             }
             self.responses += 1;
             buf = &buf[n + body..];
         }
-        if closed && !p.reset && !p.truncated {
+        if closed && !p.reset && !p.truncated && !p.tainted {
             assert!(p.fin_rcvd, "connection {i}: no FIN after a response that closed the connection");
         }
     }
@@ -541,6 +546,10 @@ impl StackHarness {
         if f.len() < 54 {
             return;
         }
+        let ports = |f: &[u8]| [u16::from_be_bytes([f[34], f[35]]), u16::from_be_bytes([f[36], f[37]])];
+        for port in ports(&f) {
+            self.peers.iter_mut().filter(|p| p.port == port).for_each(|p| p.tainted = true);
+        }
         if at & 0x80 != 0 {
             let i = 34 + usize::from(at & 0x7f) % (f.len() - 34).min(60);
             f[i] = value;
@@ -554,6 +563,9 @@ impl StackHarness {
         } else {
             let i = usize::from(at) % f.len();
             f[i] = value;
+        }
+        for port in ports(&f) {
+            self.peers.iter_mut().filter(|p| p.port == port).for_each(|p| p.tainted = true);
         }
         self.put(f);
     }

@@ -97,7 +97,8 @@ impl std::fmt::Display for StackReport {
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} tcp_fin_wait2_timeouts={} tcp_persist_timeouts={} \
-             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={} tcp_refused_per_source={}",
+             tcp_out_of_order={} tcp_syn_cookies_sent={} tcp_syn_cookies_accepted={} tcp_syn_dropped={} \
+             tcp_challenge_acks={} tcp_unacceptable={} tcp_forwarded={} tcp_forward_drops={} tx_in_place={} tx_csum_offloaded={} tcp_refused_per_source={}",
             io.rx_packets,
             io.rx_bytes,
             io.tx_packets,
@@ -145,6 +146,10 @@ impl std::fmt::Display for StackReport {
             tcp.persist_timeouts,
             tcp.out_of_order,
             tcp.syn_cookies_sent,
+            tcp.syn_cookies_accepted,
+            tcp.syn_dropped,
+            tcp.challenge_acks,
+            tcp.unacceptable,
             self.forwarded.0,
             self.forwarded.1,
             io.tx_in_place,
