@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then format, lints,
-# unit + integration tests (PostgreSQL started by scripts/db.sh), the arena under Miri, a build of the benches, and the
-# benchmark harness in quick mode.
+# unit + integration tests (PostgreSQL started by scripts/db.sh), the arena under Miri, a build of the benches, the
+# benchmark harness in quick mode, and the soak's 2-minute form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
@@ -35,6 +35,8 @@ if [ "$(id -u)" -eq 0 ]; then
   echo "== loss harness, smoke run (scripts/bench-loss.sh)"
   scripts/bench-loss.sh --smoke --out target/bench-loss-smoke
   grep -q '| 1 % |' target/bench-loss-smoke/results.md
+  echo "== soak, quick form (scripts/soak.sh --quick: 2 minutes of mixed traffic with faults)"
+  scripts/soak.sh --quick
 elif [ -n "${CI:-}" ]; then
   echo "test.sh: the benchmark harness needs root (testbed namespaces); CI must run as root" >&2
   exit 1

@@ -116,8 +116,9 @@ pub(crate) fn stats_json(gauges: &[LoopGauge], about: &About) -> String {
             out.push(',');
         }
         out.push_str(&format!(
-            "{{\"queue\":{i},\"requests\":{},\"loop\":{{\"busy_ns\":{},\"busy_turns\":{},\"idle_turns\":{}}}}}",
-            l.requests, l.busy_ns, l.busy_turns, l.idle_turns
+            "{{\"queue\":{i},\"requests\":{},\"responses\":{},\"connections\":{},\"arena_chunks_free\":{},\
+             \"loop\":{{\"busy_ns\":{},\"busy_turns\":{},\"idle_turns\":{}}}}}",
+            l.requests, l.responses, l.connections, l.arena_chunks_free, l.busy_ns, l.busy_turns, l.idle_turns
         ));
     }
     out.push_str("]}\n");

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::gauge::{LoopGauge, LoopTally};
+use super::gauge::{LoopGauge, LoopTally, Published};
 use crate::app::Dispatch;
 use crate::transport::Transport;
 
@@ -46,7 +46,16 @@ pub fn run_core<T: Transport>(
         }
         let work = turn(t, d, now);
         tally.turn(work > 0, if work > 0 { now.elapsed() } else { Duration::ZERO });
-        tally.publish(gauge, d.stats.requests);
+        let r = &d.stats.responses_by_class;
+        tally.publish(
+            gauge,
+            Published {
+                requests: d.stats.requests,
+                responses: r[2] + r[3] + r[4] + r[5],
+                connections: t.connections() as u64,
+                arena_chunks_free: d.pool().stats().chunks_free as u64,
+            },
+        );
         if let Some(end) = deadline {
             if d.exec().in_flight() == 0 && d.exec().background() > 0 {
                 // The last request is answered: apps' client connections may close now.

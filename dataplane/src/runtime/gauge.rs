@@ -15,6 +15,9 @@ pub struct LoopGauge {
     busy_turns: AtomicU64,
     idle_turns: AtomicU64,
     requests: AtomicU64,
+    responses: AtomicU64,
+    connections: AtomicU64,
+    arena_chunks_free: AtomicU64,
 }
 
 /// A reading of a [`LoopGauge`].
@@ -28,6 +31,12 @@ pub struct LoopSnapshot {
     pub idle_turns: u64,
     /// HTTP requests parsed on this queue.
     pub requests: u64,
+    /// HTTP responses queued on this queue (every status class, 100 Continue aside).
+    pub responses: u64,
+    /// Connections the transport holds (TIME-WAIT included on the packet path).
+    pub connections: u64,
+    /// Free chunks in the core's arena pool.
+    pub arena_chunks_free: u64,
 }
 
 /// The core's own tally, published to its gauge.
@@ -47,13 +56,26 @@ impl LoopTally {
         }
     }
 
-    /// Stores the tally in `g` (relaxed: each field is a counter read on its own).
-    pub(crate) fn publish(&self, g: &LoopGauge, requests: u64) {
+    /// Stores the tally in `g` with the core's other figures (relaxed: each field is a
+    /// reading on its own).
+    pub(crate) fn publish(&self, g: &LoopGauge, other: Published) {
         g.busy_ns.store(self.now.busy_ns, Ordering::Relaxed);
         g.busy_turns.store(self.now.busy_turns, Ordering::Relaxed);
         g.idle_turns.store(self.now.idle_turns, Ordering::Relaxed);
-        g.requests.store(requests, Ordering::Relaxed);
+        g.requests.store(other.requests, Ordering::Relaxed);
+        g.responses.store(other.responses, Ordering::Relaxed);
+        g.connections.store(other.connections, Ordering::Relaxed);
+        g.arena_chunks_free.store(other.arena_chunks_free, Ordering::Relaxed);
     }
+}
+
+/// What a core publishes beside its loop tally.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Published {
+    pub requests: u64,
+    pub responses: u64,
+    pub connections: u64,
+    pub arena_chunks_free: u64,
 }
 
 impl LoopGauge {
@@ -64,6 +86,9 @@ impl LoopGauge {
             busy_turns: self.busy_turns.load(Ordering::Relaxed),
             idle_turns: self.idle_turns.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            responses: self.responses.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+            arena_chunks_free: self.arena_chunks_free.load(Ordering::Relaxed),
         }
     }
 }
@@ -80,7 +105,18 @@ mod tests {
         t.turn(true, Duration::from_nanos(500));
         let g = LoopGauge::default();
         assert_eq!(g.read(), LoopSnapshot::default());
-        t.publish(&g, 7);
-        assert_eq!(g.read(), LoopSnapshot { busy_ns: 3500, busy_turns: 2, idle_turns: 1, requests: 7 });
+        t.publish(&g, Published { requests: 7, responses: 6, connections: 3, arena_chunks_free: 9 });
+        assert_eq!(
+            g.read(),
+            LoopSnapshot {
+                busy_ns: 3500,
+                busy_turns: 2,
+                idle_turns: 1,
+                requests: 7,
+                responses: 6,
+                connections: 3,
+                arena_chunks_free: 9
+            }
+        );
     }
 }

@@ -113,6 +113,11 @@ pub trait Transport {
     fn begin_drain(&mut self, now: Instant, d: &mut Dispatch);
     /// Connections shutdown still waits for.
     fn active(&self) -> usize;
+    /// Connections held, cheaply (published every turn): TIME-WAIT included on the
+    /// packet path.
+    fn connections(&self) -> usize {
+        self.active()
+    }
     /// The longest the loop may sleep while this transport has connections (its timers
     /// are not on the executor's heap).
     fn max_sleep(&self) -> Duration;

@@ -651,6 +651,10 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         self.engine.active_connections()
     }
 
+    fn connections(&self) -> usize {
+        self.engine.connections()
+    }
+
     fn max_sleep(&self) -> Duration {
         if self.engine.connections() > 0 {
             self.poll.idle_sleep.min(TCP_TICK)
