@@ -13,6 +13,7 @@
 # client CPU, so a lower req/s during a flood can be the client's loss as much as the
 # server's: the server's own CPU per request and its counters tell them apart.
 # Usage: scripts/flood.sh [SECONDS] [syn|rst|half ...]   (root; testbed addresses only)
+#        FLOOD_CONFIG=FILE scripts/flood.sh ...   runs the appliance with that config
 # Writes target/flood/<date>/results.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,14 +68,16 @@ counter() { grep -o " $1=[0-9]*" "$2" | tail -1 | cut -d= -f2; }
   echo
   echo "One queue, server CPU $server_cpu; 64 wrk clients (/json, keep-alive) and px-flood"
   echo "share CPU $load_cpu; ${secs} s per load run. Memory is the appliance's RSS plus its hugetlb pages."
-  echo "Each flood runs against a fresh appliance with the default configuration."
+  echo "Each flood runs against a fresh appliance with ${FLOOD_CONFIG:-the default configuration}."
+  [ -n "${FLOOD_CONFIG:-}" ] && { echo; echo '```toml'; cat "$FLOOD_CONFIG"; echo '```'; }
   echo
 } > "$results"
 
 for f in "${floods[@]}"; do
   log=$out_dir/appliance-$f.log
   ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
-    --queues 1 --cores "$server_cpu" --ip 10.99.0.1/24 --log-level info > "$log" 2>&1 &
+    --queues 1 --cores "$server_cpu" --ip 10.99.0.1/24 ${FLOOD_CONFIG:+--config "$FLOOD_CONFIG"} \
+    --log-level info > "$log" 2>&1 &
   server_pid=$!
   wait_http_ready http://10.99.0.1:8080/json "$log" px-appliance
   rss0=$(rss_kib "$server_pid")
