@@ -151,6 +151,43 @@ impl FrameHarness {
     }
 }
 
+/// A response head the harnesses read: its length, status, Content-Length (0 for a
+/// 1xx) and whether it closes the connection.
+pub(crate) struct Head {
+    pub len: usize,
+    pub status: u16,
+    pub content_length: usize,
+    pub closes: bool,
+}
+
+/// The response head at the start of `buf`: `Ok(None)` while it is incomplete, `Err`
+/// with what is wrong when it is malformed.
+///
+/// # Panics
+/// On a status outside 100..600 or a final response without a numeric Content-Length
+/// (the engine always sends one).
+pub(crate) fn response_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut hs = [httparse::EMPTY_HEADER; 16];
+    let mut r = httparse::Response::new(&mut hs);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("{e:?}: {:?}", String::from_utf8_lossy(&buf[..buf.len().min(200)]))),
+    };
+    let status = r.code.expect("a status");
+    assert!((100..600).contains(&status), "status {status}");
+    let header = |name: &str| r.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let content_length = if status < 200 {
+        0
+    } else {
+        std::str::from_utf8(header("content-length").expect("Content-Length"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .expect("a numeric Content-Length")
+    };
+    Ok(Some(Head { len, status, content_length, closes: header("connection") == Some(&b"close"[..]) }))
+}
+
 /// A body larger than the output high-water mark, to exercise backpressure.
 static BIG: [u8; 20_000] = [b'b'; 20_000];
 
@@ -307,25 +344,16 @@ impl HttpHarness {
         let mut closed = false;
         while !buf.is_empty() {
             assert!(!closed, "bytes after a response that closed the connection");
-            let mut hs = [httparse::EMPTY_HEADER; 16];
-            let mut r = httparse::Response::new(&mut hs);
-            let n = match r.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                other => {
-                    panic!("malformed response ({other:?}): {:?}", String::from_utf8_lossy(&buf[..buf.len().min(200)]))
-                }
+            let h = match response_head(buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => panic!("unfinished response: {:?}", String::from_utf8_lossy(&buf[..buf.len().min(200)])),
+                Err(e) => panic!("malformed response: {e}"),
             };
-            let status = r.code.expect("a status");
-            assert!((100..600).contains(&status), "status {status}");
-            let header = |name: &str| r.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+            let (n, status, len) = (h.len, h.status, h.content_length);
             if status == 100 {
                 buf = &buf[n..];
                 continue;
             }
-            let len: usize = std::str::from_utf8(header("content-length").expect("Content-Length"))
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .expect("a numeric Content-Length");
             let head = match self.yielded.get(answered) {
                 Some(&head) => head,
                 None => {
@@ -335,7 +363,7 @@ impl HttpHarness {
                 }
             };
             answered += 1;
-            closed = header("connection") == Some(&b"close"[..]);
+            closed = h.closes;
             let body = if head { 0 } else { len };
             assert!(buf.len() >= n + body, "response cut short");
             buf = &buf[n + body..];

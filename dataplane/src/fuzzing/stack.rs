@@ -365,29 +365,21 @@ impl StackHarness {
         let mut closed = false;
         while !buf.is_empty() {
             assert!(!closed, "bytes after a response that closed the connection");
-            let mut hs = [httparse::EMPTY_HEADER; 16];
-            let mut r = httparse::Response::new(&mut hs);
-            let n = match r.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if p.reset || p.truncated || p.tainted => return,
-                other => panic!(
-                    "connection {i}: malformed or unfinished response ({other:?}, reset {}): {:?}",
-                    p.reset,
+            let h = match super::response_head(buf) {
+                Ok(Some(h)) => h,
+                Ok(None) if p.reset || p.truncated || p.tainted => return,
+                Ok(None) => panic!(
+                    "connection {i}: unfinished response without a reset: {:?}",
                     String::from_utf8_lossy(&buf[..buf.len().min(200)])
                 ),
+                Err(e) => panic!("connection {i}: malformed response: {e}"),
             };
-            let status = r.code.expect("a status");
-            assert!((100..600).contains(&status), "status {status}");
-            let header = |name: &str| r.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-            if status == 100 {
+            let (n, len) = (h.len, h.content_length);
+            if h.status == 100 {
                 buf = &buf[n..];
                 continue;
             }
-            let len: usize = std::str::from_utf8(header("content-length").expect("Content-Length"))
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .expect("a numeric Content-Length");
-            closed = header("connection") == Some(&b"close"[..]);
+            closed = h.closes;
             // A HEAD response has no body: the next response follows its head at once.
             let body = if status_line_at(&buf[n..]) || (buf.len() == n && len > 0 && !p.reset) { 0 } else { len };
             if buf.len() < n + body {
