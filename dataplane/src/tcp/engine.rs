@@ -1389,10 +1389,12 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 c.ts_recent = tsval;
             }
         }
-        if c.closed_by_us && !seg.payload.is_empty() {
+        let new_data = gt(seg.seq.wrapping_add(seg.payload.len() as u32), c.rcv_nxt);
+        if c.closed_by_us && !seg.payload.is_empty() && new_data {
             // We closed this connection on our own (idle): no app will answer what comes
             // now, and our FIN already took the sequence space a reply would need. As
-            // Linux does for data to a closed socket: reset.
+            // Linux does for new data to a closed socket (a duplicate of old data is
+            // only acknowledged): reset.
             return self.abort(id, tx);
         }
         self.on_data(id, now, seg, cx);
