@@ -122,12 +122,18 @@ async def large(host, port, end, seed):
         writer.close()
 
 
+async def body_started(host, port, path):
+    """A new connection that sent GET path and read the response head."""
+    reader, writer = await connect(host, port)
+    writer.write(request(path))
+    COUNTS["sent"] += 1
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    return reader, writer
+
+
 async def slow(host, port, end):
     while time.monotonic() < end:
-        reader, writer = await connect(host, port)
-        writer.write(request("/bytes/4000000"))
-        COUNTS["sent"] += 1
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        reader, writer = await body_started(host, port, "/bytes/4000000")
         for _ in range(50):
             await asyncio.wait_for(reader.read(4096), TIMEOUT)
             await asyncio.sleep(0.02)
@@ -137,10 +143,7 @@ async def slow(host, port, end):
 
 async def reset(host, port, end):
     while time.monotonic() < end:
-        reader, writer = await connect(host, port)
-        writer.write(request("/bytes/1000000"))
-        COUNTS["sent"] += 1
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        reader, writer = await body_started(host, port, "/bytes/1000000")
         got = 0
         while got < 20_000:
             got += len(await asyncio.wait_for(reader.read(8192), TIMEOUT))
