@@ -175,6 +175,41 @@ fn bad_config_names_the_key_and_exits_nonzero() {
 }
 
 #[test]
+fn default_toml_lists_every_key_at_its_default() {
+    let print = |args: &[&str]| -> String {
+        let out = Command::new(BIN).args(args).arg("--print-config").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let defaults = print(&[]);
+    let file = common::root().join("nic-config/default.toml");
+    assert_eq!(print(&["--config", file.to_str().unwrap()]), defaults, "default.toml sets every key to its default");
+    // Every key the configuration has (as printed) is written in the file, uncommented.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let written: Vec<(String, String)> = {
+        let mut section = String::new();
+        let mut v = Vec::new();
+        for line in text.lines().map(|l| l.split('#').next().unwrap().trim()) {
+            if line.starts_with('[') {
+                section = line.to_string();
+            } else if let Some((k, _)) = line.split_once('=') {
+                v.push((section.clone(), k.trim().to_string()));
+            }
+        }
+        v
+    };
+    let mut section = String::new();
+    for line in defaults.lines() {
+        if line.starts_with('[') {
+            section = line.to_string();
+        } else if let Some((k, _)) = line.split_once('=') {
+            let key = (section.clone(), k.trim().to_string());
+            assert!(written.contains(&key), "nic-config/default.toml lacks {} {}", key.0, key.1);
+        }
+    }
+}
+
+#[test]
 fn help_explains_every_flag() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
@@ -198,6 +233,58 @@ fn ipv6_loopback_and_a_dual_stack_listener() {
         let r = get(addr.parse().unwrap(), "/json");
         assert_eq!((r.status, r.body.as_slice()), (200, &br#"{"message":"Hello, World!"}"#[..]), "{addr}");
     }
+}
+
+#[test]
+fn healthz_says_serving_then_draining_while_a_slow_request_finishes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut srv = Server::start(&["--apps", "tfb,demo", "--admin", &admin.to_string()]);
+    let r = get(admin, "/healthz");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"serving\n"[..]));
+    // A request in flight keeps the appliance draining after SIGTERM.
+    let mut slow = Raw::connect(srv.addr);
+    slow.send(b"GET /demo/sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let requests = || -> u64 {
+        let v: serde_json::Value = serde_json::from_slice(&get(admin, "/stats").body).unwrap();
+        v["queues"].as_array().unwrap().iter().map(|q| q["requests"].as_u64().unwrap()).sum()
+    };
+    while requests() == 0 {
+        assert!(Instant::now() < deadline, "the slow request never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    srv.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get(admin, "/healthz");
+        if r.status == 503 {
+            assert_eq!(r.body, b"draining\n");
+            break;
+        }
+        assert_eq!(r.status, 200);
+        assert!(Instant::now() < deadline, "/healthz never said draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The request in flight is still answered.
+    assert_eq!(slow.read_response(false).status, 200);
+    let st = srv.wait(Duration::from_secs(10)).expect("exited after the drain");
+    assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn a_second_appliance_on_a_served_address_fails_with_one_line() {
+    let srv = Server::start(&["--queues", "2"]);
+    let out = Command::new(BIN).args(["--listen", &srv.addr.to_string(), "--admin", ""]).output().unwrap();
+    assert!(!out.status.success(), "the second appliance exited with an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process already serves it"), "stderr: {err}");
+    assert_eq!(err.trim().lines().filter(|l| l.contains("error")).count(), 1, "one error line: {err}");
+    // The first still has every connection.
+    for _ in 0..20 {
+        assert_eq!(get(srv.addr, "/plaintext").status, 200);
+    }
+    srv.stop();
 }
 
 #[test]

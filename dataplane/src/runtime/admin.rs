@@ -1,6 +1,8 @@
 //! The admin listener: a kernel socket for operators, on its own thread, never on the
 //! data path. `GET /stats` answers JSON built from the snapshots the cores publish
-//! ([`super::gauge`]); the cores never wait for it. One request per connection.
+//! ([`super::gauge`]); the cores never wait for it. `GET /healthz` answers 200 while
+//! the appliance serves and 503 once it drains (for load balancers and routers that
+//! withdraw it). One request per connection.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +24,8 @@ pub(crate) struct Admin {
 pub(crate) struct About {
     pub backend: &'static str,
     pub started: Instant,
+    /// Set when shutdown begins: `/healthz` then answers 503.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Admin {
@@ -52,7 +56,7 @@ impl Admin {
                 }
             })
             .ok()?;
-        tracing::info!("admin listener on http://{addr}/stats");
+        tracing::info!("admin listener on http://{addr}/stats (and /healthz)");
         Some(Admin { stop, addr, thread: Some(thread) })
     }
 
@@ -90,14 +94,21 @@ fn answer(mut s: TcpStream, gauges: &[LoopGauge], about: &About) -> std::io::Res
     }
     let head = std::str::from_utf8(&buf[..len]).unwrap_or("");
     let mut words = head.split_ascii_whitespace();
-    let (status, body) = match (words.next(), words.next()) {
-        (Some("GET"), Some("/stats")) => ("200 OK", stats_json(gauges, about)),
-        (Some("GET"), Some(_)) => ("404 Not Found", "{\"error\":\"not found; try /stats\"}\n".to_string()),
-        _ => ("400 Bad Request", "{\"error\":\"GET /stats\"}\n".to_string()),
+    const JSON: &str = "application/json";
+    let (status, kind, body) = match (words.next(), words.next()) {
+        (Some("GET"), Some("/stats")) => ("200 OK", JSON, stats_json(gauges, about)),
+        (Some("GET"), Some("/healthz")) if about.draining.load(Ordering::Acquire) => {
+            ("503 Service Unavailable", "text/plain", "draining\n".to_string())
+        }
+        (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", "serving\n".to_string()),
+        (Some("GET"), Some(_)) => {
+            ("404 Not Found", JSON, "{\"error\":\"not found; try /stats or /healthz\"}\n".to_string())
+        }
+        _ => ("400 Bad Request", JSON, "{\"error\":\"GET /stats or /healthz\"}\n".to_string()),
     };
     write!(
         s,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }

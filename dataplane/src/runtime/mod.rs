@@ -251,7 +251,7 @@ fn spawn<T: Transport + 'static>(
         return Err(e);
     }
     if !cfg.admin.listen.is_empty() {
-        let about = admin::About { backend, started: std::time::Instant::now() };
+        let about = admin::About { backend, started: std::time::Instant::now(), draining: stop.clone() };
         server.admin = admin::Admin::start(&cfg.admin.listen, server.gauges.clone(), about);
     }
     Ok(server)

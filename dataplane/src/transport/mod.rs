@@ -34,6 +34,15 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Another process already listens on the address (we do not share it).
+    #[error(
+        "cannot listen on {addr}: another process already serves it (px-appliance does not share a port \
+         through SO_REUSEPORT; stop the other server or choose another server.listen)"
+    )]
+    AddressServed {
+        /// Address.
+        addr: SocketAddr,
+    },
     /// A core's arena memory could not be mapped.
     #[error("queue {queue}: arena memory: {source}")]
     Memory {
