@@ -163,6 +163,10 @@ struct Peer {
     /// never got), so the server may rightly stop making progress; only a prefix of
     /// well-formed responses is required.
     tainted: bool,
+    /// The server reset the connection, and the client lost that RST (op 12): the
+    /// server rightly forgets it, and what the client sends after is dropped in silence
+    /// (an ACK to a listener that matches no SYN cookie), so the response may stay cut.
+    reset_lost: bool,
 }
 
 /// See the module doc.
@@ -367,10 +371,12 @@ impl StackHarness {
             assert!(!closed, "bytes after a response that closed the connection");
             let h = match super::response_head(buf) {
                 Ok(Some(h)) => h,
-                Ok(None) if p.reset || p.truncated || p.tainted => return,
+                Ok(None) if p.reset || p.reset_lost || p.truncated || p.tainted => return,
                 Ok(None) => panic!(
-                    "connection {i}: unfinished response without a reset: {:?}",
-                    String::from_utf8_lossy(&buf[..buf.len().min(200)])
+                    "connection {i}: unfinished response without a reset: {:?}; the server's connections: {:?}; {:?}",
+                    String::from_utf8_lossy(&buf[..buf.len().min(200)]),
+                    self.t.describe_connections(),
+                    self.t.report().stack
                 ),
                 Err(e) => panic!("connection {i}: malformed response: {e}"),
             };
@@ -383,13 +389,16 @@ impl StackHarness {
             // A HEAD response has no body: the next response follows its head at once.
             let body = if status_line_at(&buf[n..]) || (buf.len() == n && len > 0 && !p.reset) { 0 } else { len };
             if buf.len() < n + body {
-                assert!(p.reset || p.truncated || p.tainted, "connection {i}: response cut short without a reset");
+                assert!(
+                    p.reset || p.reset_lost || p.truncated || p.tainted,
+                    "connection {i}: response cut short without a reset"
+                );
                 return;
             }
             self.responses += 1;
             buf = &buf[n + body..];
         }
-        if closed && !p.reset && !p.truncated && !p.tainted {
+        if closed && !p.reset && !p.reset_lost && !p.truncated && !p.tainted {
             assert!(p.fin_rcvd, "connection {i}: no FIN after a response that closed the connection");
         }
     }
@@ -528,7 +537,16 @@ impl StackHarness {
 
     /// The server's next frames are lost.
     fn lose(&mut self, n: usize) {
-        self.link.recv(self.now, n, &mut |_| {});
+        let lost = RefCell::new(Vec::new());
+        self.link.recv(self.now, n, &mut |f| lost.borrow_mut().push(f.to_vec()));
+        for f in lost.into_inner() {
+            if self.trace {
+                self.print("lost", &f);
+            }
+            if let Some(port) = rst_to(&f) {
+                self.peers.iter_mut().filter(|p| p.open && p.port == port).for_each(|p| p.reset_lost = true);
+            }
+        }
     }
 
     /// The last frame again, with byte `at` set to `value`; with the high bit of `at`,
@@ -594,6 +612,21 @@ impl StackHarness {
         let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
         eth(EthernetAddress::BROADCAST, EthernetProtocol::Arp).emit(&mut f);
         arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+        self.put(buf);
+    }
+
+    fn arp_reply(&mut self) {
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(CLIENT_MAC),
+            source_protocol_addr: CLIENT_IP,
+            target_hardware_addr: EthernetAddress(SERVER_MAC),
+            target_protocol_addr: SERVER_IP,
+        };
+        let mut buf = vec![0u8; 14 + arp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth(EthernetAddress(SERVER_MAC), EthernetProtocol::Arp).emit(&mut f);
+        arp.emit(&mut ArpPacket::new_checked(f.payload_mut()).expect("sized for it"));
         self.put(buf);
     }
 
@@ -695,7 +728,16 @@ impl StackHarness {
         assert_eq!(e.src_addr(), EthernetAddress(SERVER_MAC), "the server's own MAC");
         match e.ethertype() {
             EthernetProtocol::Arp => {
-                ArpPacket::new_checked(e.payload()).expect("a whole ARP packet");
+                let arp = ArpPacket::new_checked(e.payload()).expect("a whole ARP packet");
+                let repr = ArpRepr::parse(&arp).expect("a well-formed ARP packet");
+                // The client answers for its address, as a host does (the server asks
+                // again when its entry grows stale).
+                if let ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Request, target_protocol_addr: CLIENT_IP, ..
+                } = repr
+                {
+                    self.arp_reply();
+                }
                 return;
             }
             EthernetProtocol::Ipv4 => {}
@@ -817,4 +859,12 @@ fn frame(tcp: &TcpRepr<'_>) -> Vec<u8> {
         &caps,
     );
     buf
+}
+
+/// The destination port of a frame that is a TCP RST over IPv4, if it is one.
+fn rst_to(f: &[u8]) -> Option<u16> {
+    let e = EthernetFrame::new_checked(f).ok()?;
+    let ip = Ipv4Packet::new_checked(e.payload()).ok()?;
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    (ip.next_header() == IpProtocol::Tcp && t.rst()).then(|| t.dst_port())
 }

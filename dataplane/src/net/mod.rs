@@ -647,7 +647,11 @@ impl NetStack {
         csum: Option<PartialChecksum>,
         fill: impl FnOnce(&mut [u8]),
     ) {
-        if let Some(mac) = self.next_hop(dst).and_then(|h| self.neighbors.lookup(h, now)) {
+        let hop = self.next_hop(dst);
+        if let Some((mac, refresh)) = hop.and_then(|h| self.neighbors.lookup(h, now)) {
+            if refresh {
+                self.request(hop.expect("looked up"), out);
+            }
             let eth = EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress(mac), ethertype: ethertype_of(dst) };
             let mut fill = Some(fill);
             let mut frame = |buf: &mut [u8]| {
@@ -715,7 +719,12 @@ impl NetStack {
             return;
         };
         match self.neighbors.lookup(next_hop, now) {
-            Some(mac) => self.emit_ip(EthernetAddress(mac), ethertype_of(dst), packet, out),
+            Some((mac, refresh)) => {
+                if refresh {
+                    self.request(next_hop, out);
+                }
+                self.emit_ip(EthernetAddress(mac), ethertype_of(dst), packet, out)
+            }
             None => {
                 if self.pending.len() >= PENDING_MAX {
                     self.counters.drop_arp_unresolved += 1;
@@ -769,7 +778,7 @@ impl NetStack {
     }
 
     fn flush_pending(&mut self, ip: IpAddr, now: Instant, out: &mut dyn TxSink) {
-        let Some(mac) = self.neighbors.lookup(ip, now) else { return };
+        let Some((mac, _)) = self.neighbors.lookup(ip, now) else { return };
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].next_hop == ip {

@@ -8,8 +8,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long an entry is trusted.
+/// How long an entry is trusted without asking again.
 pub const NEIGHBOR_TTL: Duration = Duration::from_secs(300);
+
+/// How long an entry past [`NEIGHBOR_TTL`] is still used while it is asked about again
+/// (Linux's STALE → PROBE): traffic keeps flowing to the MAC we know, and a request goes
+/// out at most once per [`REFRESH_EVERY`]; a neighbour that answers none of them in this
+/// time is forgotten, and packets to it then wait for resolution.
+pub const NEIGHBOR_STALE_GRACE: Duration = Duration::from_secs(30);
+
+/// The least time between two refresh requests for one stale entry.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// The table all cores share.
 #[derive(Default)]
@@ -21,27 +30,38 @@ pub struct SharedNeighbors {
 pub struct NeighborCache {
     local: HashMap<IpAddr, ([u8; 6], Instant)>,
     shared: Arc<SharedNeighbors>,
+    /// When this core last asked about a stale entry.
+    asked: HashMap<IpAddr, Instant>,
 }
 
 impl NeighborCache {
     /// A cache over `shared`.
     pub fn new(shared: Arc<SharedNeighbors>) -> Self {
-        NeighborCache { local: HashMap::new(), shared }
+        NeighborCache { local: HashMap::new(), shared, asked: HashMap::new() }
     }
 
-    /// The MAC for `ip`, if known and fresh.
-    pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<[u8; 6]> {
-        if let Some(&(mac, at)) = self.local.get(&ip) {
-            if now.saturating_duration_since(at) < NEIGHBOR_TTL {
-                return Some(mac);
-            }
-        }
-        let (mac, at) = *self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).get(&ip)?;
-        if now.saturating_duration_since(at) >= NEIGHBOR_TTL {
+    /// The MAC for `ip`, if known and fresh or stale within the grace time; the second
+    /// field says that a refresh request is due now (stale, and not asked about for
+    /// [`REFRESH_EVERY`]).
+    pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<([u8; 6], bool)> {
+        let usable = |at: Instant| now.saturating_duration_since(at) < NEIGHBOR_TTL + NEIGHBOR_STALE_GRACE;
+        let (mac, at) = match self.local.get(&ip) {
+            Some(&(mac, at)) if now.saturating_duration_since(at) < NEIGHBOR_TTL => return Some((mac, false)),
+            // Stale here: another core may have learned it again since.
+            _ => *self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).get(&ip)?,
+        };
+        if !usable(at) {
             return None;
         }
         self.local.insert(ip, (mac, at));
-        Some(mac)
+        if now.saturating_duration_since(at) < NEIGHBOR_TTL {
+            return Some((mac, false));
+        }
+        let due = self.asked.get(&ip).is_none_or(|&t| now.saturating_duration_since(t) >= REFRESH_EVERY);
+        if due {
+            self.asked.insert(ip, now);
+        }
+        Some((mac, due))
     }
 
     /// True if `ip` has an entry (fresh or not) in either table.
@@ -51,7 +71,35 @@ impl NeighborCache {
 
     /// Records `ip` at `mac`.
     pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
+        self.asked.remove(&ip);
         self.local.insert(ip, (mac, now));
         self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).insert(ip, (mac, now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_entry_is_used_while_it_is_asked_about_then_forgotten() {
+        let t0 = Instant::now();
+        let ip: IpAddr = "10.99.0.2".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 2];
+        let mut c = NeighborCache::new(Arc::default());
+        c.learn(ip, mac, t0);
+        assert_eq!(c.lookup(ip, t0 + NEIGHBOR_TTL - Duration::from_millis(1)), Some((mac, false)));
+        // Stale: still used; the first use asks, the next within REFRESH_EVERY does not.
+        let stale = t0 + NEIGHBOR_TTL;
+        assert_eq!(c.lookup(ip, stale), Some((mac, true)));
+        assert_eq!(c.lookup(ip, stale + REFRESH_EVERY / 2), Some((mac, false)));
+        assert_eq!(c.lookup(ip, stale + REFRESH_EVERY), Some((mac, true)));
+        // Past the grace time with no answer: forgotten.
+        assert_eq!(c.lookup(ip, stale + NEIGHBOR_STALE_GRACE), None);
+        // An answer makes it fresh again, and another core sees that.
+        let shared = c.shared.clone();
+        let mut other = NeighborCache::new(shared);
+        other.learn(ip, mac, stale + Duration::from_secs(2));
+        assert_eq!(c.lookup(ip, stale + Duration::from_secs(3)), Some((mac, false)));
     }
 }
