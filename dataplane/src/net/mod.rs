@@ -178,7 +178,6 @@ pub struct NetCounters {
 /// How long a packet may wait for ARP, and how many may wait.
 const PENDING_TIMEOUT: Duration = Duration::from_secs(3);
 const PENDING_MAX: usize = 64;
-const ARP_RETRY: Duration = Duration::from_secs(1);
 
 struct Pending {
     next_hop: IpAddr,
@@ -807,7 +806,7 @@ impl NetStack {
         let mut asked: Vec<IpAddr> = Vec::new();
         for i in 0..self.pending.len() {
             let p = &self.pending[i];
-            if now.duration_since(p.last_request) >= ARP_RETRY && !asked.contains(&p.next_hop) {
+            if now.duration_since(p.last_request) >= neighbor::ASK_AGAIN && !asked.contains(&p.next_hop) {
                 asked.push(p.next_hop);
             }
         }

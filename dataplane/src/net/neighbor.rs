@@ -13,12 +13,13 @@ pub const NEIGHBOR_TTL: Duration = Duration::from_secs(300);
 
 /// How long an entry past [`NEIGHBOR_TTL`] is still used while it is asked about again
 /// (Linux's STALE → PROBE): traffic keeps flowing to the MAC we know, and a request goes
-/// out at most once per [`REFRESH_EVERY`]; a neighbour that answers none of them in this
+/// out at most once per [`ASK_AGAIN`]; a neighbour that answers none of them in this
 /// time is forgotten, and packets to it then wait for resolution.
 pub const NEIGHBOR_STALE_GRACE: Duration = Duration::from_secs(30);
 
-/// The least time between two refresh requests for one stale entry.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// The least time between two requests for one address: a stale entry asked about again,
+/// or a miss still waiting for its answer.
+pub const ASK_AGAIN: Duration = Duration::from_secs(1);
 
 /// The table all cores share.
 #[derive(Default)]
@@ -42,7 +43,7 @@ impl NeighborCache {
 
     /// The MAC for `ip`, if known and fresh or stale within the grace time; the second
     /// field says that a refresh request is due now (stale, and not asked about for
-    /// [`REFRESH_EVERY`]).
+    /// [`ASK_AGAIN`]).
     pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<([u8; 6], bool)> {
         let usable = |at: Instant| now.saturating_duration_since(at) < NEIGHBOR_TTL + NEIGHBOR_STALE_GRACE;
         let (mac, at) = match self.local.get(&ip) {
@@ -57,7 +58,7 @@ impl NeighborCache {
         if now.saturating_duration_since(at) < NEIGHBOR_TTL {
             return Some((mac, false));
         }
-        let due = self.asked.get(&ip).is_none_or(|&t| now.saturating_duration_since(t) >= REFRESH_EVERY);
+        let due = self.asked.get(&ip).is_none_or(|&t| now.saturating_duration_since(t) >= ASK_AGAIN);
         if due {
             self.asked.insert(ip, now);
         }
@@ -89,11 +90,11 @@ mod tests {
         let mut c = NeighborCache::new(Arc::default());
         c.learn(ip, mac, t0);
         assert_eq!(c.lookup(ip, t0 + NEIGHBOR_TTL - Duration::from_millis(1)), Some((mac, false)));
-        // Stale: still used; the first use asks, the next within REFRESH_EVERY does not.
+        // Stale: still used; the first use asks, the next within ASK_AGAIN does not.
         let stale = t0 + NEIGHBOR_TTL;
         assert_eq!(c.lookup(ip, stale), Some((mac, true)));
-        assert_eq!(c.lookup(ip, stale + REFRESH_EVERY / 2), Some((mac, false)));
-        assert_eq!(c.lookup(ip, stale + REFRESH_EVERY), Some((mac, true)));
+        assert_eq!(c.lookup(ip, stale + ASK_AGAIN / 2), Some((mac, false)));
+        assert_eq!(c.lookup(ip, stale + ASK_AGAIN), Some((mac, true)));
         // Past the grace time with no answer: forgotten.
         assert_eq!(c.lookup(ip, stale + NEIGHBOR_STALE_GRACE), None);
         // An answer makes it fresh again, and another core sees that.
