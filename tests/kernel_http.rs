@@ -326,3 +326,103 @@ fn admin_stats_count_each_queues_requests_and_stay_off_the_data_port() {
     assert_eq!(get(admin, "/nope").status, 404);
     srv.stop();
 }
+
+/// Sums the samples of `name` whose labels contain every one of `labels`.
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.iter().all(|want| rest.contains(want))).then(|| value.parse::<f64>().unwrap())
+        })
+        .sum()
+}
+
+#[test]
+fn admin_metrics_give_every_counter_latency_by_route_and_the_process() {
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let srv = Server::start(&["--queues", "2", "--apps", "tfb,demo", "--admin", &admin.to_string()]);
+    let mut c = Raw::connect(srv.addr);
+    for _ in 0..30 {
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    for _ in 0..10 {
+        c.send(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    for _ in 0..5 {
+        c.send(b"GET /no/such/page HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 404);
+    }
+    for _ in 0..3 {
+        c.send(b"GET /demo/sleep/20 HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    // Every response was read before the scrape, and a scrape takes fresh reports.
+    let m = get(admin, "/metrics");
+    assert_eq!(m.status, 200);
+    assert_eq!(m.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = String::from_utf8(m.body).unwrap();
+    // Well formed: every sample's metric has HELP and TYPE lines before it, every value
+    // is a number.
+    let mut typed = std::collections::HashSet::new();
+    let mut helped = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split_once(' ').unwrap().0.to_string());
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample line {line:?}"));
+            value.parse::<f64>().unwrap_or_else(|_| panic!("value of {line:?}"));
+            let name = series.split('{').next().unwrap();
+            let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            assert!(typed.contains(name) || typed.contains(base), "no TYPE before {line:?}");
+            assert!(helped.contains(name) || helped.contains(base), "no HELP before {line:?}");
+        }
+    }
+    let dur = "px_http_request_duration_seconds_count";
+    assert_eq!(metric_sum(&text, dur, &["route=\"/plaintext\"", "class=\"2xx\""]), 30.0, "{text}");
+    assert_eq!(metric_sum(&text, dur, &["route=\"/json\"", "class=\"2xx\""]), 10.0);
+    assert_eq!(metric_sum(&text, dur, &["route=\"(none)\"", "class=\"4xx\""]), 5.0);
+    assert_eq!(metric_sum(&text, dur, &["route=\"/demo/sleep/{ms}\"", "class=\"2xx\""]), 3.0);
+    // The async handler slept 20 ms each time: the sum says so, and no bucket at or
+    // below 10 ms holds it.
+    let slept = metric_sum(&text, "px_http_request_duration_seconds_sum", &["route=\"/demo/sleep/{ms}\""]);
+    assert!((0.06..5.0).contains(&slept), "sum {slept}");
+    let fast = "px_http_request_duration_seconds_bucket";
+    assert_eq!(metric_sum(&text, fast, &["route=\"/demo/sleep/{ms}\"", "le=\"0.01\""]), 0.0);
+    assert_eq!(metric_sum(&text, fast, &["route=\"/demo/sleep/{ms}\"", "le=\"+Inf\""]), 3.0);
+    // Counters with a queue label, summed over both queues.
+    assert_eq!(metric_sum(&text, "px_http_requests_total", &[]), 48.0);
+    assert_eq!(metric_sum(&text, "px_http_4xx_total", &[]), 5.0);
+    assert_eq!(metric_sum(&text, "px_tasks_completed_total", &[]), 3.0);
+    assert_eq!(
+        metric_sum(&text, "px_http_requests_total", &["queue=\"0\""])
+            + metric_sum(&text, "px_http_requests_total", &["queue=\"1\""]),
+        48.0
+    );
+    assert!(metric_sum(&text, "px_process_resident_bytes", &[]) > 1e6);
+    assert_eq!(metric_sum(&text, "px_build_info", &["backend=\"kernel\""]), 1.0);
+    // /stats: build, configuration in force (no password), process memory, per queue
+    // counters, gauges and latency from a fresh report.
+    let v: serde_json::Value = serde_json::from_slice(&get(admin, "/stats").body).unwrap();
+    assert!(!v["build"]["commit"].as_str().unwrap().is_empty());
+    assert_eq!(v["config"]["server"]["queues"], 2);
+    assert_eq!(v["config"]["db"]["password"], "(not shown)");
+    assert!(v["process"]["resident_bytes"].as_u64().unwrap() > 1_000_000);
+    let queues = v["queues"].as_array().unwrap();
+    assert!(queues.iter().all(|q| q["report_fresh"] == true), "{v}");
+    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| queues.iter().map(f).sum::<u64>();
+    assert_eq!(sum(&|q| q["counters"]["http_requests"].as_u64().unwrap()), 48);
+    assert_eq!(sum(&|q| q["latency"]["count"].as_u64().unwrap()), 48);
+    assert!(queues.iter().all(|q| q["gauges"]["arena_chunks_total"].as_u64().unwrap() > 0));
+    let plain = v["latency"].as_array().unwrap().iter().find(|r| r["route"] == "/plaintext").unwrap();
+    assert_eq!(plain["count"], 30);
+    assert!(plain["p99_us"].as_f64().unwrap() > 0.0);
+    srv.stop();
+}

@@ -24,5 +24,6 @@ pub mod net;
 #[allow(unsafe_code)]
 pub mod nic;
 pub mod runtime;
+pub mod stats;
 pub mod tcp;
 pub mod transport;

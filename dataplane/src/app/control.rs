@@ -233,6 +233,12 @@ impl ControlHandle {
     pub fn outstanding(&self) -> usize {
         self.mailbox.outstanding.load(Ordering::Acquire)
     }
+
+    /// Jobs waiting in the control thread's queue and in the I/O threads' queue (every
+    /// core's, not only this one's).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.jobs.len(), self.io_jobs.len())
+    }
 }
 
 #[cfg(test)]

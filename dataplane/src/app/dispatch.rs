@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::exec::{Outcome, TaskGuard};
 use super::{
-    ConnState, ControlHandle, Ctx, Cx, Executor, Handler, HandlerError, OwnedRequest, Reply, Routed, Router, Shared,
+    ConnState, ControlHandle, Ctx, Cx, Executor, Handler, HandlerError, Latency, OwnedRequest, Reply, Routed, Router,
+    Shared,
 };
 use crate::http::{
     header_slots, Answer, DateCache, HttpConn, HttpLimits, HttpStats, Incoming, OwnedResponse, Request, Response,
@@ -69,6 +70,8 @@ pub struct HttpSession {
     task: Option<TaskGuard>,
     /// The wait a deadline was last armed for.
     watched: (Waiting, u64),
+    /// The route and the turn's clock of the request whose answer is awaited.
+    pending: (u16, Instant),
 }
 
 /// Something a request was waiting for, now here.
@@ -94,6 +97,8 @@ pub struct Dispatch {
     pub date: DateCache,
     /// HTTP counters.
     pub stats: HttpStats,
+    /// Request latency per route and status class.
+    pub latency: Latency,
     now: SystemTime,
     mono: Instant,
     /// Client deadlines armed: (due, connection, the wait), earliest first. Entries are
@@ -108,6 +113,7 @@ impl Dispatch {
         let mut date = DateCache::default();
         date.update(now);
         let exec = Executor::new(cfg.max_in_flight, mono, apps.shared.clone());
+        let latency = Latency::new(apps.router.labels().len());
         let cx = Cx::for_core(exec.core().clone());
         for init in &apps.core_init {
             init(&cx);
@@ -120,6 +126,7 @@ impl Dispatch {
             exec,
             date,
             stats: HttpStats::default(),
+            latency,
             now,
             mono,
             deadlines: BinaryHeap::new(),
@@ -161,6 +168,7 @@ impl Dispatch {
             state: ConnState::default(),
             task: None,
             watched: (Waiting::Nothing, 0),
+            pending: (0, self.mono),
         }
     }
 
@@ -235,6 +243,7 @@ impl Dispatch {
             return;
         }
         let Some(id) = s.http.awaiting() else { return };
+        let route = s.pending.0;
         let (resp, close) = match d {
             Delivery::Deadline(..) => unreachable!("handled above"),
             Delivery::Job(r) => (r.into_response(), false),
@@ -259,7 +268,9 @@ impl Dispatch {
                 }
             }
         };
+        let status = resp.status;
         s.http.respond(id, resp, close, &self.date, &mut self.stats);
+        self.answered(route, status, s.pending.1);
         self.serve(key, s);
     }
 
@@ -282,8 +293,14 @@ impl Dispatch {
         }
     }
 
+    /// Counts one answered request of `route`, taken up in the turn that began at
+    /// `start`.
+    fn answered(&mut self, route: u16, status: u16, start: Instant) {
+        self.latency.record(route, status, Instant::now().saturating_duration_since(start));
+    }
+
     fn answer_ready(&mut self, key: u64, s: &mut HttpSession) {
-        let HttpSession { http, state, task, .. } = s;
+        let HttpSession { http, state, task, pending, .. } = s;
         loop {
             let mut slots = header_slots();
             let Some((incoming, answer)) = http.poll_request(&mut slots, &self.cfg.limits, &self.date, &mut self.stats)
@@ -292,37 +309,45 @@ impl Dispatch {
             };
             let mut req = match incoming {
                 Incoming::Invalid(resp) => {
+                    let status = resp.status;
                     answer.send(resp);
+                    self.answered(0, status, self.mono);
                     continue;
                 }
                 Incoming::Request(req) => req,
             };
-            let handler = match self.apps.router.route(req.method(), req.path()) {
-                Routed::Found { handler, params, n_params } => {
+            let (handler, route) = match self.apps.router.route(req.method(), req.path()) {
+                Routed::Found { handler, params, n_params, route } => {
                     req.set_params(params, n_params);
-                    handler
+                    (handler, route)
                 }
                 Routed::MethodNotAllowed(allow) => {
                     answer.send(Response::text(405, "method not allowed\n").with_header("Allow", allow));
+                    self.answered(0, 405, self.mono);
                     continue;
                 }
                 Routed::NotFound => {
                     answer.send(Response::text(404, "not found\n"));
+                    self.answered(0, 404, self.mono);
                     continue;
                 }
             };
+            *pending = (route, self.mono);
             match handler {
                 Handler::Sync(h) => {
                     let arena = answer.arena();
                     let mut ctx = Ctx { arena, shared: &self.apps.shared, conn: &mut *state, now: self.now };
                     let result = catch_unwind(AssertUnwindSafe(|| h(&req, &mut ctx)));
-                    finish_sync(result, answer, &req, &self.control, key);
+                    if let Some(status) = finish_sync(result, answer, &req, &self.control, key) {
+                        self.answered(route, status, self.mono);
+                    }
                 }
                 Handler::Async(h) => {
                     if !self.exec.has_room() {
                         self.exec.count_refused();
                         let busy = Response::text(503, "too many requests in flight on this core\n");
                         answer.send(busy.with_header("Retry-After", "1"));
+                        self.answered(route, 503, self.mono);
                         continue;
                     }
                     let deadline = self.mono + self.cfg.deadline;
@@ -333,7 +358,10 @@ impl Dispatch {
                             let id = answer.defer();
                             *task = Some(self.exec.spawn(fut, key, id, deadline));
                         }
-                        Err(_) => panicked(answer, &req),
+                        Err(_) => {
+                            panicked(answer, &req);
+                            self.answered(route, 500, self.mono);
+                        }
                     }
                 }
             }
@@ -347,35 +375,47 @@ fn panicked(mut answer: Answer<'_>, req: &Request<'_>) {
     answer.send_and_close(Response::text(500, "internal error\n"));
 }
 
-/// Turns a sync handler's result into the answer (or a submitted job).
+/// Turns a sync handler's result into the answer (or a submitted job). Returns the
+/// status answered, or `None` if the answer waits for a job.
 fn finish_sync(
     result: std::thread::Result<Result<Reply<'_>, HandlerError>>,
     mut answer: Answer<'_>,
     req: &Request<'_>,
     control: &ControlHandle,
     key: u64,
-) {
+) -> Option<u16> {
     let busy = |what: &'static str| Response::text(503, what).with_header("Retry-After", "1");
-    match result {
-        Ok(Ok(Reply::Now(resp))) => answer.send(resp),
-        Ok(Ok(Reply::Control(job))) => match control.submit(key, job) {
-            Ok(()) => {
-                let _ = answer.defer();
-            }
-            Err(_) => answer.send(busy("control queue full\n")),
-        },
-        Ok(Ok(Reply::Blocking(job))) => match control.submit_blocking(key, job) {
-            Ok(()) => {
-                let _ = answer.defer();
-            }
-            Err(_) => answer.send(busy("I/O queue full\n")),
-        },
-        Ok(Err(HandlerError::Status { status, message })) => answer.send(Response::text(status, message)),
+    let submitted = match result {
+        Ok(Ok(Reply::Now(resp))) => {
+            let status = resp.status;
+            answer.send(resp);
+            return Some(status);
+        }
+        Ok(Ok(Reply::Control(job))) => control.submit(key, job).map_err(|_| "control queue full\n"),
+        Ok(Ok(Reply::Blocking(job))) => control.submit_blocking(key, job).map_err(|_| "I/O queue full\n"),
+        Ok(Err(HandlerError::Status { status, message })) => {
+            answer.send(Response::text(status, message));
+            return Some(status);
+        }
         Ok(Err(HandlerError::Arena(e))) => {
             answer.stats().arena_failures += 1;
             tracing::debug!("arena: {e}; answering 503 and closing");
             answer.send_and_close(Response::text(503, format!("{e}\n")));
+            return Some(503);
         }
-        Err(_) => panicked(answer, req),
+        Err(_) => {
+            panicked(answer, req);
+            return Some(500);
+        }
+    };
+    match submitted {
+        Ok(()) => {
+            let _ = answer.defer();
+            None
+        }
+        Err(what) => {
+            answer.send(busy(what));
+            Some(503)
+        }
     }
 }

@@ -242,23 +242,25 @@ pub struct Completion {
     pub outcome: Outcome,
 }
 
-/// What the executor did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExecCounters {
-    /// Tasks started.
-    pub spawned: u64,
-    /// Tasks that completed with the handler's result.
-    pub completed: u64,
-    /// Tasks dropped because their connection went away.
-    pub cancelled: u64,
-    /// Tasks ended by their deadline (504).
-    pub timed_out: u64,
-    /// Tasks whose future panicked (500).
-    pub panicked: u64,
-    /// Requests refused because the core had `max_in_flight` tasks (503).
-    pub refused_busy: u64,
-    /// Polls of futures.
-    pub polls: u64,
+crate::counters! {
+    /// What the executor did.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct ExecCounters {
+        /// Tasks started.
+        pub spawned: u64,
+        /// Tasks that completed with the handler's result.
+        pub completed: u64,
+        /// Tasks dropped because their connection went away.
+        pub cancelled: u64,
+        /// Tasks ended by their deadline (504).
+        pub timed_out: u64,
+        /// Tasks whose future panicked (500).
+        pub panicked: u64,
+        /// Requests refused because the core had `max_in_flight` tasks (503).
+        pub refused_busy: u64,
+        /// Polls of futures.
+        pub polls: u64,
+    }
 }
 
 enum TaskFuture {

@@ -20,6 +20,7 @@
 mod control;
 pub mod dispatch;
 pub mod exec;
+pub mod latency;
 pub mod outbound;
 mod router;
 mod shared;
@@ -34,8 +35,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub use control::{BlockingJob, ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
 pub use dispatch::{AppSet, CoreInit, Dispatch, DispatchConfig, HttpSession};
 pub use exec::{timeout, BackgroundFuture, Elapsed, ExecCounters, Executor, Sleep, Timeout};
+pub use latency::Latency;
 pub use outbound::{ClientConn, ClientPhase, OutboundCounters, Upstream, UpstreamError};
-pub use router::{Route, RouteError, Routed, Router};
+pub use router::{Route, RouteError, Routed, Router, NO_ROUTE};
 pub use shared::{ConnState, Shared};
 
 use crate::http::{Method, Request, Response, Version};

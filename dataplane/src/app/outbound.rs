@@ -110,23 +110,25 @@ pub struct ClientState {
 #[derive(Debug, Clone)]
 pub struct ClientConn(pub Rc<RefCell<ClientState>>);
 
-/// Counters of the core's outbound connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OutboundCounters {
-    /// Connections asked for.
-    pub connects: u64,
-    /// Established.
-    pub established: u64,
-    /// Refused by the peer.
-    pub refused: u64,
-    /// Reset by the peer, or failed.
-    pub failed: u64,
-    /// Not established in time.
-    pub timed_out: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes sent.
-    pub bytes_out: u64,
+crate::counters! {
+    /// Counters of the core's outbound connections.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct OutboundCounters {
+        /// Connections asked for.
+        pub connects: u64,
+        /// Established.
+        pub established: u64,
+        /// Refused by the peer.
+        pub refused: u64,
+        /// Reset by the peer, or failed.
+        pub failed: u64,
+        /// Not established in time.
+        pub timed_out: u64,
+        /// Bytes received.
+        pub bytes_in: u64,
+        /// Bytes sent.
+        pub bytes_out: u64,
+    }
 }
 
 /// What the core's transport has to do for outbound connections.

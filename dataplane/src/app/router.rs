@@ -55,7 +55,16 @@ enum Seg {
     Rest(&'static str),
 }
 
-type Methods = Vec<(Method, Handler)>;
+/// The handlers of one path pattern by method, and the pattern's label index.
+#[derive(Default)]
+struct Methods {
+    label: u16,
+    handlers: Vec<(Method, Handler)>,
+}
+
+/// The route label of requests no pattern matched (404, 405) or refused before
+/// routing: index 0 of [`Router::labels`].
+pub const NO_ROUTE: &str = "(none)";
 
 /// The result of routing one request.
 pub enum Routed<'p> {
@@ -67,6 +76,8 @@ pub enum Routed<'p> {
         params: [(&'static str, &'p str); MAX_PARAMS],
         /// How many of `params` are set.
         n_params: usize,
+        /// The pattern's index in [`Router::labels`] (for per-route figures).
+        route: u16,
     },
     /// The path exists for other methods: the `Allow` value.
     MethodNotAllowed(String),
@@ -99,16 +110,28 @@ impl std::hash::Hasher for PathHasher {
 }
 
 /// All routes of all apps.
-#[derive(Default)]
 pub struct Router {
     exact: HashMap<&'static str, Methods, BuildHasherDefault<PathHasher>>,
     patterns: Vec<(Vec<Seg>, Methods)>,
+    /// Every registered pattern once, in order, after [`NO_ROUTE`].
+    labels: Vec<&'static str>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router { exact: HashMap::default(), patterns: Vec::new(), labels: vec![NO_ROUTE] }
+    }
 }
 
 impl Router {
     /// An empty router.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The route labels: [`NO_ROUTE`], then each registered pattern once.
+    pub fn labels(&self) -> &[&'static str] {
+        &self.labels
     }
 
     /// Registers `route`.
@@ -119,13 +142,17 @@ impl Router {
         } else if let Some(i) = self.patterns.iter().position(|(s, _)| *s == segs) {
             &mut self.patterns[i].1
         } else {
-            self.patterns.push((segs, Vec::new()));
+            self.patterns.push((segs, Methods::default()));
             &mut self.patterns.last_mut().expect("just pushed").1
         };
-        if methods.iter().any(|(m, _)| *m == route.method) {
+        if methods.handlers.iter().any(|(m, _)| *m == route.method) {
             return Err(RouteError::Duplicate { method: route.method.as_str(), pattern: route.pattern });
         }
-        methods.push((route.method, route.handler));
+        if methods.handlers.is_empty() {
+            methods.label = u16::try_from(self.labels.len()).unwrap_or(u16::MAX);
+            self.labels.push(route.pattern);
+        }
+        methods.handlers.push((route.method, route.handler));
         Ok(())
     }
 
@@ -139,17 +166,17 @@ impl Router {
                 None => return Routed::NotFound,
             },
         };
-        let pick = |want: Method| methods.iter().find(|(m, _)| *m == want).map(|(_, h)| *h);
+        let pick = |want: Method| methods.handlers.iter().find(|(m, _)| *m == want).map(|(_, h)| *h);
         let handler = pick(method).or_else(|| if method == Method::Head { pick(Method::Get) } else { None });
         match handler {
-            Some(handler) => Routed::Found { handler, params, n_params },
+            Some(handler) => Routed::Found { handler, params, n_params, route: methods.label },
             None => Routed::MethodNotAllowed(allow_value(methods)),
         }
     }
 }
 
 fn allow_value(methods: &Methods) -> String {
-    let mut names: Vec<&str> = methods.iter().map(|(m, _)| m.as_str()).collect();
+    let mut names: Vec<&str> = methods.handlers.iter().map(|(m, _)| m.as_str()).collect();
     if names.contains(&"GET") && !names.contains(&"HEAD") {
         names.push("HEAD");
     }

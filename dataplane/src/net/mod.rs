@@ -128,51 +128,53 @@ const MAX_EXT_HEADERS: usize = 8;
 /// ICMPv6 errors a core sends per second at most.
 pub const ICMP6_ERRORS_PER_SEC: u32 = 100;
 
-/// Why frames were not answered, and what was.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NetCounters {
-    /// Frames seen.
-    pub rx_frames: u64,
-    /// Frames for another MAC.
-    pub drop_not_for_us: u64,
-    /// Frames too short or with inconsistent lengths, per layer.
-    pub drop_malformed: u64,
-    /// IPv4 header or ICMP checksum wrong.
-    pub drop_bad_checksum: u64,
-    /// EtherTypes and IP protocols we do not handle (yet).
-    pub drop_unsupported: u64,
-    /// IPv4 for another address.
-    pub drop_not_our_ip: u64,
-    /// IPv4 fragments (not reassembled).
-    pub drop_fragment: u64,
-    /// No route (off-link destination, no gateway).
-    pub drop_no_route: u64,
-    /// Packets waiting for ARP dropped (queue full or resolution timed out).
-    pub drop_arp_unresolved: u64,
-    /// ARP requests for our address answered.
-    pub arp_replies_sent: u64,
-    /// ARP requests we sent.
-    pub arp_requests_sent: u64,
-    /// Neighbours learned or refreshed.
-    pub arp_learned: u64,
-    /// ICMP echo requests answered.
-    pub icmp_echo_replies: u64,
-    /// ICMPv6 echo requests answered.
-    pub icmp6_echo_replies: u64,
-    /// Neighbor advertisements sent (answers to solicitations for our addresses).
-    pub nd_adverts_sent: u64,
-    /// Neighbor solicitations we sent (resolving a next hop).
-    pub nd_solicits_sent: u64,
-    /// IPv6 neighbours learned or refreshed.
-    pub nd_learned: u64,
-    /// IPv6 packets refused for their extension headers (a routing header still to be
-    /// processed, too many headers, an unknown one).
-    pub drop_ext_header: u64,
-    /// ICMPv6 errors sent (parameter problem for a next header we do not know; at most
-    /// [`ICMP6_ERRORS_PER_SEC`] a second, RFC 4443 §2.4 (f)).
-    pub icmp6_errors_sent: u64,
-    /// TCP segments with a valid checksum handed to the TCP engine.
-    pub tcp_segments: u64,
+crate::counters! {
+    /// Why frames were not answered, and what was.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct NetCounters {
+        /// Frames seen.
+        pub rx_frames: u64,
+        /// Frames for another MAC.
+        pub drop_not_for_us: u64,
+        /// Frames too short or with inconsistent lengths, per layer.
+        pub drop_malformed: u64,
+        /// IPv4 header or ICMP checksum wrong.
+        pub drop_bad_checksum: u64,
+        /// EtherTypes and IP protocols we do not handle (yet).
+        pub drop_unsupported: u64,
+        /// IPv4 for another address.
+        pub drop_not_our_ip: u64,
+        /// IPv4 fragments (not reassembled).
+        pub drop_fragment: u64,
+        /// No route (off-link destination, no gateway).
+        pub drop_no_route: u64,
+        /// Packets waiting for ARP dropped (queue full or resolution timed out).
+        pub drop_arp_unresolved: u64,
+        /// ARP requests for our address answered.
+        pub arp_replies_sent: u64,
+        /// ARP requests we sent.
+        pub arp_requests_sent: u64,
+        /// Neighbours learned or refreshed.
+        pub arp_learned: u64,
+        /// ICMP echo requests answered.
+        pub icmp_echo_replies: u64,
+        /// ICMPv6 echo requests answered.
+        pub icmp6_echo_replies: u64,
+        /// Neighbor advertisements sent (answers to solicitations for our addresses).
+        pub nd_adverts_sent: u64,
+        /// Neighbor solicitations we sent (resolving a next hop).
+        pub nd_solicits_sent: u64,
+        /// IPv6 neighbours learned or refreshed.
+        pub nd_learned: u64,
+        /// IPv6 packets refused for their extension headers (a routing header still to be
+        /// processed, too many headers, an unknown one).
+        pub drop_ext_header: u64,
+        /// ICMPv6 errors sent (parameter problem for a next header we do not know; at most
+        /// [`ICMP6_ERRORS_PER_SEC`] a second, RFC 4443 §2.4 (f)).
+        pub icmp6_errors_sent: u64,
+        /// TCP segments with a valid checksum handed to the TCP engine.
+        pub tcp_segments: u64,
+    }
 }
 
 /// How long a packet may wait for ARP, and how many may wait.

@@ -236,6 +236,10 @@ impl<P: PacketIo> PacketIo for Fault<P> {
     fn tx_stalled(&self) -> bool {
         self.inner.tx_stalled()
     }
+
+    fn frames(&self) -> Option<super::FrameUse> {
+        self.inner.frames()
+    }
 }
 
 #[cfg(test)]

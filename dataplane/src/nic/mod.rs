@@ -23,31 +23,33 @@ use std::time::{Duration, Instant};
 #[error("transmit ring full")]
 pub struct TxFull;
 
-/// Counters a backend keeps about its rings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCounters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames handed to the TX ring.
-    pub tx_packets: u64,
-    /// Bytes handed to the TX ring.
-    pub tx_bytes: u64,
-    /// Frames built in place in a TX buffer (no copy of the frame; see `PacketIo::recv_tx`).
-    pub tx_in_place: u64,
-    /// Frames whose TCP checksum the transmit path finished (AF_XDP TX metadata).
-    pub tx_csum_offloaded: u64,
-    /// Frames not sent because the TX ring or the free-frame pool was full/empty.
-    pub tx_ring_full: u64,
-    /// Times the fill ring could not be refilled completely.
-    pub fill_ring_short: u64,
-    /// Syscalls made to wake the kernel (need_wakeup).
-    pub wakeups: u64,
-    /// Frames the kernel dropped for us (no fill-ring space, XDP_STATISTICS).
-    pub kernel_rx_dropped: u64,
-    /// Frames dropped by a fault injector.
-    pub injected_drops: u64,
+crate::counters! {
+    /// Counters a backend keeps about its rings.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct IoCounters {
+        /// Frames received.
+        pub rx_packets: u64,
+        /// Bytes received.
+        pub rx_bytes: u64,
+        /// Frames handed to the TX ring.
+        pub tx_packets: u64,
+        /// Bytes handed to the TX ring.
+        pub tx_bytes: u64,
+        /// Frames built in place in a TX buffer (no copy of the frame; see `PacketIo::recv_tx`).
+        pub tx_in_place: u64,
+        /// Frames whose TCP checksum the transmit path finished (AF_XDP TX metadata).
+        pub tx_csum_offloaded: u64,
+        /// Frames not sent because the TX ring or the free-frame pool was full/empty.
+        pub tx_ring_full: u64,
+        /// Times the fill ring could not be refilled completely.
+        pub fill_ring_short: u64,
+        /// Syscalls made to wake the kernel (need_wakeup).
+        pub wakeups: u64,
+        /// Frames the kernel dropped for us (no fill-ring space, XDP_STATISTICS).
+        pub kernel_rx_dropped: u64,
+        /// Frames dropped by a fault injector.
+        pub injected_drops: u64,
+    }
 }
 
 /// Batch frame I/O on one queue. Every call takes the loop's `now`: no backend or
@@ -88,6 +90,29 @@ pub trait PacketIo {
     fn tx_stalled(&self) -> bool {
         false
     }
+    /// Where the backend's frame buffers are now, if it has a fixed set (AF_XDP's UMEM).
+    fn frames(&self) -> Option<FrameUse> {
+        None
+    }
+}
+
+/// Where a backend's frame buffers (an AF_XDP UMEM) are at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameUse {
+    /// Frames in all.
+    pub total: u64,
+    /// Free for transmitting.
+    pub tx_free: u64,
+    /// Received and consumed, waiting to go back to the fill ring.
+    pub rx_refill: u64,
+}
+
+impl FrameUse {
+    /// Frames the kernel holds: in the fill and RX rings (receive buffers), in the TX
+    /// and completion rings (frames being sent).
+    pub fn with_kernel(&self) -> u64 {
+        self.total.saturating_sub(self.tx_free + self.rx_refill)
+    }
 }
 
 impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
@@ -120,5 +145,8 @@ impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
     }
     fn tx_stalled(&self) -> bool {
         (**self).tx_stalled()
+    }
+    fn frames(&self) -> Option<FrameUse> {
+        (**self).frames()
     }
 }

@@ -106,6 +106,10 @@ impl<P: PacketIo> PacketIo for Pcap<P> {
     fn tx_stalled(&self) -> bool {
         self.inner.tx_stalled()
     }
+
+    fn frames(&self) -> Option<super::FrameUse> {
+        self.inner.frames()
+    }
 }
 
 impl<P> Drop for Pcap<P> {

@@ -1,8 +1,12 @@
 //! The admin listener: a kernel socket for operators, on its own thread, never on the
-//! data path. `GET /stats` answers JSON built from the snapshots the cores publish
-//! ([`super::gauge`]); the cores never wait for it. `GET /healthz` answers 200 while
-//! the appliance serves and 503 once it drains (for load balancers and routers that
-//! withdraw it). One request per connection.
+//! data path. `GET /stats` answers JSON and `GET /metrics` Prometheus's text format,
+//! both built from the reports the cores publish when asked ([`super::gauge`],
+//! [`super::expose`]): the admin thread asks every core, rings its doorbell, and waits
+//! at most [`REPORT_WAIT`] for the answers; a core that does not answer in time (a
+//! handler hogging it) is shown with its previous report, marked not fresh. The cores
+//! never wait for it. `GET /healthz` answers 200 while the appliance serves and 503
+//! once it drains (for load balancers and routers that withdraw it). One request per
+//! connection.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +15,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::expose::{self, QueueView};
 use super::gauge::LoopGauge;
+use crate::transport::Doorbell;
+
+/// How long a scrape waits for the cores' fresh reports.
+pub(crate) const REPORT_WAIT: Duration = Duration::from_millis(250);
 
 /// A running admin listener; stops when dropped.
 pub(crate) struct Admin {
@@ -23,15 +32,48 @@ pub(crate) struct Admin {
 /// What `/stats` describes besides the gauges.
 pub(crate) struct About {
     pub backend: &'static str,
+    /// AF_XDP: the attach mode and whether the sockets got zero-copy.
+    pub xdp_mode: Option<String>,
     pub started: Instant,
     /// Set when shutdown begins: `/healthz` then answers 503.
     pub draining: Arc<AtomicBool>,
+    /// The configuration in force, as JSON (the database password left out).
+    pub config: serde_json::Value,
+    /// Route labels, index as in each core's latency table.
+    pub routes: Vec<&'static str>,
+}
+
+/// The cores' gauges and how to wake them.
+pub(crate) struct Cores {
+    pub gauges: Arc<[LoopGauge]>,
+    pub bells: Vec<Doorbell>,
+}
+
+impl Cores {
+    /// Asks every core for a fresh report and waits for the answers (at most
+    /// [`REPORT_WAIT`]).
+    fn views(&self) -> Vec<QueueView> {
+        let gens: Vec<u64> = self.gauges.iter().map(LoopGauge::ask).collect();
+        for bell in &self.bells {
+            bell();
+        }
+        let until = Instant::now() + REPORT_WAIT;
+        while Instant::now() < until && !self.gauges.iter().zip(&gens).all(|(g, &gen)| g.answered(gen)) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.gauges
+            .iter()
+            .zip(gens)
+            .enumerate()
+            .map(|(queue, (g, gen))| QueueView { queue, gauge: g.read(), report: g.report(), fresh: g.answered(gen) })
+            .collect()
+    }
 }
 
 impl Admin {
     /// Binds `listen` and serves it; `None` (with a warning) if it cannot be bound, since
     /// the data path matters more than the admin view.
-    pub(crate) fn start(listen: &str, gauges: Arc<[LoopGauge]>, about: About) -> Option<Admin> {
+    pub(crate) fn start(listen: &str, cores: Cores, about: About) -> Option<Admin> {
         let addr: SocketAddr = listen.parse().ok()?;
         let listener = match TcpListener::bind(addr) {
             Ok(l) => l,
@@ -51,12 +93,12 @@ impl Admin {
                         break;
                     }
                     if let Ok(s) = conn {
-                        let _ = answer(s, &gauges, &about);
+                        let _ = answer(s, &cores, &about);
                     }
                 }
             })
             .ok()?;
-        tracing::info!("admin listener on http://{addr}/stats (and /healthz)");
+        tracing::info!("admin listener on http://{addr}/stats (and /metrics, /healthz)");
         Some(Admin { stop, addr, thread: Some(thread) })
     }
 
@@ -77,7 +119,7 @@ impl Drop for Admin {
     }
 }
 
-fn answer(mut s: TcpStream, gauges: &[LoopGauge], about: &About) -> std::io::Result<()> {
+fn answer(mut s: TcpStream, cores: &Cores, about: &About) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
@@ -95,43 +137,22 @@ fn answer(mut s: TcpStream, gauges: &[LoopGauge], about: &About) -> std::io::Res
     let head = std::str::from_utf8(&buf[..len]).unwrap_or("");
     let mut words = head.split_ascii_whitespace();
     const JSON: &str = "application/json";
+    const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
     let (status, kind, body) = match (words.next(), words.next()) {
-        (Some("GET"), Some("/stats")) => ("200 OK", JSON, stats_json(gauges, about)),
+        (Some("GET"), Some("/stats")) => ("200 OK", JSON, expose::stats_json(about, &cores.views())),
+        (Some("GET"), Some("/metrics")) => ("200 OK", PROMETHEUS, expose::metrics_text(about, &cores.views())),
         (Some("GET"), Some("/healthz")) if about.draining.load(Ordering::Acquire) => {
             ("503 Service Unavailable", "text/plain", "draining\n".to_string())
         }
         (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", "serving\n".to_string()),
         (Some("GET"), Some(_)) => {
-            ("404 Not Found", JSON, "{\"error\":\"not found; try /stats or /healthz\"}\n".to_string())
+            ("404 Not Found", JSON, "{\"error\":\"not found; try /stats, /metrics or /healthz\"}\n".to_string())
         }
-        _ => ("400 Bad Request", JSON, "{\"error\":\"GET /stats or /healthz\"}\n".to_string()),
+        _ => ("400 Bad Request", JSON, "{\"error\":\"GET /stats, /metrics or /healthz\"}\n".to_string()),
     };
     write!(
         s,
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// `/stats`: uptime, version, backend, and per queue the loop's published figures.
-pub(crate) fn stats_json(gauges: &[LoopGauge], about: &About) -> String {
-    let mut out = format!(
-        "{{\"version\":\"{}\",\"backend\":\"{}\",\"uptime_ms\":{},\"queues\":[",
-        env!("CARGO_PKG_VERSION"),
-        about.backend,
-        about.started.elapsed().as_millis()
-    );
-    for (i, g) in gauges.iter().enumerate() {
-        let l = g.read();
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&format!(
-            "{{\"queue\":{i},\"requests\":{},\"responses\":{},\"connections\":{},\"arena_chunks_free\":{},\
-             \"loop\":{{\"busy_ns\":{},\"busy_turns\":{},\"idle_turns\":{}}}}}",
-            l.requests, l.responses, l.connections, l.arena_chunks_free, l.busy_ns, l.busy_turns, l.idle_turns
-        ));
-    }
-    out.push_str("]}\n");
-    out
 }

@@ -47,6 +47,11 @@ pub fn run_core<T: Transport>(
         let work = turn(t, d, now);
         tally.turn(work > 0, if work > 0 { now.elapsed() } else { Duration::ZERO });
         let r = &d.stats.responses_by_class;
+        if let Some(gen) = gauge.wanted() {
+            let mut r = super::CoreReport { cpu: gauge.cpu(), ..Default::default() };
+            super::fill_report(&mut r, t, d);
+            gauge.answer(gen, r);
+        }
         tally.publish(
             gauge,
             Published {

@@ -3,9 +3,18 @@
 //! One [`LoopGauge`] per queue, on its own cache line, written by its core alone with
 //! relaxed stores of counters the core keeps in its own locals, so the data path takes
 //! no lock and no contended atomic: a reader pulls the line now and then, nothing more.
+//!
+//! The full report (every counter, the latency histograms, connections by state) is
+//! made only when asked: the admin thread raises `asked` and rings the core's doorbell;
+//! the core, between two turns, sees `asked` ahead of `answered`, puts a fresh
+//! [`CoreReport`] in the slot (the one lock it takes, once per scrape) and stores the
+//! generation it answered. Nothing per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::CoreReport;
 
 /// One queue's published loop figures.
 #[derive(Debug, Default)]
@@ -18,6 +27,12 @@ pub struct LoopGauge {
     responses: AtomicU64,
     connections: AtomicU64,
     arena_chunks_free: AtomicU64,
+    /// Report generations asked for by the admin thread, and answered by the core.
+    asked: AtomicU64,
+    answered: AtomicU64,
+    report: Mutex<Option<Arc<CoreReport>>>,
+    /// The CPU the core is pinned to, plus one (0: not pinned, or not started).
+    cpu: AtomicU64,
 }
 
 /// A reading of a [`LoopGauge`].
@@ -79,6 +94,43 @@ pub(crate) struct Published {
 }
 
 impl LoopGauge {
+    /// Asks the core for a fresh report; returns the generation to wait for.
+    pub(crate) fn ask(&self) -> u64 {
+        self.asked.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// True when the core answered generation `gen` (or a later one).
+    pub(crate) fn answered(&self, gen: u64) -> bool {
+        self.answered.load(Ordering::Acquire) >= gen
+    }
+
+    /// The core's side: the generation asked for, if it is ahead of what was answered.
+    pub(crate) fn wanted(&self) -> Option<u64> {
+        let asked = self.asked.load(Ordering::Relaxed);
+        (asked > self.answered.load(Ordering::Relaxed)).then_some(asked)
+    }
+
+    /// The core's side: publishes `report` as the answer to generation `gen`.
+    pub(crate) fn answer(&self, gen: u64, report: CoreReport) {
+        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
+        self.answered.store(gen, Ordering::Release);
+    }
+
+    /// Records the CPU the core runs on.
+    pub(crate) fn set_cpu(&self, cpu: Option<usize>) {
+        self.cpu.store(cpu.map_or(0, |c| c as u64 + 1), Ordering::Relaxed);
+    }
+
+    /// The CPU the core is pinned to.
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu.load(Ordering::Relaxed).checked_sub(1).map(|c| c as usize)
+    }
+
+    /// The last report the core published, if any.
+    pub(crate) fn report(&self) -> Option<Arc<CoreReport>> {
+        self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The figures as last published.
     pub fn read(&self) -> LoopSnapshot {
         LoopSnapshot {

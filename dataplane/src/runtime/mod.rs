@@ -8,6 +8,7 @@
 
 mod admin;
 mod core;
+mod expose;
 mod gauge;
 
 pub use self::core::{run_core, turn};
@@ -20,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::app::{ControlPlane, Dispatch, DispatchConfig, ExecCounters, OutboundCounters};
+use crate::app::{ControlPlane, Dispatch, DispatchConfig, ExecCounters, Latency, OutboundCounters};
 use crate::config::{Backend, Config};
 use crate::http::HttpStats;
 use crate::mem::{ChunkPool, PoolStats, Region};
@@ -53,6 +54,38 @@ pub struct CoreReport {
     pub cut_at_shutdown: usize,
     /// The packet path's counters (stack transport).
     pub stack: Option<stack::StackReport>,
+    /// Request latency per route and status class.
+    pub latency: Latency,
+    /// Jobs queued for the control thread and for the I/O threads (all cores'), and
+    /// this core's jobs not yet answered.
+    pub jobs: JobQueues,
+}
+
+/// Depths of the queues to the control and I/O threads, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobQueues {
+    /// Jobs waiting for the control thread.
+    pub control_queued: usize,
+    /// Jobs waiting for an I/O thread.
+    pub io_queued: usize,
+    /// This core's jobs submitted and not yet answered.
+    pub outstanding: usize,
+}
+
+/// Fills `r` with what `d` and `t` counted so far (the report at exit, and the snapshot
+/// the admin listener asks for).
+pub(crate) fn fill_report<T: Transport>(r: &mut CoreReport, t: &T, d: &Dispatch) {
+    r.http = d.stats.clone();
+    r.exec = d.exec().counters();
+    r.outbound = d.exec().core().outbound.borrow().counters;
+    r.pool = d.pool().stats();
+    r.latency = d.latency.clone();
+    let (control_queued, io_queued) = d.control().queued();
+    r.jobs = JobQueues { control_queued, io_queued, outstanding: d.control().outstanding() };
+    let tr = t.report();
+    r.accepted = tr.accepted;
+    r.refused_over_cap = tr.refused_over_cap;
+    r.stack = tr.stack;
 }
 
 impl std::fmt::Display for CoreReport {
@@ -251,8 +284,22 @@ fn spawn<T: Transport + 'static>(
         return Err(e);
     }
     if !cfg.admin.listen.is_empty() {
-        let about = admin::About { backend, started: std::time::Instant::now(), draining: stop.clone() };
-        server.admin = admin::Admin::start(&cfg.admin.listen, server.gauges.clone(), about);
+        let mut config = serde_json::to_value(cfg).unwrap_or_default();
+        if let Some(p) = config.pointer_mut("/db/password") {
+            *p = serde_json::Value::from("(not shown)");
+        }
+        let about = admin::About {
+            backend,
+            xdp_mode: server
+                .xdp_mode()
+                .map(|(mode, zc)| format!("{mode}{}", if zc { ", zero-copy" } else { ", copy" })),
+            started: std::time::Instant::now(),
+            draining: stop.clone(),
+            config,
+            routes: apps.router.labels().to_vec(),
+        };
+        let cores = admin::Cores { gauges: server.gauges.clone(), bells: server.bells.clone() };
+        server.admin = admin::Admin::start(&cfg.admin.listen, cores, about);
     }
     Ok(server)
 }
@@ -286,15 +333,9 @@ impl CoreArgs {
         };
         let _ = ready.send(Ok(()));
         let drain = Duration::from_millis(cfg.server.shutdown_timeout_ms);
+        gauges[index].set_cpu(report.cpu);
         report.cut_at_shutdown = run_core(&mut t, &mut d, &stop, drain, &draining, &gauges[index]);
-        report.http = d.stats.clone();
-        report.exec = d.exec().counters();
-        report.outbound = d.exec().core().outbound.borrow().counters;
-        report.pool = d.pool().stats();
-        let tr = t.report();
-        report.accepted = tr.accepted;
-        report.refused_over_cap = tr.refused_over_cap;
-        report.stack = tr.stack;
+        fill_report(&mut report, &t, &d);
         report
     }
 }

@@ -12,6 +12,7 @@ use super::sack::{self, AckInfo, Board, Tlp, Undo};
 use super::seq::{dist, ge, gt, le, lt};
 use super::wheel::{Tick, Wheel};
 use super::{Segment, SendQueue, TcpApp, TcpConfig};
+use crate::stats::Histogram;
 
 /// A connection handle: slab index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,68 +53,110 @@ pub enum State {
     LastAck,
 }
 
-/// Engine counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpCounters {
-    /// Segments handed to the engine.
-    pub segments_in: u64,
-    /// Segments emitted.
-    pub segments_out: u64,
-    /// Connections established.
-    pub established: u64,
-    /// Connections closed in order (FIN both ways).
-    pub closed: u64,
-    /// Connections reset (by the peer, by us, or on timeout).
-    pub reset: u64,
-    /// RSTs sent.
-    pub rst_sent: u64,
-    /// SYNs (and cookie ACKs) refused with an RST: their source address held
-    /// `max_connections_per_source` connections already.
-    pub refused_per_source: u64,
-    /// Retransmission timeouts that resent data.
-    pub rto_retransmits: u64,
-    /// Fast-recovery episodes entered (three duplicate ACKs, or RACK found a loss).
-    pub fast_retransmits: u64,
-    /// Segments retransmitted because the SACK scoreboard (RACK) marked them lost.
-    pub sack_retransmits: u64,
-    /// Tail loss probes sent (RFC 8985 §7).
-    pub tlp_probes: u64,
-    /// D-SACK blocks received (RFC 2883: the peer got something twice).
-    pub dsacks_received: u64,
-    /// Recovery episodes undone as spurious (D-SACK or the timestamp echo).
-    pub undos: u64,
-    /// Keep-alive probes sent.
-    pub keepalive_probes: u64,
-    /// Connections reset after unanswered keep-alive probes.
-    pub keepalive_timeouts: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Out-of-order segments stored.
-    pub out_of_order: u64,
-    /// Segments outside the window (answered with an ACK, dropped).
-    pub unacceptable: u64,
-    /// Segments rejected by PAWS.
-    pub paws_rejected: u64,
-    /// Challenge ACKs sent (RFC 5961).
-    pub challenge_acks: u64,
-    /// SYN-ACKs sent as cookies.
-    pub syn_cookies_sent: u64,
-    /// Connections made from a valid cookie.
-    pub syn_cookies_accepted: u64,
-    /// ACKs for unknown connections with a bad cookie.
-    pub syn_cookies_invalid: u64,
-    /// SYNs dropped (no cookies and a full queue, or the table full).
-    pub syn_dropped: u64,
-    /// Half-open connections given up after SYN-ACK retries.
-    pub syn_timeouts: u64,
-    /// Idle connections closed.
-    pub idle_closed: u64,
-    /// Connections reset in FIN-WAIT-2: our FIN acknowledged, theirs not sent within
-    /// `fin_wait2_timeout_ms`.
-    pub fin_wait2_timeouts: u64,
-    /// Connections reset because the peer kept its window closed on data we had to send
-    /// for `persist_timeout_ms`.
-    pub persist_timeouts: u64,
+impl State {
+    /// Every state, in the order [`Census::by_state`] counts them.
+    pub const ALL: [State; 9] = [
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::Closing,
+        State::TimeWait,
+        State::CloseWait,
+        State::LastAck,
+    ];
+
+    /// The state's name as Linux's `ss` prints it, in lower case with underscores.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::SynSent => "syn_sent",
+            State::SynReceived => "syn_recv",
+            State::Established => "established",
+            State::FinWait1 => "fin_wait1",
+            State::FinWait2 => "fin_wait2",
+            State::Closing => "closing",
+            State::TimeWait => "time_wait",
+            State::CloseWait => "close_wait",
+            State::LastAck => "last_ack",
+        }
+    }
+}
+
+/// The engine's connections as they are now (counted on demand: one pass over the
+/// connection table).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Connections per state, in the order of [`State::ALL`].
+    pub by_state: [u64; 9],
+    /// The smoothed RTT of every connection that has measured one.
+    pub srtt: Histogram,
+}
+
+crate::counters! {
+    /// Engine counters.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct TcpCounters {
+        /// Segments handed to the engine.
+        pub segments_in: u64,
+        /// Segments emitted.
+        pub segments_out: u64,
+        /// Connections established.
+        pub established: u64,
+        /// Connections closed in order (FIN both ways).
+        pub closed: u64,
+        /// Connections reset (by the peer, by us, or on timeout).
+        pub reset: u64,
+        /// RSTs sent.
+        pub rst_sent: u64,
+        /// SYNs (and cookie ACKs) refused with an RST: their source address held
+        /// `max_connections_per_source` connections already.
+        pub refused_per_source: u64,
+        /// Retransmission timeouts that resent data.
+        pub rto_retransmits: u64,
+        /// Fast-recovery episodes entered (three duplicate ACKs, or RACK found a loss).
+        pub fast_retransmits: u64,
+        /// Segments retransmitted because the SACK scoreboard (RACK) marked them lost.
+        pub sack_retransmits: u64,
+        /// Tail loss probes sent (RFC 8985 §7).
+        pub tlp_probes: u64,
+        /// D-SACK blocks received (RFC 2883: the peer got something twice).
+        pub dsacks_received: u64,
+        /// Recovery episodes undone as spurious (D-SACK or the timestamp echo).
+        pub undos: u64,
+        /// Keep-alive probes sent.
+        pub keepalive_probes: u64,
+        /// Connections reset after unanswered keep-alive probes.
+        pub keepalive_timeouts: u64,
+        /// Zero-window probes sent.
+        pub window_probes: u64,
+        /// Out-of-order segments stored.
+        pub out_of_order: u64,
+        /// Segments outside the window (answered with an ACK, dropped).
+        pub unacceptable: u64,
+        /// Segments rejected by PAWS.
+        pub paws_rejected: u64,
+        /// Challenge ACKs sent (RFC 5961).
+        pub challenge_acks: u64,
+        /// SYN-ACKs sent as cookies.
+        pub syn_cookies_sent: u64,
+        /// Connections made from a valid cookie.
+        pub syn_cookies_accepted: u64,
+        /// ACKs for unknown connections with a bad cookie.
+        pub syn_cookies_invalid: u64,
+        /// SYNs dropped (no cookies and a full queue, or the table full).
+        pub syn_dropped: u64,
+        /// Half-open connections given up after SYN-ACK retries.
+        pub syn_timeouts: u64,
+        /// Idle connections closed.
+        pub idle_closed: u64,
+        /// Connections reset in FIN-WAIT-2: our FIN acknowledged, theirs not sent within
+        /// `fin_wait2_timeout_ms`.
+        pub fin_wait2_timeouts: u64,
+        /// Connections reset because the peer kept its window closed on data we had to send
+        /// for `persist_timeout_ms`.
+        pub persist_timeouts: u64,
+    }
 }
 
 /// A segment to send, with its addresses.
@@ -424,6 +467,8 @@ pub struct Engine<A, C> {
     half_open: usize,
     secret: u64,
     counters: TcpCounters,
+    /// The smoothed RTT of each connection when it ended (those that measured one).
+    rtt_at_close: Histogram,
     lifecycle: Vec<(SocketAddr, SocketAddr, bool)>,
     track_lifecycle: bool,
     ended: Vec<Ended<A>>,
@@ -476,6 +521,7 @@ impl<A, C> Engine<A, C> {
             half_open: 0,
             secret,
             counters: TcpCounters::default(),
+            rtt_at_close: Histogram::default(),
             lifecycle: Vec::new(),
             track_lifecycle: false,
             ended: Vec::new(),
@@ -571,6 +617,25 @@ impl<A, C> Engine<A, C> {
     /// Connections in the table (any state).
     pub fn connections(&self) -> usize {
         self.table.len()
+    }
+
+    /// Counts the connections by state and their smoothed RTTs: one pass over the
+    /// table, for the admin view (never on the data path).
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for c in self.slab.iter().flatten() {
+            let i = State::ALL.iter().position(|&s| s == c.state).unwrap_or(0);
+            census.by_state[i] += 1;
+            if let Some(srtt) = c.rtt.srtt() {
+                census.srtt.record(srtt);
+            }
+        }
+        census
+    }
+
+    /// The smoothed RTT of every connection that ended, when it ended.
+    pub fn rtt_at_close(&self) -> &Histogram {
+        &self.rtt_at_close
     }
 
     /// The state of connection `id`, if it exists.
@@ -1003,6 +1068,9 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
         if end == End::Orderly && c.app.is_some() {
             self.counters.closed += 1;
+        }
+        if let Some(srtt) = c.rtt.srtt() {
+            self.rtt_at_close.record(srtt);
         }
         if let Some(app) = c.app.take() {
             self.ended.push(Ended { id, app, end, state: c.state });

@@ -24,7 +24,7 @@ mod wheel;
 use serde::{Deserialize, Serialize};
 
 pub use cc::Congestion;
-pub use engine::{ConnId, End, Ended, Engine, Payload, SegmentOut, State, TcpCounters};
+pub use engine::{Census, ConnId, End, Ended, Engine, Payload, SegmentOut, State, TcpCounters};
 pub use segment::Segment;
 
 /// What the engine needs from the application on each connection. `C` is context the

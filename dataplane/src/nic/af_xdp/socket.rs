@@ -424,6 +424,14 @@ impl PacketIo for XskQueue {
         self.txs.unsent() > 0
     }
 
+    fn frames(&self) -> Option<crate::nic::FrameUse> {
+        Some(crate::nic::FrameUse {
+            total: self.umem.frames() as u64,
+            tx_free: self.txs.free_frames.len() as u64,
+            rx_refill: self.rx_done.len() as u64,
+        })
+    }
+
     fn wait(&mut self, _now: Instant, timeout: Duration) {
         if self.fill.needs_wakeup() {
             syscall::kick_rx(self.fd.as_raw_fd());

@@ -39,8 +39,9 @@ use crate::app::outbound::{ClientPhase, EndReason};
 use crate::app::{ClientConn, Dispatch};
 use crate::net::rss::RssTable;
 use crate::net::{checksum, FrameBatch, NetCounters, NetStack, PartialChecksum, TcpIn, TxSink};
-use crate::nic::{IoCounters, PacketIo};
-use crate::tcp::{ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
+use crate::nic::{FrameUse, IoCounters, PacketIo};
+use crate::stats::Histogram;
+use crate::tcp::{Census, ConnId, End, Engine, Segment, SegmentOut, State, TcpConfig, TcpCounters};
 
 /// Longest sleep while TCP connections are open.
 const TCP_TICK: Duration = Duration::from_millis(10);
@@ -53,19 +54,21 @@ const TX_BACKLOG_MAX: usize = 4096;
 const EPHEMERAL_FIRST: u16 = 32768;
 const EPHEMERAL_LAST: u16 = 60999;
 
-/// How the loop spent its turns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoopCounters {
-    /// Turns that moved at least one frame.
-    pub busy_turns: u64,
-    /// Turns that found nothing.
-    pub idle_turns: u64,
-    /// Sleeps in poll(2).
-    pub sleeps: u64,
-    /// Frames dropped because the TX ring stayed full.
-    pub tx_backlog_drops: u64,
-    /// Yields because the kernel stopped taking TX frames.
-    pub tx_stall_waits: u64,
+crate::counters! {
+    /// How the loop spent its turns.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct LoopCounters {
+        /// Turns that moved at least one frame.
+        pub busy_turns: u64,
+        /// Turns that found nothing.
+        pub idle_turns: u64,
+        /// Sleeps in poll(2).
+        pub sleeps: u64,
+        /// Frames dropped because the TX ring stayed full.
+        pub tx_backlog_drops: u64,
+        /// Yields because the kernel stopped taking TX frames.
+        pub tx_stall_waits: u64,
+    }
 }
 
 /// What one queue's packet path did.
@@ -81,6 +84,12 @@ pub struct StackReport {
     pub tcp: TcpCounters,
     /// TCP segments handed to the queue owning their flow, and those dropped (inbox full).
     pub forwarded: (u64, u64),
+    /// The connections now, by state, with their RTTs.
+    pub census: Census,
+    /// The smoothed RTT of each connection that ended.
+    pub rtt_at_close: Histogram,
+    /// Where the UMEM frames are (AF_XDP).
+    pub frames: Option<FrameUse>,
 }
 
 impl std::fmt::Display for StackReport {
@@ -673,6 +682,9 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 turns: self.counters,
                 tcp: self.engine.counters(),
                 forwarded: (self.forwarded, self.forward_drops),
+                census: self.engine.census(),
+                rtt_at_close: *self.engine.rtt_at_close(),
+                frames: self.io.frames(),
             }),
         }
     }
