@@ -426,3 +426,46 @@ fn admin_metrics_give_every_counter_latency_by_route_and_the_process() {
     assert!(plain["p99_us"].as_f64().unwrap() > 0.0);
     srv.stop();
 }
+
+#[test]
+fn top_shows_each_queue_of_a_running_appliance_under_load() {
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let srv = Server::start(&["--queues", "2", "--admin", &admin]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, addr) = (stop.clone(), srv.addr);
+        std::thread::spawn(move || {
+            let mut c = Raw::connect(addr);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.send(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(c.read_response(false).status, 200);
+                n += 1;
+            }
+            n
+        })
+    };
+    let out = Command::new(BIN)
+        .args(["top", "--admin", &admin, "--interval-ms", "400", "--iterations", "2"])
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    assert!(out.status.success(), "top failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("px-appliance 0.1.0").count(), 2, "two frames: {text}");
+    assert!(text.contains("kernel backend"), "{text}");
+    for q in ["0", "1", "all"] {
+        assert_eq!(text.lines().filter(|l| l.split_whitespace().next() == Some(q)).count(), 2, "{q}: {text}");
+    }
+    // The load ran through both frames: the total request rate is not zero, and the
+    // p99 column has a value.
+    let alls: Vec<Vec<&str>> =
+        text.lines().filter(|l| l.starts_with("  all")).map(|l| l.split_whitespace().collect()).collect();
+    assert!(alls.iter().all(|w| w[1] != "0" && w[8] != "-"), "sent {sent}: {text}");
+    // A wrong address is one clear error.
+    let bad = Command::new(BIN).args(["top", "--admin", "127.0.0.1:1", "--iterations", "1"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot reach the admin listener"));
+    srv.stop();
+}

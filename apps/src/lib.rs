@@ -13,6 +13,7 @@
 pub mod bytes;
 pub mod demo;
 pub mod tfb;
+pub mod top;
 pub mod wiki;
 
 use px_dataplane::app::{Route, RouteError, Router, Shared};

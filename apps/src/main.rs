@@ -86,6 +86,19 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// A live view of a running appliance from its admin listener: per queue req/s,
+    /// frames in and out, drops by cause, busy share, connections, p50/p99 latency.
+    Top {
+        /// The admin listener (`[admin] listen` of the running appliance).
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+        /// Time between frames, ms.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Frames to show before exiting (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,6 +180,9 @@ fn init_logging(level: &str) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Top { admin, interval_ms, iterations }) = &cli.command {
+        return px_apps::top::run(*admin, std::time::Duration::from_millis(*interval_ms), *iterations);
+    }
     if let Some(Command::WikiIndex { xml, out, quiet }) = &cli.command {
         let st = px_apps::wiki::index::build(xml, out, !quiet)?;
         println!(
