@@ -469,3 +469,29 @@ fn top_shows_each_queue_of_a_running_appliance_under_load() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot reach the admin listener"));
     srv.stop();
 }
+
+#[test]
+fn logs_are_one_json_object_per_line_on_request() {
+    let srv = Server::start_logged(&[], &["--log-format", "json", "--admin", ""]);
+    assert_eq!(get(srv.addr, "/plaintext").status, 200);
+    let log = srv.stop_log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "serving, signal, the queue's report: {log}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string() && v["target"].is_string(), "{line}");
+    }
+    let messages: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(messages.iter().any(|m| m.starts_with("serving http://")), "{log}");
+    assert!(messages.iter().any(|m| m.contains("http_2xx=1")), "{log}");
+    // A bad value names the key.
+    let out = Command::new(BIN).args(["--log-format", "xml"]).output().unwrap();
+    assert!(!out.status.success());
+    let f = common::temp_file("bad-log.toml", "[log]\nformat = \"xml\"\n");
+    let out = Command::new(BIN).args(["--config", f.to_str().unwrap(), "--print-config"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("format"), "{err}");
+}

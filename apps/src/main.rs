@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use px_dataplane::config::{Backend, Config};
+use px_dataplane::config::{Backend, Config, LogFormat};
 use px_dataplane::runtime;
 
 /// px-appliance: a kernel-bypass HTTP appliance runtime.
@@ -66,6 +66,9 @@ struct Cli {
     /// Log filter (e.g. info, debug, px_dataplane=trace). RUST_LOG wins when set.
     #[arg(long)]
     log_level: Option<String>,
+    /// Log lines as `text` or `json` (one object per line). Overrides log.format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -99,6 +102,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         iterations: u64,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -160,6 +169,12 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
     }
+    if let Some(f) = cli.log_format {
+        cfg.log.format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
     if let Some(a) = &cli.db_address {
         cfg.db.address = a.clone();
     }
@@ -170,12 +185,17 @@ fn effective_config(cli: &Cli) -> Result<Config> {
     Ok(cfg)
 }
 
-fn init_logging(level: &str) -> Result<()> {
+fn init_logging(log: &px_dataplane::config::LogConfig) -> Result<()> {
+    let level = &log.level;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::new(v),
         _ => tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("bad log filter {level:?}"))?,
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+    }
     Ok(())
 }
 
@@ -203,7 +223,7 @@ fn run(cli: Cli) -> Result<()> {
         print!("{}", toml::to_string(&cfg)?);
         return Ok(());
     }
-    init_logging(&cfg.log.level)?;
+    init_logging(&cfg.log)?;
     // One log line per panic instead of a backtrace on stderr: handlers' panics are
     // caught and answered 500, and the line says where it happened.
     std::panic::set_hook(Box::new(|info| {

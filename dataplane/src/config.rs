@@ -334,11 +334,25 @@ impl Default for DemoConfig {
 pub struct LogConfig {
     /// A tracing filter (`info`, `px_dataplane=debug`); `RUST_LOG` wins when set.
     pub level: String,
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line,
+    /// for journald or a log shipper).
+    pub format: LogFormat,
+}
+
+/// How log lines are written (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, message.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig { level: "info".into(), format: LogFormat::Text }
     }
 }
 
