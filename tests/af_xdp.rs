@@ -57,8 +57,15 @@ struct Appliance {
 
 impl Appliance {
     fn start(extra: &[&str]) -> Appliance {
+        Appliance::start_under(&[], BIN, extra)
+    }
+
+    /// As [`start`](Self::start), with `bin` run under `wrapper` inside px-app.
+    fn start_under(wrapper: &[&str], bin: &str, extra: &[&str]) -> Appliance {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", "px-app", BIN, "--backend", "af-xdp", "--iface", "px-app0", "--ip", "10.99.0.1/24"])
+            .args(["netns", "exec", "px-app"])
+            .args(wrapper)
+            .args([bin, "--backend", "af-xdp", "--iface", "px-app0", "--ip", "10.99.0.1/24"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -1040,4 +1047,111 @@ fn database_outage_over_af_xdp_gives_fast_503s_and_service_resumes() {
     common::db::check_routes(&curl_resp);
     let report = app.stop();
     assert!(counter(&report, "http_5xx") >= 100, "the 503s are counted: {report}");
+}
+
+/// A value of the systemd unit we ship (deploy/px-appliance.service).
+fn unit_value(key: &str) -> String {
+    let unit = std::fs::read_to_string(common::root().join("deploy/px-appliance.service")).unwrap();
+    let prefix = format!("{key}=");
+    unit.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {key} in the unit")).to_string()
+}
+
+/// A copy of the binary that any user may run (the build tree may be private to root).
+fn public_binary() -> String {
+    let dir = std::env::temp_dir().join(format!("px-public-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("px-appliance");
+    std::fs::copy(BIN, &bin).unwrap();
+    for p in [&dir, &bin] {
+        assert!(Command::new("chmod").args(["755", p.to_str().unwrap()]).status().unwrap().success());
+    }
+    bin.to_string_lossy().into_owned()
+}
+
+/// `setpriv` arguments that run as `nobody` with exactly `caps` (e.g. "+net_raw,+bpf").
+fn as_nobody_with(caps: &str) -> Vec<String> {
+    let set = format!("-all,{caps}");
+    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--inh-caps={set}"), format!("--ambient-caps={set}"), format!("--bounding-set={set}")])
+        .collect()
+}
+
+#[test]
+fn the_units_capabilities_suffice_without_root_and_the_admin_view_shows_the_packet_path() {
+    let Some(_tb) = testbed(2) else { return };
+    // The capabilities and the memlock limit the shipped unit grants.
+    let caps: Vec<String> = unit_value("AmbientCapabilities")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    assert_eq!(unit_value("LimitMEMLOCK"), "infinity");
+    let bin = public_binary();
+    // The unit also lifts RLIMIT_MEMLOCK; this sandbox's root cannot (no
+    // CAP_SYS_RESOURCE), so the run below relies on CAP_IPC_LOCK alone, as the unit
+    // could.
+    let wrapper = as_nobody_with(&caps.join(","));
+    let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let app = Appliance::start_under(&w, &bin, &["--queues", "2", "--admin", "127.0.0.1:9180"]);
+    let out = in_client(&["curl", "-s", "--max-time", "10", "http://10.99.0.1:8080/plaintext"]);
+    assert_eq!(out.stdout, b"Hello, World!");
+    // A few keep-alive requests, then the admin view from inside px-app.
+    let urls: Vec<String> = (0..20).map(|_| "http://10.99.0.1:8080/json".to_string()).collect();
+    let mut args = vec!["curl", "-s", "--max-time", "10", "-o", "/dev/null"];
+    args.extend(urls.iter().map(String::as_str));
+    assert!(in_client(&args).status.success());
+    let admin = |path: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", "px-app", "curl", "-s", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:9180{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stats: serde_json::Value = serde_json::from_str(&admin("/stats")).unwrap();
+    assert_eq!(stats["backend"], "af-xdp");
+    assert!(stats["xdp_mode"].as_str().unwrap().contains("copy"), "{}", stats["xdp_mode"]);
+    let queues = stats["queues"].as_array().unwrap();
+    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| queues.iter().map(f).sum::<u64>();
+    assert_eq!(sum(&|q| q["counters"]["http_requests"].as_u64().unwrap()), 21);
+    assert!(sum(&|q| q["counters"]["rx_packets"].as_u64().unwrap()) > 21);
+    assert!(sum(&|q| q["counters"]["tcp_established"].as_u64().unwrap()) >= 2);
+    for q in queues {
+        let g = &q["gauges"];
+        let total = g["umem_frames"].as_u64().unwrap();
+        assert!(total > 0 && g["umem_frames_with_kernel"].as_u64().unwrap() <= total, "{q}");
+        // Both curl connections are closed by now: TIME-WAIT or gone, none established.
+        assert_eq!(q["tcp_states"]["established"], 0, "{q}");
+    }
+    // Every closed connection measured its RTT on this link.
+    assert!(sum(&|q| q["tcp_srtt_at_close"]["count"].as_u64().unwrap()) >= 2, "{stats}");
+    let metrics = admin("/metrics");
+    assert!(metrics.contains("px_tcp_connections{queue=\"0\",state=\"time_wait\"}"), "{metrics}");
+    assert!(metrics.contains("px_tcp_srtt_at_close_seconds_count "), "{metrics}");
+    assert!(metrics.contains("px_umem_frames{queue=\"1\"}"), "{metrics}");
+    // It really ran as nobody: the process running the copied binary.
+    let uids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|x| x == std::path::Path::new(&bin)))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter_map(|st| st.lines().find(|l| l.starts_with("Uid:")).map(|l| l.to_string()))
+        .collect();
+    assert_eq!(uids.len(), 1, "{uids:?}");
+    assert_eq!(uids[0].split_whitespace().nth(2), Some("65534"), "effective uid: {uids:?}");
+    app.stop();
+
+    // Without CAP_BPF it says which capability it lacks, in one line.
+    let no_bpf: Vec<String> = caps.iter().filter(|c| *c != "+bpf").cloned().collect();
+    let wrapper = as_nobody_with(&no_bpf.join(","));
+    let out = Command::new("ip")
+        .args(["netns", "exec", "px-app"])
+        .args(&wrapper)
+        .args([&bin, "--backend", "af-xdp", "--iface", "px-app0", "--ip", "10.99.0.1/24", "--admin", ""])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("lacks CAP_BPF") && err.contains("deploy/px-appliance.service"), "{err}");
 }

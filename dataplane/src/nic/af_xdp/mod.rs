@@ -204,11 +204,12 @@ impl XdpConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum XdpError {
-    /// Not running as root.
+    /// The process lacks capabilities AF_XDP needs (named).
     #[error(
-        "AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run px-appliance as root, or use --backend kernel"
+        "AF_XDP needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or root); this process lacks {0}: run px-appliance \
+         as root, give it those capabilities (deploy/px-appliance.service), or use --backend kernel"
     )]
-    NotRoot,
+    NotRoot(String),
     /// The kernel has no AF_XDP sockets.
     #[error("this kernel has no AF_XDP sockets ({0}): it needs CONFIG_XDP_SOCKETS=y; use --backend kernel here")]
     NoAfXdp(io::Error),
@@ -246,6 +247,17 @@ pub enum XdpError {
     /// UMEM memory could not be mapped.
     #[error("UMEM: {0}")]
     Umem(String),
+    /// Registering the UMEM would lock more memory than RLIMIT_MEMLOCK allows.
+    #[error(
+        "queue {queue}: the UMEM ({mib} MiB) is more locked memory than RLIMIT_MEMLOCK allows: raise the limit \
+         (LimitMEMLOCK=infinity in the unit, ulimit -l unlimited) or grant CAP_IPC_LOCK"
+    )]
+    MemlockLimit {
+        /// Queue.
+        queue: u32,
+        /// UMEM size, MiB.
+        mib: usize,
+    },
     /// A setup step failed.
     #[error("queue {queue}: {what} failed: {source}")]
     Setup {
@@ -309,13 +321,29 @@ pub fn iface_mac(iface: &str) -> io::Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// The capabilities AF_XDP needs: (name, bit) — NET_ADMIN to attach the XDP program
+/// and configure the device, NET_RAW for the AF_XDP sockets, BPF for the program and
+/// its map (SYS_ADMIN stands in for BPF, as on kernels before 5.8).
+pub const CAPABILITIES: [(&str, u32); 3] = [("CAP_NET_ADMIN", 12), ("CAP_NET_RAW", 13), ("CAP_BPF", 39)];
+
+/// Which of [`CAPABILITIES`] this process's effective set lacks (from /proc/self/status).
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string())))
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    CAPABILITIES.iter().filter(|(name, bit)| !(has(*bit) || (*name == "CAP_BPF" && has(21)))).map(|(n, _)| *n).collect()
+}
+
 impl XdpInterface {
     /// Opens `queues` sockets on `cfg.iface` (queue i's UMEM on its interface's NUMA
     /// node) and attaches the redirect program.
     pub fn open(cfg: &XdpConfig, queues: usize) -> Result<(XdpInterface, Vec<XskQueue>), XdpError> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(XdpError::NotRoot);
+        let missing = missing_capabilities();
+        if !missing.is_empty() {
+            return Err(XdpError::NotRoot(missing.join(", ")));
         }
         let ifindex = syscall::if_index(&cfg.iface)
             .map_err(|source| XdpError::NoInterface { iface: cfg.iface.clone(), source })?;

@@ -214,7 +214,13 @@ impl XskQueue {
         let region = Region::map(bytes, node, cfg.hugepages).map_err(|e| XdpError::Umem(e.to_string()))?;
         let mut umem = Umem::new(region, cfg.frame_bytes);
         let step = |what: &'static str| move |e: io::Error| XdpError::Setup { what, queue, source: e };
-        let tx_meta = umem.register(&fd, cfg.tx_checksum == TxChecksum::Auto).map_err(step("XDP_UMEM_REG"))?;
+        let tx_meta = umem.register(&fd, cfg.tx_checksum == TxChecksum::Auto).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOBUFS) {
+                XdpError::MemlockLimit { queue, mib: bytes >> 20 }
+            } else {
+                step("XDP_UMEM_REG")(e)
+            }
+        })?;
         let n = cfg.ring_size;
         for (opt, what) in [
             (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
