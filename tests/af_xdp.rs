@@ -1070,7 +1070,7 @@ fn public_binary() -> String {
 
 /// `setpriv` arguments that run as `nobody` with exactly `caps` (e.g. "+net_raw,+bpf").
 fn as_nobody_with(caps: &str) -> Vec<String> {
-    let set = format!("-all,{caps}");
+    let set = if caps.is_empty() { "-all".to_string() } else { format!("-all,{caps}") };
     ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs"]
         .iter()
         .map(|s| s.to_string())
@@ -1154,4 +1154,87 @@ fn the_units_capabilities_suffice_without_root_and_the_admin_view_shows_the_pack
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("lacks CAP_BPF") && err.contains("deploy/px-appliance.service"), "{err}");
+}
+
+/// `px-appliance check` for the testbed's appliance inside px-app, under `wrapper`:
+/// (exit success, stdout).
+fn check(wrapper: &[String], extra: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", "px-app"])
+        .args(wrapper)
+        .args([BIN, "check", "--backend", "af-xdp", "--ip", "10.99.0.1/24"])
+        .args(if extra.contains(&"--iface") { &[][..] } else { &["--iface", "px-app0"][..] })
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The FAIL lines of a check's report.
+fn fails(report: &str) -> Vec<&str> {
+    report.lines().filter(|l| l.starts_with("FAIL")).collect()
+}
+
+fn in_app(args: &[&str]) {
+    let st = Command::new("ip").args(["netns", "exec", "px-app"]).args(args).status().unwrap();
+    assert!(st.success(), "{args:?}");
+}
+
+#[test]
+fn check_passes_on_the_testbed_and_names_each_broken_setup() {
+    let Some(_tb) = testbed(2) else { return };
+    let (ok, report) = check(&[], &["--queues", "2"]);
+    assert!(ok, "{report}");
+    assert!(fails(&report).is_empty(), "{report}");
+    for want in
+        ["OK   capabilities", "OK   AF_XDP sockets", "px-app0: 2 RX queue(s), each served", "no XDP program attached"]
+    {
+        assert!(report.contains(want), "{want}: {report}");
+    }
+    // More queues than the device has.
+    let (ok, report) = check(&[], &["--queues", "4"]);
+    assert!(!ok);
+    assert!(fails(&report).iter().any(|l| l.contains("4 queue(s) asked") && l.contains("2 RX queue(s)")), "{report}");
+    assert!(report.contains("ethtool -L px-app0 combined 4"), "{report}");
+    // No such interface.
+    let (ok, report) = check(&[], &["--iface", "nosuch0"]);
+    assert!(!ok && fails(&report).iter().any(|l| l.contains("\"nosuch0\": not found")), "{report}");
+    // The kernel holds the appliance's address too.
+    in_app(&["ip", "addr", "add", "10.99.0.1/24", "dev", "px-app0"]);
+    let (ok, report) = check(&[], &[]);
+    in_app(&["ip", "addr", "del", "10.99.0.1/24", "dev", "px-app0"]);
+    assert!(!ok && fails(&report).iter().any(|l| l.contains("the kernel also holds [\"10.99.0.1\"]")), "{report}");
+    // The link is down.
+    in_app(&["ip", "link", "set", "px-app0", "down"]);
+    let (ok, report) = check(&[], &[]);
+    in_app(&["ip", "link", "set", "px-app0", "up"]);
+    assert!(!ok && fails(&report).iter().any(|l| l.contains("px-app0: link is down")), "{report}");
+    // Without the capabilities.
+    let (ok, report) = check(&as_nobody_with(""), &[]);
+    assert!(!ok, "{report}");
+    assert!(fails(&report).iter().any(|l| l.contains("lacks CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF")), "{report}");
+    // Hugepages required and short.
+    let cfg =
+        common::temp_file("check-huge.toml", "[arena]\nhugepages = \"require\"\npool_bytes_per_core = 8589934592\n");
+    let (ok, report) = check(&[], &["--config", cfg.to_str().unwrap()]);
+    assert!(!ok && fails(&report).iter().any(|l| l.contains("for arenas") && l.contains("\"require\"")), "{report}");
+    assert!(report.contains("/proc/sys/vm/nr_hugepages"), "{report}");
+    // irqbalance running (any process by that name).
+    let dir = std::env::temp_dir().join(format!("px-irqb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy("/bin/sleep", dir.join("irqbalance")).unwrap();
+    let mut irqb = Command::new(dir.join("irqbalance")).arg("30").spawn().unwrap();
+    let (ok, report) = check(&[], &[]);
+    let _ = irqb.kill();
+    let _ = irqb.wait();
+    assert!(ok, "a warning only: {report}");
+    assert!(report.lines().any(|l| l.starts_with("WARN irqbalance is running")), "{report}");
+    // Another program owns the device: a running appliance.
+    let app = Appliance::start(&["--queues", "2", "--admin", ""]);
+    let (ok, report) = check(&[], &[]);
+    app.stop();
+    assert!(
+        !ok && fails(&report).iter().any(|l| l.contains("XDP program (id ") && l.contains("already attached")),
+        "{report}"
+    );
 }

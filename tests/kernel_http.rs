@@ -495,3 +495,22 @@ fn logs_are_one_json_object_per_line_on_request() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("format"), "{err}");
 }
+
+#[test]
+fn check_on_the_kernel_backend_fails_for_a_taken_address_and_a_missing_cpu() {
+    let srv = Server::start(&[]);
+    let out =
+        Command::new(BIN).args(["check", "--backend", "kernel", "--listen", &srv.addr.to_string()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("FAIL server.listen") && l.contains("cannot be bound")), "{text}");
+    let out = Command::new(BIN).args(["check", "--listen", "127.0.0.1:0", "--cores", "4096"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("FAIL server.cores names CPU 4096"), "{text}");
+    let out = Command::new(BIN).args(["check", "--listen", "127.0.0.1:0", "--quiet"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("OK")), "--quiet leaves out the OK lines: {text}");
+    assert!(text.contains("px-appliance check: "), "{text}");
+    srv.stop();
+}

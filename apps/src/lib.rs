@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod bytes;
+pub mod check;
 pub mod demo;
 pub mod tfb;
 pub mod top;

@@ -18,6 +18,13 @@ struct Cli {
     /// A tool instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// The configuration flags (serving, and `check`).
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
     /// I/O path: `kernel` (kernel TCP sockets, runs anywhere) or `af-xdp` (kernel bypass
     /// on --iface). Overrides server.backend.
     #[arg(long, value_enum)]
@@ -74,6 +81,8 @@ struct Cli {
     print_config: bool,
 }
 
+// Parsed once at start; the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build the Parallelopedia index from a MediaWiki pages-articles dump (plain UTF-8
@@ -88,6 +97,17 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// A preflight of this host for the configuration: capabilities, AF_XDP, the NIC's
+    /// driver, queues, RSS, interrupts, NUMA, hugepages, CPU governor, addresses — each
+    /// OK, WARN or FAIL with the fix. Exits 1 if anything fails. Takes the same
+    /// configuration flags as serving (--config, --iface, --queues, --ip, ...).
+    Check {
+        /// Only warnings and failures (and the summary).
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// A live view of a running appliance from its admin listener: per queue req/s,
     /// frames in and out, drops by cause, busy share, connections, p50/p99 latency.
@@ -127,7 +147,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn effective_config(cli: &Cli) -> Result<Config> {
+fn effective_config(cli: &ServeArgs) -> Result<Config> {
     let mut cfg = match &cli.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -200,6 +220,14 @@ fn init_logging(log: &px_dataplane::config::LogConfig) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Check { quiet, serve }) = &cli.command {
+        let cfg = effective_config(serve)?;
+        let findings = px_apps::check::run(&cfg);
+        if !px_apps::check::print(&findings, *quiet) {
+            anyhow::bail!("the host is not ready for this configuration (FAIL lines above)");
+        }
+        return Ok(());
+    }
     if let Some(Command::Top { admin, interval_ms, iterations }) = &cli.command {
         return px_apps::top::run(*admin, std::time::Duration::from_millis(*interval_ms), *iterations);
     }
@@ -218,8 +246,8 @@ fn run(cli: Cli) -> Result<()> {
         );
         return Ok(());
     }
-    let cfg = effective_config(&cli)?;
-    if cli.print_config {
+    let cfg = effective_config(&cli.serve)?;
+    if cli.serve.print_config {
         print!("{}", toml::to_string(&cfg)?);
         return Ok(());
     }

@@ -62,6 +62,11 @@ impl RssTable {
         self.table[h as usize % self.table.len()] as usize
     }
 
+    /// The indirection table: entry i is the queue of hashes whose low bits are i.
+    pub fn table(&self) -> &[u32] {
+        &self.table
+    }
+
     /// Parses what `ethtool -x IFACE` prints; `None` unless it shows an indirection
     /// table, a key, and the Toeplitz function switched on.
     pub fn from_ethtool(text: &str) -> Option<RssTable> {

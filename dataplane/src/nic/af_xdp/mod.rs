@@ -326,6 +326,16 @@ pub fn iface_mac(iface: &str) -> io::Result<[u8; 6]> {
 /// its map (SYS_ADMIN stands in for BPF, as on kernels before 5.8).
 pub const CAPABILITIES: [(&str, u32); 3] = [("CAP_NET_ADMIN", 12), ("CAP_NET_RAW", 13), ("CAP_BPF", 39)];
 
+/// Opens (and closes) one AF_XDP socket: `Ok(false)` if the kernel has no AF_XDP
+/// (`EAFNOSUPPORT`), another error as it came (`EPERM` without CAP_NET_RAW).
+pub fn probe_socket() -> io::Result<bool> {
+    match syscall::xsk_socket() {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Which of [`CAPABILITIES`] this process's effective set lacks (from /proc/self/status).
 pub fn missing_capabilities() -> Vec<&'static str> {
     let eff = std::fs::read_to_string("/proc/self/status")
