@@ -1238,3 +1238,131 @@ fn check_passes_on_the_testbed_and_names_each_broken_setup() {
         "{report}"
     );
 }
+
+/// One appliance of the ECMP testbed (scripts/ecmp-testbed.sh): serves 10.96.0.1 on
+/// link `a{i}` in namespace `px-ecmp-app{i}`.
+struct Anycast {
+    child: Child,
+    ns: String,
+}
+
+impl Anycast {
+    fn start(i: usize, cfg: &std::path::Path) -> Anycast {
+        let ns = format!("px-ecmp-app{i}");
+        let iface = format!("a{i}");
+        let cpu = ((i + 1) % 2).to_string();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, BIN, "--backend", "af-xdp", "--iface", &iface, "--ip", "10.96.0.1/24"])
+            .args(["--queues", "1", "--cores", &cpu, "--apps", "tfb,bytes,demo", "--config", cfg.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening on http://10.96.0.1:8080"), "appliance {i}: {line:?}");
+        Anycast { child, ns }
+    }
+
+    fn admin(&self, path: &str) -> (u16, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-s", "--max-time", "5", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:9180{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.parse().unwrap_or(0), body.to_string())
+    }
+
+    fn requests(&self) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&self.admin("/stats").1).unwrap();
+        v["queues"].as_array().unwrap().iter().map(|q| q["requests"].as_u64().unwrap()).sum()
+    }
+}
+
+impl Drop for Anycast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ecmp(args: &[&str]) {
+    let st = Command::new(script("ecmp-testbed.sh")).args(args).status().unwrap();
+    assert!(st.success(), "ecmp-testbed.sh {args:?}");
+}
+
+/// `n` new connections from the client, one request each; every answer checked.
+fn ecmp_requests(n: usize) {
+    let urls: Vec<String> = (0..n).map(|_| "http://10.96.0.1:8080/json".to_string()).collect();
+    // One header for every URL: the server closes each connection, so each request is a
+    // new flow with its own source port.
+    let mut args = vec!["curl", "-s", "--max-time", "10", "-w", "%{http_code}\n", "-H", "Connection: close"];
+    for u in &urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let out = Command::new("ip").args(["netns", "exec", "px-ecmp-client"]).args(&args).output().unwrap();
+    let codes = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(codes.lines().filter(|c| *c == "200").count(), n, "{codes}");
+}
+
+#[test]
+fn anycast_behind_ecmp_spreads_flows_and_drains_one_appliance_without_losing_a_byte() {
+    let Some(_tb) = testbed(1) else { return };
+    ecmp(&["up", "2"]);
+    let cfg = common::temp_file("ecmp.toml", "[af_xdp]\ngateway = \"10.96.0.254\"\n");
+    let (a1, a2) = (Anycast::start(1, &cfg), Anycast::start(2, &cfg));
+    // Flows spread over both appliances (the router's L4 hash), each answered.
+    ecmp_requests(100);
+    let (n1, n2) = (a1.requests(), a2.requests());
+    assert_eq!(n1 + n2, 100);
+    assert!(n1 >= 10 && n2 >= 10, "flows spread: {n1} and {n2}");
+    // Slow downloads in flight on both: 400 kB each at 200 kB/s.
+    let downloads: Vec<std::thread::JoinHandle<Vec<u8>>> = (0..8)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", "px-ecmp-client", "curl", "-s", "--max-time", "20"])
+                    .args(["--limit-rate", "200k", "http://10.96.0.1:8080/bytes/400000"])
+                    .output()
+                    .unwrap();
+                out.stdout
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a1.requests() == n1 || a2.requests() == n2 {
+        assert!(Instant::now() < deadline, "downloads did not reach both appliances");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let in_flight_on_1 = a1.requests() - n1;
+    // Drain appliance 1: its route withdrawn first, then SIGTERM.
+    ecmp(&["route", "2"]);
+    assert!(Command::new("kill").args(["-TERM", &a1.child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a1.admin("/healthz").0 != 503 {
+        assert!(Instant::now() < deadline, "/healthz never said draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // New flows all go to appliance 2 while appliance 1 still finishes its downloads.
+    let before2 = a2.requests();
+    ecmp_requests(50);
+    assert_eq!(a2.requests() - before2, 50, "every new flow went to the remaining appliance");
+    // Every download arrives whole, those appliance 1 was sending included.
+    let want = px_apps::bytes::expected(400_000);
+    for d in downloads {
+        let got = d.join().unwrap();
+        assert!(got == want, "a download arrived with {} bytes, not the 400000 expected", got.len());
+    }
+    let mut a1 = a1;
+    let st = a1.child.wait().unwrap();
+    assert!(st.success(), "appliance 1 exited {st}");
+    let mut log = String::new();
+    a1.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(counter(&log, "cut_at_shutdown") == 0, "{log}");
+    assert!(in_flight_on_1 >= 1, "appliance 1 had downloads in flight when drained");
+    drop(a2);
+    ecmp(&["down"]);
+}
