@@ -421,6 +421,8 @@ fn admin_metrics_give_every_counter_latency_by_route_and_the_process() {
     assert_eq!(sum(&|q| q["counters"]["http_requests"].as_u64().unwrap()), 48);
     assert_eq!(sum(&|q| q["latency"]["count"].as_u64().unwrap()), 48);
     assert!(queues.iter().all(|q| q["gauges"]["arena_chunks_total"].as_u64().unwrap() > 0));
+    // The one client connection is still open: one HTTP connection on the kernel backend.
+    assert_eq!(sum(&|q| q["kernel_conns"]["http"].as_u64().unwrap()), 1, "{v}");
     let plain = v["latency"].as_array().unwrap().iter().find(|r| r["route"] == "/plaintext").unwrap();
     assert_eq!(plain["count"], 30);
     assert!(plain["p99_us"].as_f64().unwrap() > 0.0);

@@ -94,6 +94,16 @@ pub(crate) fn figures(g: &LoopSnapshot, r: &CoreReport) -> Vec<Figure> {
     put("jobs_control_queued".into(), "Jobs waiting for the control thread.", gauge, r.jobs.control_queued as u64);
     put("jobs_io_queued".into(), "Jobs waiting for an I/O thread.", gauge, r.jobs.io_queued as u64);
     put("jobs_outstanding".into(), "This core's jobs not yet answered.", gauge, r.jobs.outstanding as u64);
+    if let Some((http, clients, lingering)) = r.kernel_conns {
+        put("kernel_http_connections".into(), "HTTP connections open (kernel backend).", gauge, http);
+        put("kernel_client_connections".into(), "Outbound client connections (kernel backend).", gauge, clients);
+        put(
+            "kernel_lingering_connections".into(),
+            "Connections lingering after our close (kernel backend).",
+            gauge,
+            lingering,
+        );
+    }
     if let Some(s) = &r.stack {
         each(&s.io, "", &mut put);
         each(&s.net, "", &mut put);
@@ -226,6 +236,9 @@ fn queue_json(v: &QueueView) -> Value {
     q["counters"] = Value::Object(counters);
     q["gauges"] = Value::Object(gauges);
     q["latency"] = hist_json(&r.latency.total());
+    if let Some((http, clients, lingering)) = r.kernel_conns {
+        q["kernel_conns"] = json!({"http": http, "clients": clients, "lingering": lingering});
+    }
     if let Some(s) = &r.stack {
         let states: Map<String, Value> =
             State::ALL.iter().zip(s.census.by_state).map(|(st, n)| (st.label().to_string(), json!(n))).collect();

@@ -54,6 +54,9 @@ pub struct CoreReport {
     pub cut_at_shutdown: usize,
     /// The packet path's counters (stack transport).
     pub stack: Option<stack::StackReport>,
+    /// Kernel transport: HTTP connections open, outbound client connections, and
+    /// connections lingering after our close.
+    pub kernel_conns: Option<(u64, u64, u64)>,
     /// Request latency per route and status class.
     pub latency: Latency,
     /// Jobs queued for the control thread and for the I/O threads (all cores'), and
@@ -86,6 +89,7 @@ pub(crate) fn fill_report<T: Transport>(r: &mut CoreReport, t: &T, d: &Dispatch)
     r.accepted = tr.accepted;
     r.refused_over_cap = tr.refused_over_cap;
     r.stack = tr.stack;
+    r.kernel_conns = tr.kernel_conns;
 }
 
 impl std::fmt::Display for CoreReport {

@@ -99,6 +99,9 @@ pub struct TransportReport {
     pub refused_over_cap: (u64, u64),
     /// The packet path's counters (stack transport).
     pub stack: Option<stack::StackReport>,
+    /// Kernel transport: connections by what this core does with them: (HTTP open,
+    /// outbound clients, lingering after our close).
+    pub kernel_conns: Option<(u64, u64, u64)>,
 }
 
 /// One core's carrier of connections, driven by [`crate::runtime::run_core`].

@@ -702,6 +702,19 @@ impl Transport for KernelTransport {
     }
 
     fn report(&self) -> TransportReport {
-        TransportReport { accepted: self.accepted, refused_over_cap: self.refused_over_cap, stack: None }
+        let mut by_kind = (0, 0, 0);
+        for c in self.conns.iter().flatten() {
+            match c.kind {
+                Kind::Http { .. } => by_kind.0 += 1,
+                Kind::Client { .. } => by_kind.1 += 1,
+                Kind::Linger { .. } => by_kind.2 += 1,
+            }
+        }
+        TransportReport {
+            accepted: self.accepted,
+            refused_over_cap: self.refused_over_cap,
+            stack: None,
+            kernel_conns: Some(by_kind),
+        }
     }
 }

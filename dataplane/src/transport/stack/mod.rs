@@ -686,6 +686,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 rtt_at_close: *self.engine.rtt_at_close(),
                 frames: self.io.frames(),
             }),
+            kernel_conns: None,
         }
     }
 }
