@@ -804,8 +804,22 @@ impl<A> Conn<A> {
         dist(self.snd_una, self.snd_nxt)
     }
 
-    /// A segment of this connection at `seq` with ACK, window and timestamps filled in.
-    fn segment<'p>(&self, seq: u32, window: u16, ts_now: u32) -> Segment<'p> {
+    /// A segment of this connection at `seq` carrying `payload` bytes, with ACK, window
+    /// and timestamps filled in, and as many SACK blocks (most important first) as fit
+    /// beside the payload in one MSS: a segment sized before more blocks were due (a
+    /// retransmission of a recorded range, a fast retransmit) drops the blocks that no
+    /// longer fit rather than exceed the MTU.
+    fn segment<'p>(&self, seq: u32, window: u16, ts_now: u32, payload: usize) -> Segment<'p> {
+        let mut sack = if self.sack_ok && (!self.ooo.is_empty() || self.dsack_out.is_some()) {
+            sack::blocks(&self.ooo, self.sack_last, self.dsack_out)
+        } else {
+            [None; 3]
+        };
+        let room = (self.mss as usize).saturating_sub(payload);
+        let fits = (0..=sack.len()).rev().find(|&n| self.sack_bytes(n as u32) as usize <= room).unwrap_or(0);
+        for b in sack.iter_mut().skip(fits) {
+            *b = None;
+        }
         Segment {
             src_port: self.tuple.local.port(),
             dst_port: self.tuple.remote.port(),
@@ -813,27 +827,28 @@ impl<A> Conn<A> {
             ack: Some(self.rcv_nxt),
             window,
             ts: self.ts_ok.then_some((ts_now, self.ts_recent)),
-            sack: if self.sack_ok && (!self.ooo.is_empty() || self.dsack_out.is_some()) {
-                sack::blocks(&self.ooo, self.sack_last, self.dsack_out)
-            } else {
-                [None; 3]
-            },
+            sack,
             ..Default::default()
         }
     }
 
+    /// Option bytes `n` SACK blocks take beyond what the MSS already leaves for options
+    /// (the timestamps' 12).
+    fn sack_bytes(&self, n: u32) -> u32 {
+        match (n, self.ts_ok) {
+            (0, _) => 0,
+            (n, true) => 8 * n,
+            (n, false) => 8 * n + 4,
+        }
+    }
+
     /// Option bytes the SACK blocks of our next segment take beyond what the MSS
-    /// already leaves for options (the timestamps' 12).
+    /// already leaves for options.
     fn sack_extra(&self) -> u32 {
         if !self.sack_ok || (self.ooo.is_empty() && self.dsack_out.is_none()) {
             return 0;
         }
-        let n = sack::blocks(&self.ooo, self.sack_last, self.dsack_out).iter().flatten().count() as u32;
-        if self.ts_ok {
-            8 * n
-        } else {
-            8 * n + 4
-        }
+        self.sack_bytes(sack::blocks(&self.ooo, self.sack_last, self.dsack_out).iter().flatten().count() as u32)
     }
 
     /// Records data sent for the first time on a SACK connection.
@@ -1842,7 +1857,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment { fin, psh: true, ..c.segment(c.snd_una, win, ts_now) };
+        let seg = Segment { fin, psh: true, ..c.segment(c.snd_una, win, ts_now, len) };
         send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, 0, len));
         advertise(c, adv);
     }
@@ -1983,7 +1998,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                     continue;
                 }
                 let (win, adv) = Self::window_calc(&self.cfg, c);
-                let seg = Segment { fin, psh: true, ..c.segment(r.start, win, ts_now) };
+                let seg = Segment { fin, psh: true, ..c.segment(r.start, win, ts_now, len) };
                 send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, len));
                 advertise(c, adv);
                 c.board.as_deref_mut().expect("board").retransmitted(i, now_us);
@@ -2030,8 +2045,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 c.cc.restart();
             }
             let (win, adv) = Self::window_calc(&self.cfg, c);
-            let seg =
-                Segment { fin: may_fin, psh: len > 0 && off + len == q.len(), ..c.segment(c.snd_nxt, win, ts_now) };
+            let seg = Segment {
+                fin: may_fin,
+                psh: len > 0 && off + len == q.len(),
+                ..c.segment(c.snd_nxt, win, ts_now, len)
+            };
             send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, len));
             advertise(c, adv);
             let used = len as u32 + u32::from(may_fin);
@@ -2071,7 +2089,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             // A pure ACK carries SND.MAX, not SND.NXT: while retransmitting, SND.NXT is
             // behind what the peer already holds and the ACK would be out of its window
             // (the BSD rule in tcp_output).
-            let seg = c.segment(c.snd_max, win, ts_now);
+            let seg = c.segment(c.snd_max, win, ts_now, 0);
             send_on(&mut self.counters, tx, c.tuple, seg);
             advertise(c, adv);
             c.dsack_out = None;
@@ -2258,7 +2276,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return self.remove(id, End::TimedOut);
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = c.segment(c.snd_nxt.wrapping_sub(1), win, ts_now);
+        let seg = c.segment(c.snd_nxt.wrapping_sub(1), win, ts_now, 0);
         send_on(&mut self.counters, tx, c.tuple, seg);
         advertise(c, adv);
         c.ka_probes = c.ka_probes.saturating_add(1);
@@ -2273,7 +2291,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let now_us = self.us(now);
         let Some(Some(c)) = self.slab.get_mut(id.idx() as usize) else { return };
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = Segment { fin: true, ..c.segment(c.snd_nxt, win, ts_now) };
+        let seg = Segment { fin: true, ..c.segment(c.snd_nxt, win, ts_now, 0) };
         send_on(&mut self.counters, tx, c.tuple, seg);
         advertise(c, adv);
         c.fin_seq = Some(c.snd_nxt);
@@ -2399,7 +2417,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             return;
         }
         let (win, adv) = Self::window_calc(&self.cfg, c);
-        let seg = c.segment(c.snd_nxt, win, ts_now);
+        let seg = c.segment(c.snd_nxt, win, ts_now, 1);
         self.counters.window_probes += 1;
         send_data(&mut self.counters, tx, c.tuple, seg, Payload::of(q, off, 1));
         advertise(c, adv);

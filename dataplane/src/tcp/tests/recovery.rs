@@ -462,3 +462,45 @@ fn a_later_probes_dsack_does_not_undo_an_earlier_real_recovery() {
     assert_eq!((c.dsacks_received, c.undos), (1, 0), "the probe's duplicate is not the old episode's");
     assert!(s.eng.cc_state(id).unwrap().0 <= reduced + 2 * MSS as u32, "no window restored from before the loss");
 }
+
+/// TCP option bytes a segment without timestamps carries for its SACK blocks.
+fn sack_option_bytes(o: &Owned) -> usize {
+    match o.sack.iter().flatten().count() {
+        0 => 0,
+        n => 2 + 8 * n + 2, // kind, length, the blocks, two NOPs to align
+    }
+}
+
+#[test]
+fn a_retransmission_sized_before_sack_blocks_were_due_drops_blocks_rather_than_exceed_the_mss() {
+    // Found by the stack_http fuzzer (fuzz/corpus/stack_http/regress_sack_blocks_past_the_mss):
+    // a full segment recorded before the peer's data arrived out of order was sent again
+    // with two SACK blocks beside its 1460 bytes, a 1522-byte frame on a 1500-byte link.
+    let mut s = Script::new(TcpConfig::default());
+    s.cx.greeting = vec![b'x'; 10 * MSS];
+    let (iss, after) = sack_handshake(&mut s, false);
+    assert_eq!(data_of(&after).len(), 10);
+    let una = iss + 1;
+    // The client's own data arrives with holes: the server now holds two ranges out of
+    // order, so its segments carry two SACK blocks.
+    s.data(1006, una, b"bbbbb");
+    let dup = s.data(1016, una, b"ccccc");
+    assert_eq!(dup.last().unwrap().sack.iter().flatten().count(), 2, "{dup:?}");
+    s.wait(Duration::from_millis(5));
+    // Segment 1 lost, 2..10 SACKed: it is resent whole.
+    let out = s.inject(ack_with(una, &[(una + MSS as u32, una + 10 * MSS as u32)]));
+    let rtx = data_of(&out);
+    assert_eq!(rtx.len(), 1, "{out:?}");
+    assert_eq!((rtx[0].seq, rtx[0].payload.len()), (una, MSS));
+    assert!(rtx[0].payload.len() + sack_option_bytes(rtx[0]) <= MSS, "over the MSS: {:?}", rtx[0].sack);
+    // New data sized now leaves room for both blocks and carries them.
+    s.inject(ack_with(una + 10 * MSS as u32, &[]));
+    s.app().tx.extend(pattern(3 * MSS, 3));
+    let fresh = kick(&mut s);
+    let d = data_of(&fresh);
+    assert!(!d.is_empty());
+    for seg in d {
+        assert_eq!(seg.sack.iter().flatten().count(), 2);
+        assert!(seg.payload.len() + sack_option_bytes(seg) <= MSS, "{} + {:?}", seg.payload.len(), seg.sack);
+    }
+}
