@@ -64,6 +64,15 @@ impl Histogram {
         self.sum_ns = self.sum_ns.saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64);
     }
 
+    /// Records `n` observations of the same duration.
+    pub fn record_n(&mut self, d: Duration, n: u64) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
+        self.counts[i] += n;
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(n));
+    }
+
     /// Observations recorded.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()

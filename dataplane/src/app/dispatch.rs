@@ -205,6 +205,10 @@ impl Dispatch {
     /// One turn of the executor and of job answers: what arrived for which connection.
     /// The transport hands each to [`deliver`](Self::deliver) with the session.
     pub fn run(&mut self, now: Instant) -> Vec<(u64, Delivery)> {
+        if self.latency.has_pending() {
+            // The requests answered in this turn's I/O: one clock read for all of them.
+            self.latency.flush(Instant::now().saturating_duration_since(self.mono));
+        }
         let mut out: Vec<(u64, Delivery)> =
             self.exec.run(now).into_iter().map(|c| (c.conn, Delivery::Task(c.outcome))).collect();
         self.control.drain(|id, r| out.push((id, Delivery::Job(r))));
@@ -272,6 +276,10 @@ impl Dispatch {
         s.http.respond(id, resp, close, &self.date, &mut self.stats);
         self.answered(route, status, s.pending.1);
         self.serve(key, s);
+        if self.latency.has_pending() {
+            // Pipelined requests behind this one, answered now, after the turn's I/O.
+            self.latency.flush(Instant::now().saturating_duration_since(self.mono));
+        }
     }
 
     /// Answers every request of `s` that can be answered now, then arms the deadline
@@ -293,8 +301,8 @@ impl Dispatch {
         }
     }
 
-    /// Counts one answered request of `route`, taken up in the turn that began at
-    /// `start`.
+    /// Records one request of `route` answered after the turn it was taken up in (an
+    /// async handler, a job), taken up in the turn that began at `start`.
     fn answered(&mut self, route: u16, status: u16, start: Instant) {
         self.latency.record(route, status, Instant::now().saturating_duration_since(start));
     }
@@ -311,7 +319,7 @@ impl Dispatch {
                 Incoming::Invalid(resp) => {
                     let status = resp.status;
                     answer.send(resp);
-                    self.answered(0, status, self.mono);
+                    self.latency.defer(0, status);
                     continue;
                 }
                 Incoming::Request(req) => req,
@@ -323,12 +331,12 @@ impl Dispatch {
                 }
                 Routed::MethodNotAllowed(allow) => {
                     answer.send(Response::text(405, "method not allowed\n").with_header("Allow", allow));
-                    self.answered(0, 405, self.mono);
+                    self.latency.defer(0, 405);
                     continue;
                 }
                 Routed::NotFound => {
                     answer.send(Response::text(404, "not found\n"));
-                    self.answered(0, 404, self.mono);
+                    self.latency.defer(0, 404);
                     continue;
                 }
             };
@@ -339,7 +347,7 @@ impl Dispatch {
                     let mut ctx = Ctx { arena, shared: &self.apps.shared, conn: &mut *state, now: self.now };
                     let result = catch_unwind(AssertUnwindSafe(|| h(&req, &mut ctx)));
                     if let Some(status) = finish_sync(result, answer, &req, &self.control, key) {
-                        self.answered(route, status, self.mono);
+                        self.latency.defer(route, status);
                     }
                 }
                 Handler::Async(h) => {
@@ -347,7 +355,7 @@ impl Dispatch {
                         self.exec.count_refused();
                         let busy = Response::text(503, "too many requests in flight on this core\n");
                         answer.send(busy.with_header("Retry-After", "1"));
-                        self.answered(route, 503, self.mono);
+                        self.latency.defer(route, 503);
                         continue;
                     }
                     let deadline = self.mono + self.cfg.deadline;
@@ -360,7 +368,7 @@ impl Dispatch {
                         }
                         Err(_) => {
                             panicked(answer, &req);
-                            self.answered(route, 500, self.mono);
+                            self.latency.defer(route, 500);
                         }
                     }
                 }
