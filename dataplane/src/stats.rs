@@ -58,10 +58,7 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation.
     pub fn record(&mut self, d: Duration) {
-        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
-        self.counts[i] += 1;
-        self.sum_ns = self.sum_ns.saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64);
+        self.record_n(d, 1);
     }
 
     /// Records `n` observations of the same duration.
