@@ -344,21 +344,13 @@ fn admin_metrics_give_every_counter_latency_by_route_and_the_process() {
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
     let srv = Server::start(&["--queues", "2", "--apps", "tfb,demo", "--admin", &admin.to_string()]);
     let mut c = Raw::connect(srv.addr);
-    for _ in 0..30 {
-        c.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.read_response(false).status, 200);
-    }
-    for _ in 0..10 {
-        c.send(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.read_response(false).status, 200);
-    }
-    for _ in 0..5 {
-        c.send(b"GET /no/such/page HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.read_response(false).status, 404);
-    }
-    for _ in 0..3 {
-        c.send(b"GET /demo/sleep/20 HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.read_response(false).status, 200);
+    for (path, times, status) in
+        [("/plaintext", 30, 200), ("/json", 10, 200), ("/no/such/page", 5, 404), ("/demo/sleep/20", 3, 200)]
+    {
+        for _ in 0..times {
+            c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            assert_eq!(c.read_response(false).status, status, "{path}");
+        }
     }
     // Every response was read before the scrape, and a scrape takes fresh reports.
     let m = get(admin, "/metrics");
