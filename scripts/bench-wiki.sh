@@ -30,7 +30,7 @@ fi
 echo "dump: $(du -h "$xml" | cut -f1) ($(stat -c %s "$xml") bytes)"
 [ "${KEEP_INDEX:-0}" = 1 ] && [ -s "$idx/meta.json" ] || { rm -rf "$idx"
 /usr/bin/time -f "build: %e s wall, %U s user, peak RSS %M KiB" "$bin" wiki-index --quiet --xml "$xml" --out "$idx" 2>&1 \
-  | sed 's/^px-appliance: /  /'; }
+  | sed 's/^px-appliance: /  /'; grep -o '"sort_runs": [0-9]*\|"build_memory_budget": [0-9]*' "$idx/meta.json" | tr '\n' ' '; echo; }
 echo "index on disk: $(du -sh "$idx" | cut -f1) (titles.fst $(du -h "$idx/titles.fst" | cut -f1), pages.bin $(du -h "$idx/pages.bin" | cut -f1))"
 
 # Request mixes: random titles and random 3-5 character prefixes of real titles.
@@ -51,7 +51,7 @@ PY
 
 start_server() {
   taskset -c "$server_cpu" "$bin" --listen "127.0.0.1:$port" --queues 1 --cores "$server_cpu" --apps tfb,wiki \
-    --wiki-dir "$idx" --log-level warn "$@" > "$work/server.log" 2>&1 &
+    --wiki-dir "$idx" --log-level info "$@" > "$work/server.log" 2>&1 &
   pid=$!
   wait_ready "$work/server.log"
 }
@@ -59,11 +59,13 @@ load() {  # load PATHS_FILE|PATH RATE
   local arg=--path; [ -f "$1" ] && arg=--paths
   taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" $arg "$1" --conns 32 --rate "$2" --secs "$secs"
 }
-rss() { awk '/VmRSS|RssAnon|RssFile/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
+rss() { awk '/VmRSS|RssAnon|RssFile|HugetlbPages|VmLck/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 
 if [ "${SKIP_WARM:-0}" != 1 ]; then
 start_server
-echo "RSS after start: $(rss "$pid") KiB"
+echo "RSS after start: $(rss "$pid")"
+echo "  $(grep -o 'index ([0-9]* MiB) resident.*' "$work/server.log" | head -1)"
+echo "  (HugetlbPages: index files copied into hugepages; VmLck: index files mapped and locked; all of it in memory for the process's life)"
 echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
 echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
 echo "RSS while serving (after both runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"

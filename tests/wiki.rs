@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{get, request, Raw, Server, BIN};
 
-use common::{root, wiki_fixture as fixture, DUMP};
+use common::{root, wiki_fixture as fixture};
 
 fn server() -> Server {
     Server::start(&["--apps", "tfb,wiki", "--wiki-dir", fixture().1.to_str().unwrap()])
@@ -199,13 +199,36 @@ fn cold_pages_are_read_off_the_core_and_arrive_intact() {
 
 #[test]
 fn index_builder_refuses_compressed_input_and_mount_needs_an_index() {
-    let bz2 = root().join("data").join(format!("{DUMP}.bz2"));
-    let out = Command::new(BIN)
-        .args(["wiki-index", "--quiet", "--xml", bz2.to_str().unwrap(), "--out", "/tmp/px-wiki-never"])
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("bzip2") && e.contains("ranged serving needs the plain XML"), "{e}");
+    let dir = std::env::temp_dir().join(format!("px-wiki-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let index = |input: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["wiki-index", "--quiet", "--xml", input.to_str().unwrap(), "--out"])
+            .arg(dir.join("idx"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // gzip: not servable by range; say how.
+    let gz = dir.join("d.xml.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).unwrap();
+    let e = index(&gz);
+    assert!(e.contains("gzip") && e.contains("decompress it first"), "{e}");
+    // A single bzip2 stream of 1,500 pages is not a multistream dump: every page read
+    // would decompress all of it.
+    let xml = dir.join("synth.xml");
+    let st = Command::new("python3").arg(root().join("scripts/wiki-synth.py")).arg("1500").arg(&xml).status().unwrap();
+    assert!(st.success());
+    let bz2 = dir.join("synth.xml.bz2");
+    let py = format!(
+        "import bz2\nopen({:?},'wb').write(bz2.compress(open({:?},'rb').read()))",
+        bz2.to_str().unwrap(),
+        xml.to_str().unwrap()
+    );
+    assert!(Command::new("python3").args(["-c", &py]).status().unwrap().success());
+    let e = index(&bz2);
+    assert!(e.contains("not a multistream dump") && e.contains("1500 pages"), "{e}");
     let out = Command::new(BIN).args(["--listen", "127.0.0.1:0", "--apps", "wiki"]).output().unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("wiki.dir"), "{e}");
@@ -215,6 +238,142 @@ fn index_builder_refuses_compressed_input_and_mount_needs_an_index() {
         .unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("not a wiki index"), "{e}");
+}
+
+/// The shipped dump in Wikipedia's multistream layout (scripts/wiki-multistream.py),
+/// indexed: (the .bz2, its index directory, the stream offsets its -index.txt.bz2 names).
+fn multistream() -> &'static (PathBuf, PathBuf, Vec<u64>) {
+    static F: std::sync::OnceLock<(PathBuf, PathBuf, Vec<u64>)> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("px-wiki-ms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bz2 = dir.join("enwiki-multistream.xml.bz2");
+        let out = Command::new("python3")
+            .arg(root().join("scripts/wiki-multistream.py"))
+            .args([&fixture().0, &bz2])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let py = format!(
+            "import bz2\nfor l in bz2.open({:?},'rt'): print(l.split(':',1)[0])",
+            dir.join("enwiki-multistream-index.txt.bz2").to_str().unwrap()
+        );
+        let out = Command::new("python3").args(["-c", &py]).output().unwrap();
+        let mut offsets: Vec<u64> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+        assert_eq!(offsets.len(), 206, "one index line per page");
+        offsets.dedup();
+        let idx = dir.join("index");
+        let out = Command::new(BIN)
+            .args(["wiki-index", "--quiet", "--xml", bz2.to_str().unwrap(), "--out", idx.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("indexed 206 pages") && text.contains("multistream dump: 5 streams"), "{text}");
+        (bz2, idx, offsets)
+    })
+}
+
+#[test]
+fn multistream_dump_serves_every_page_and_range_byte_identical_to_the_plain_xml() {
+    let (_, idx, index_offsets) = multistream();
+    let xml = std::fs::read(&fixture().0).unwrap();
+    let size = xml.len();
+    // The streams found by decompressing are the ones Wikipedia's index names, plus the
+    // header's and the footer's.
+    let records = std::fs::read(idx.join("streams.bin")).unwrap();
+    let found: Vec<u64> = records.chunks(24).map(|r| u64::from_le_bytes(r[..8].try_into().unwrap())).collect();
+    assert_eq!(found.len(), index_offsets.len() + 2, "{found:?} vs {index_offsets:?}");
+    assert!(index_offsets.iter().all(|o| found.contains(o)), "{found:?} vs {index_offsets:?}");
+    let srv = Server::start(&["--apps", "wiki", "--wiki-dir", idx.to_str().unwrap()]);
+    let mut hits = 0;
+    for (title, start, end, _) in reference() {
+        let r = get(srv.addr, &format!("/wiki/{}", pct(&title)));
+        assert_eq!(r.status, 200, "{title}");
+        assert_eq!(r.header("X-Page-Range"), Some(format!("{start}-{end}").as_str()), "{title}");
+        assert!(r.body == xml[start as usize..=end as usize], "{title}: the page's bytes");
+        hits += usize::from(r.header("X-Stream-Cache") == Some("hit"));
+    }
+    // 206 pages in 3 page streams: each stream decompressed once for this core.
+    assert!(hits >= 200, "{hits} of 206 answered from the core's decompressed streams");
+    let ranged =
+        |range: &str| request(srv.addr, format!("GET /xml HTTP/1.1\r\nHost: t\r\nRange: {range}\r\n\r\n").as_bytes());
+    let (a, b) = (found[1] - 10, found[1] + 10); // compressed offsets are just numbers here
+    for (range, from, to) in [
+        ("bytes=0-99".to_string(), 0, 99),
+        (format!("bytes={a}-{b}"), a as usize, b as usize),
+        ("bytes=3000-5000000".to_string(), 3000, 5_000_000),
+        ("bytes=-7".to_string(), size - 7, size - 1),
+        (format!("bytes=0-{}", size + 5), 0, size - 1),
+    ] {
+        let r = ranged(&range);
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(r.header("Content-Range"), Some(format!("bytes {from}-{to}/{size}").as_str()), "{range}");
+        assert!(r.body == xml[from..=to], "{range}: the plain XML's bytes");
+    }
+    assert_eq!(ranged(&format!("bytes={size}-")).status, 416);
+    srv.stop();
+}
+
+#[test]
+fn a_small_build_budget_spills_sorted_runs_and_builds_the_same_index() {
+    let dir = std::env::temp_dir().join(format!("px-wiki-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let xml = dir.join("synth.xml");
+    let st = Command::new("python3").arg(root().join("scripts/wiki-synth.py")).arg("60000").arg(&xml).status().unwrap();
+    assert!(st.success());
+    let build = |name: &str, mb: &str| {
+        let out = Command::new(BIN)
+            .args(["wiki-index", "--quiet", "--memory-mb", mb, "--xml", xml.to_str().unwrap(), "--out"])
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(name).join("meta.json")).unwrap()).unwrap();
+        meta["sort_runs"].as_u64().unwrap()
+    };
+    assert_eq!(build("big", "256"), 0, "60,000 titles fit in 256 MiB");
+    assert!(build("small", "1") >= 2, "1 MiB holds fewer than 60,000 titles: runs spilled and merged");
+    for f in ["titles.fst", "pages.bin", "redirects.tsv"] {
+        assert!(
+            std::fs::read(dir.join("big").join(f)).unwrap() == std::fs::read(dir.join("small").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(!dir.join("small").join("sort.tmp").exists() && !dir.join("small").join("redirects.tmp").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_index_is_held_resident_and_the_log_says_how() {
+    let idx = fixture().1.to_str().unwrap();
+    // Off: the files mapped, populated and locked (VmLck counts them).
+    let cfg = common::temp_file("wiki-locked.toml", "[wiki]\nhugepages = \"off\"\n");
+    let srv = Server::start_logged(&[], &["--apps", "wiki", "--wiki-dir", idx, "--config", cfg.to_str().unwrap()]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid())).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(get(srv.addr, "/offsets/Anar").status, 200);
+    let log = srv.stop_log();
+    let files =
+        ["titles.fst", "pages.bin"].iter().map(|f| std::fs::metadata(fixture().1.join(f)).unwrap().len()).sum::<u64>();
+    if log.contains("mapped with MAP_POPULATE and locked") {
+        assert!(locked_kb * 1024 >= files, "VmLck {locked_kb} kB for {files} bytes of index: {status}");
+    } else {
+        assert!(log.contains("not locked (mlock refused"), "{log}");
+    }
+    // Auto: hugepages when the host has them free, else the same as off; either way said.
+    let srv = Server::start_logged(&[], &["--apps", "wiki", "--wiki-dir", idx]);
+    let log = srv.stop_log();
+    assert!(
+        log.contains("resident, copied into hugepages") || log.contains("resident, mapped with MAP_POPULATE"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -22,7 +22,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fst::{IntoStreamer, Streamer};
-use px_dataplane::mem::MappedFile;
+use px_dataplane::mem::{HugepagePolicy, MappedFile, Residence, ResidentFile};
+
+use super::multistream::{MultiReader, Streams};
+use super::sorter::{RedirectSpool, TitleSorter};
 
 /// `pages.bin` redirect field of a page that is not a redirect.
 pub const NOT_REDIRECT: u64 = u64::MAX;
@@ -48,21 +51,23 @@ pub struct BuildStats {
     pub redirects_missing: u64,
     /// Pages whose title an earlier page already had (the first one wins).
     pub duplicate_titles: u64,
-    /// Bytes of the dump.
+    /// Bytes of the dump as given (compressed, for a multistream dump).
     pub bytes: u64,
+    /// Bytes of the plain XML (the same as `bytes` for a plain dump).
+    pub plain_bytes: u64,
+    /// bzip2 streams (0 for a plain dump).
+    pub streams: u64,
 }
 
 /// Refuses what cannot be served by byte range: compressed or non-UTF-8 input, or
 /// something that is not a MediaWiki export.
 fn check_input(path: &Path, head: &[u8]) -> Result<()> {
     let name = path.display();
-    if head.starts_with(b"BZh") {
-        bail!(
-            "{name} is bzip2-compressed: decompress it first (bunzip2 -k {name}); ranged serving needs the plain XML"
-        );
-    }
     if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-        bail!("{name} is compressed (gzip/xz): decompress it first; ranged serving needs the plain XML");
+        bail!(
+            "{name} is compressed (gzip/xz): decompress it first; the index serves the plain XML or Wikipedia's \
+             bzip2 multistream dump (pages-articles-multistream.xml.bz2)"
+        );
     }
     if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) || head.iter().take(64).any(|&b| b == 0) {
         bail!("{name} is not UTF-8 (UTF-16 or binary): MediaWiki exports are UTF-8; convert with iconv -t UTF-8 first");
@@ -147,18 +152,66 @@ impl<R: Read> Window<R> {
     }
 }
 
+/// Most pages one bzip2 stream of a multistream dump may hold (Wikipedia's hold 100).
+const MAX_PAGES_PER_STREAM: u64 = 1000;
+
+/// The builder's input: the plain XML, or a multistream .bz2 read as the XML it
+/// decompresses to.
+enum Source {
+    Plain(File),
+    Multi(MultiReader<File>),
+}
+
+impl Read for Source {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(f) => f.read(out),
+            Source::Multi(m) => m.read(out),
+        }
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 
-/// Builds the index for `xml` into `out` (created; files in it replaced).
+/// The builder's default memory budget (`wiki-index --memory-mb`).
+pub const DEFAULT_BUILD_MEMORY: usize = 256 << 20;
+/// What the builder holds beside the title sort, at most (measured at 16M titles).
+const BUILD_OVERHEAD: usize = 48 << 20;
+
+/// Builds the index for `xml` into `out` (created; files in it replaced), sorting titles
+/// in [`DEFAULT_BUILD_MEMORY`].
 pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
+    build_with(xml, out, progress, DEFAULT_BUILD_MEMORY)
+}
+
+/// As [`build`], with titles sorted in at most `memory` bytes (an external merge sort
+/// through run files in `out` beyond that); redirects are spooled to a file. The rest
+/// of the builder's memory is a few MiB of buffers, whatever the dump's size.
+pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Result<BuildStats> {
     let started = Instant::now();
     let mut file = File::open(xml).with_context(|| format!("opening {}", xml.display()))?;
     let size = file.metadata()?.len();
     let mut head = vec![0u8; 4096.min(size as usize)];
     file.read_exact(&mut head).with_context(|| format!("reading {}", xml.display()))?;
-    check_input(xml, &head)?;
+    let multi = head.starts_with(b"BZh");
+    if multi {
+        // Check what it decompresses to.
+        let mut r = MultiReader::new(File::open(xml)?);
+        let mut plain = Vec::with_capacity(4096);
+        let mut buf = [0u8; 4096];
+        while plain.len() < 4096 {
+            let n = r.read(&mut buf).with_context(|| format!("{} is not a readable bzip2 file", xml.display()))?;
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&buf[..n]);
+        }
+        check_input(xml, &plain)?;
+    } else {
+        check_input(xml, &head)?;
+    }
     drop(file);
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let bar = if progress {
@@ -173,18 +226,20 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let src = File::open(xml)?;
+    let src = if multi { Source::Multi(MultiReader::new(File::open(xml)?)) } else { Source::Plain(File::open(xml)?) };
     let mut w = Window { src, buf: Vec::with_capacity(2 << 20), base: 0, eof: false };
     let mut pages_out = BufWriter::new(File::create(out.join("pages.bin"))?);
-    // Titles, packed: all bytes in one buffer, (offset, length, page) per title.
-    let mut title_bytes: Vec<u8> = Vec::new();
-    let mut titles: Vec<(u64, u32, u32)> = Vec::new();
-    let mut redirects: Vec<(u64, String)> = Vec::new();
+    // The sort gets the budget less what the rest of the builder holds at most: the
+    // scan window and readers, the writers, the fst builder, the merge's run buffers and
+    // the fst pages mapped while redirects resolve (released every 512 lookups).
+    let mut sorter = TitleSorter::new(out.join("sort.tmp"), memory.saturating_sub(BUILD_OVERHEAD));
+    let mut redirects = RedirectSpool::create(out.join("redirects.tmp"))?;
     let mut page_no: u64 = 0;
     let mut in_page: Option<(u64, Option<String>, Option<String>)> = None;
     let mut pos = 0usize;
+    let read_err = |e: io::Error| anyhow::anyhow!("reading {}: {e}", xml.display());
     loop {
-        pos = w.ensure(pos, MAX_TAG)?;
+        pos = w.ensure(pos, MAX_TAG).map_err(read_err)?;
         let Some(lt) = memchr::memchr(b'<', &w.buf[pos..]) else {
             if w.eof {
                 break;
@@ -192,7 +247,7 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
             pos = w.buf.len();
             continue;
         };
-        pos = w.ensure(pos + lt, MAX_TAG)?;
+        pos = w.ensure(pos + lt, MAX_TAG).map_err(read_err)?;
         let tag = &w.buf[pos..];
         let abs = w.base + pos as u64;
         if tag.starts_with(b"<page>") || tag.starts_with(b"<page ") {
@@ -214,14 +269,16 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
             pages_out.write_all(&start.to_le_bytes())?;
             pages_out.write_all(&span.to_le_bytes())?;
             pages_out.write_all(&DISK_NOT_REDIRECT.to_le_bytes())?;
-            titles.push((title_bytes.len() as u64, title.len() as u32, page_no as u32));
-            title_bytes.extend_from_slice(title.as_bytes());
+            sorter.push(title.as_bytes(), page_no as u32)?;
             if let Some(r) = redirect {
-                redirects.push((page_no, r));
+                redirects.push(page_no, &r)?;
             }
             page_no += 1;
             if page_no.is_multiple_of(4096) {
-                bar.set_position(abs);
+                bar.set_position(match &w.src {
+                    Source::Plain(_) => abs,
+                    Source::Multi(m) => m.compressed_read(),
+                });
                 bar.set_message(page_no.to_string());
             }
             pos += 7;
@@ -252,34 +309,83 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
     }
     pages_out.flush()?;
     drop(pages_out);
+    let plain_bytes = w.base + w.buf.len() as u64;
+    let streams = match &w.src {
+        Source::Plain(_) => Vec::new(),
+        Source::Multi(m) => m.streams.clone(),
+    };
+    if multi {
+        // A multistream dump holds about 100 pages a stream; a single-stream .bz2 would
+        // have every page read decompress the whole file.
+        let mut most = (0u64, 0usize);
+        let mut records = io::BufReader::new(File::open(out.join("pages.bin"))?);
+        let (mut at, mut count) = (0usize, 0u64);
+        let mut rec = [0u8; RECORD];
+        while records.read_exact(&mut rec).is_ok() {
+            let start = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
+            while at < streams.len() && start >= streams[at].off + u64::from(streams[at].len) {
+                (at, count) = (at + 1, 0);
+            }
+            count += 1;
+            most = most.max((count, at));
+        }
+        if most.0 > MAX_PAGES_PER_STREAM {
+            bail!(
+                "{} is not a multistream dump: its stream {} holds {} pages (Wikipedia's hold 100 each), and serving \
+                 a page would decompress all of it; use pages-articles-multistream.xml.bz2, or decompress this one \
+                 (bunzip2 -k) and index the plain XML",
+                xml.display(),
+                most.1,
+                most.0
+            );
+        }
+        let mut f = BufWriter::new(File::create(out.join("streams.bin"))?);
+        for s in &streams {
+            f.write_all(&s.to_bytes())?;
+        }
+        f.flush()?;
+    }
     bar.set_position(size);
     bar.set_message(format!("{page_no} pages read; sorting titles"));
     // fst wants keys in byte order; equal titles keep the first page.
-    let key = |t: &(u64, u32, u32)| &title_bytes[t.0 as usize..t.0 as usize + t.1 as usize];
-    titles.sort_by(|a, b| key(a).cmp(key(b)).then(a.2.cmp(&b.2)));
-    let mut builder = fst::MapBuilder::new(BufWriter::new(File::create(out.join("titles.fst"))?))?;
-    let mut last: Option<&[u8]> = None;
-    let (mut distinct, mut dups) = (0u64, 0u64);
-    for t in &titles {
-        let k = key(t);
-        if last == Some(k) {
-            dups += 1;
-            continue;
-        }
-        builder.insert(k, u64::from(t.2))?;
-        last = Some(k);
-        distinct += 1;
+    let runs = sorter.runs();
+    if runs > 0 {
+        bar.set_message(format!("{page_no} pages read; merging {} sorted runs of titles", runs + 1));
     }
+    let mut builder = fst::MapBuilder::new(BufWriter::new(File::create(out.join("titles.fst"))?))?;
+    let mut last: Vec<u8> = Vec::new();
+    let (mut distinct, mut dups) = (0u64, 0u64);
+    let mut first = true;
+    sorter.finish(|k, page| {
+        if !first && last == k {
+            dups += 1;
+            return Ok(());
+        }
+        builder.insert(k, u64::from(page)).map_err(io::Error::other)?;
+        last.clear();
+        last.extend_from_slice(k);
+        first = false;
+        distinct += 1;
+        Ok(())
+    })?;
     builder.finish()?;
-    drop(titles);
-    drop(title_bytes);
     // Resolve redirect targets against the finished map.
     let fst_file = MappedFile::open(&out.join("titles.fst"))?;
+    // Scattered lookups: no fault-around (64 KiB mapped per fault would map most of the
+    // file between two releases below).
+    fst_file.advise_random();
     let map = fst::Map::new(fst_file.bytes()).context("reading back titles.fst")?;
     let pages = fs::OpenOptions::new().write(true).open(out.join("pages.bin"))?;
     let mut tsv = BufWriter::new(File::create(out.join("redirects.tsv"))?);
     let mut missing = 0u64;
-    for (page, target) in &redirects {
+    let redirect_count = redirects.len();
+    let mut resolved = 0u64;
+    redirects.drain(|page, target| {
+        resolved += 1;
+        if resolved.is_multiple_of(1 << 9) {
+            // The lookups touch pages all over titles.fst: keep them out of the resident set.
+            fst_file.release_pages();
+        }
         let to = match lookup(&map, target) {
             Some(p) => p as u32,
             None => {
@@ -288,28 +394,36 @@ pub fn build(xml: &Path, out: &Path, progress: bool) -> Result<BuildStats> {
             }
         };
         pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 12)?;
-        writeln!(tsv, "{page}\t{target}")?;
-    }
+        writeln!(tsv, "{page}\t{target}")
+    })?;
     tsv.flush()?;
     let stats = BuildStats {
         pages: page_no,
         titles: distinct,
-        redirects: redirects.len() as u64,
+        redirects: redirect_count,
         redirects_missing: missing,
         duplicate_titles: dups,
         bytes: size,
+        plain_bytes,
+        streams: streams.len() as u64,
     };
     let abs = fs::canonicalize(xml)?;
     let meta = serde_json::json!({
         "format": FORMAT,
         "xml": abs,
-        "xml_bytes": size,
+        "dump": if multi { "bz2-multistream" } else { "xml" },
+        "file_bytes": size,
+        "xml_bytes": plain_bytes,
+        "streams": streams.len(),
+        "largest_stream_bytes": streams.iter().map(|s| s.len).max().unwrap_or(0),
         "pages": stats.pages,
         "titles": stats.titles,
         "redirects": stats.redirects,
         "redirects_missing": stats.redirects_missing,
         "duplicate_titles": stats.duplicate_titles,
         "build_seconds": started.elapsed().as_secs_f64(),
+        "build_memory_budget": memory,
+        "sort_runs": runs,
     });
     fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
     bar.finish_and_clear();
@@ -347,12 +461,83 @@ pub struct PageRef {
     pub redirect: u64,
 }
 
+/// The dump pages are served from.
+#[derive(Clone, Copy)]
+pub enum Dump {
+    /// The plain XML, mapped.
+    Plain(&'static MappedFile),
+    /// Wikipedia's multistream .bz2 (read with pread, not mapped), with its streams
+    /// (`streams.bin`).
+    Multistream {
+        /// The .bz2 file.
+        bz2: &'static File,
+        /// Its streams, in order.
+        streams: Streams<'static>,
+    },
+}
+
+impl Dump {
+    /// Bytes of the plain XML (what `/xml` ranges count in).
+    pub fn len(&self) -> u64 {
+        match self {
+            Dump::Plain(x) => x.len() as u64,
+            Dump::Multistream { streams, .. } => streams.plain_len(),
+        }
+    }
+
+    /// True for an empty dump.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// For the log: what it is and its size.
+    pub fn describe(&self) -> String {
+        match self {
+            Dump::Plain(x) => format!("plain XML dump of {} bytes", x.len()),
+            Dump::Multistream { bz2, streams } => format!(
+                "multistream dump: {} bytes of bzip2 in {} streams, {} bytes of XML",
+                bz2.metadata().map_or(0, |m| m.len()),
+                streams.len(),
+                streams.plain_len()
+            ),
+        }
+    }
+
+    /// Plain bytes `start..end` (decompressing the streams they lie in, for a
+    /// multistream dump: no cache; the server keeps one per core).
+    pub fn read(&self, start: u64, end: u64) -> io::Result<std::borrow::Cow<'static, [u8]>> {
+        match *self {
+            Dump::Plain(x) => {
+                let xml: &'static [u8] = x.bytes();
+                let end = (end as usize).min(xml.len());
+                Ok(std::borrow::Cow::Borrowed(&xml[(start as usize).min(end)..end]))
+            }
+            Dump::Multistream { bz2, streams } => {
+                let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+                for (_, s) in streams.overlapping(start, end) {
+                    let data = s.read_from(bz2)?;
+                    let from = start.saturating_sub(s.off) as usize;
+                    let to = ((end - s.off) as usize).min(data.len());
+                    out.extend_from_slice(&data[from..to]);
+                }
+                Ok(std::borrow::Cow::Owned(out))
+            }
+        }
+    }
+}
+
 /// A built index, mapped, with its dump.
 pub struct WikiIndex {
     titles: fst::Map<&'static [u8]>,
     pages: &'static [u8],
+    /// Where the title index and page table are held (hugepages, or locked file pages).
+    pub residence: Residence,
+    /// Bytes of the index held resident (titles.fst, pages.bin, streams.bin).
+    pub resident_bytes: u64,
+    /// Each file held resident, its size and where (for the log).
+    pub resident_files: String,
     /// The dump, mapped.
-    pub xml: &'static MappedFile,
+    pub dump: Dump,
     /// The index directory.
     pub dir: PathBuf,
 }
@@ -361,6 +546,13 @@ impl WikiIndex {
     /// Maps the index in `dir` and the dump it names. The mappings live as long as the
     /// process (a mounted app is never unmounted).
     pub fn open(dir: &Path) -> Result<WikiIndex> {
+        Self::open_with(dir, HugepagePolicy::Auto)
+    }
+
+    /// As [`open`](Self::open): the title index and the page table (and a multistream
+    /// dump's stream table) are loaded resident — into hugepages per `policy`, else
+    /// mapped, populated and locked — so no lookup page-faults on a core.
+    pub fn open_with(dir: &Path, policy: HugepagePolicy) -> Result<WikiIndex> {
         let meta: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("meta.json")).with_context(|| {
             format!("{} is not a wiki index (no meta.json; build it with `px-appliance wiki-index`)", dir.display())
         })?)?;
@@ -374,21 +566,71 @@ impl WikiIndex {
             m.advise_random();
             Ok(Box::leak(Box::new(m)))
         };
-        let xml = leak(&xml_path)?;
-        if Some(xml.len() as u64) != meta["xml_bytes"].as_u64() {
+        let resident = |p: &Path| -> Result<&'static ResidentFile> {
+            let f = ResidentFile::load(p, policy).with_context(|| format!("loading {}", p.display()))?;
+            Ok(Box::leak(Box::new(f)))
+        };
+        let multi = meta["dump"] == "bz2-multistream";
+        let xml = if multi {
+            let f = File::open(&xml_path).with_context(|| format!("opening {}", xml_path.display()))?;
+            let len = f.metadata()?.len();
+            (None, Some(&*Box::leak(Box::new(f))), len)
+        } else {
+            let m = leak(&xml_path)?;
+            (Some(m), None, m.len() as u64)
+        };
+        let expect = if multi { meta["file_bytes"].as_u64() } else { meta["xml_bytes"].as_u64() };
+        if Some(xml.2) != expect {
             bail!(
                 "{} changed since the index was built ({} bytes, index says {}); rebuild the index",
                 xml_path.display(),
-                xml.len(),
-                meta["xml_bytes"]
+                xml.2,
+                expect.map_or("nothing".to_string(), |n| n.to_string())
             );
         }
-        let titles = fst::Map::new(leak(&dir.join("titles.fst"))?.bytes()).context("titles.fst is corrupt")?;
-        let pages = leak(&dir.join("pages.bin"))?.bytes();
+        let mut held: Vec<&'static ResidentFile> = Vec::new();
+        let dump = match xml {
+            (_, Some(bz2), _) => {
+                let table = resident(&dir.join("streams.bin"))?;
+                held.push(table);
+                let streams =
+                    Streams::new(table.bytes()).with_context(|| format!("{}/streams.bin is corrupt", dir.display()))?;
+                Dump::Multistream { bz2, streams }
+            }
+            (Some(m), _, _) => Dump::Plain(m),
+            _ => unreachable!("one of the two is set"),
+        };
+        let fst_file = resident(&dir.join("titles.fst"))?;
+        let pages_file = resident(&dir.join("pages.bin"))?;
+        held.extend([fst_file, pages_file]);
+        let titles = fst::Map::new(fst_file.bytes()).context("titles.fst is corrupt")?;
+        let pages = pages_file.bytes();
+        // The weakest residence of the files, for the log.
+        let residence = held
+            .iter()
+            .map(|f| f.residence())
+            .max_by_key(|r| match r {
+                Residence::Hugepages => 0,
+                Residence::Locked => 1,
+                Residence::Populated => 2,
+            })
+            .unwrap_or(Residence::Locked);
+        let resident_bytes = held.iter().map(|f| f.len() as u64).sum();
+        let names = if held.len() == 3 {
+            &["streams.bin", "titles.fst", "pages.bin"][..]
+        } else {
+            &["titles.fst", "pages.bin"]
+        };
+        let resident_files = names
+            .iter()
+            .zip(&held)
+            .map(|(n, f)| format!("{n} {} MiB {}", f.len() >> 20, f.residence().describe()))
+            .collect::<Vec<_>>()
+            .join("; ");
         if pages.len() % RECORD != 0 {
             bail!("pages.bin is corrupt (length {} is not a multiple of {RECORD})", pages.len());
         }
-        Ok(WikiIndex { titles, pages, xml, dir: dir.to_path_buf() })
+        Ok(WikiIndex { titles, pages, residence, resident_bytes, resident_files, dump, dir: dir.to_path_buf() })
     }
 
     /// Number of pages.
@@ -431,10 +673,8 @@ impl WikiIndex {
     }
 
     /// The page's XML bytes.
-    pub fn xml_of(&self, p: &PageRef) -> &'static [u8] {
-        let xml: &'static [u8] = self.xml.bytes();
-        let end = (p.end as usize + 1).min(xml.len());
-        &xml[(p.start as usize).min(end)..end]
+    pub fn xml_of(&self, p: &PageRef) -> io::Result<std::borrow::Cow<'static, [u8]>> {
+        self.dump.read(p.start, p.end + 1)
     }
 }
 
@@ -486,7 +726,8 @@ mod tests {
         idx.prefixed("Anar", 10, |t, _| got.push(t.to_string()));
         assert_eq!(got, ["Anarchism", "Anarchy"]);
         let z = idx.find("Zebra").unwrap();
-        let xml = idx.xml_of(&z);
+        let xml = idx.xml_of(&z).unwrap();
+        let xml = &xml[..];
         assert!(xml.starts_with(b"<page>") && xml.ends_with(b"</page>"), "{}", String::from_utf8_lossy(xml));
         assert_eq!(&text.as_bytes()[z.start as usize..=z.end as usize], xml);
         assert_eq!(idx.find("zebra").unwrap().page, z.page, "first letter capitalised");
@@ -503,7 +744,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("px-wiki-bad-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let cases: [(&str, Vec<u8>, &str); 4] = [
-            ("a.xml.bz2", b"BZh91AY&SY....".to_vec(), "decompress it first"),
+            ("a.xml.bz2", b"BZh91AY&SY....".to_vec(), "not a readable bzip2 file"),
             ("b.xml", [0xff, 0xfe, b'<', 0].to_vec(), "not UTF-8"),
             ("c.xml", b"<html><body>hi</body></html>".to_vec(), "not a MediaWiki export"),
             ("d.xml", b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><mediawiki>".to_vec(), "only UTF-8"),

@@ -20,14 +20,18 @@
 //! the core serves other connections. `inline` reads on the core (for measuring the difference).
 
 pub mod index;
+pub mod multistream;
+pub mod sorter;
 
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use px_dataplane::app::{Ctx, HandlerError, Reply, Route};
 use px_dataplane::http::{Body, Method, OwnedResponse, Request, Response};
 
-pub use index::WikiIndex;
+pub use index::{Dump, WikiIndex};
+use multistream::{Stream, StreamCache, Streams};
 
 /// Served state: the index and how cold reads are done.
 pub struct Wiki {
@@ -35,6 +39,17 @@ pub struct Wiki {
     pub index: WikiIndex,
     /// Defer reads of pages not in the page cache to an I/O thread.
     pub defer_cold: bool,
+    /// A multistream dump: bytes of decompressed streams each core keeps.
+    pub stream_cache_bytes: usize,
+}
+
+thread_local! {
+    /// This core's decompressed streams (multistream dumps; made on first use).
+    static STREAMS: std::cell::RefCell<Option<Arc<Mutex<StreamCache>>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn core_cache(max_bytes: usize) -> Arc<Mutex<StreamCache>> {
+    STREAMS.with(|c| c.borrow_mut().get_or_insert_with(|| StreamCache::new(max_bytes)).clone())
 }
 
 /// The app's routes.
@@ -116,7 +131,12 @@ fn send_range<'a>(
     end_incl: u64,
     headers: Vec<(&'static str, String)>,
 ) -> Result<Reply<'a>, HandlerError> {
-    let xml = w.index.xml;
+    let xml = match w.index.dump {
+        Dump::Plain(xml) => xml,
+        Dump::Multistream { bz2, streams } => {
+            return send_decompressed(w, cx, (bz2, streams), status, start, end_incl + 1, headers)
+        }
+    };
     let (s, e) = (start as usize, end_incl as usize + 1);
     if w.defer_cold && !xml.resident(s, e) {
         xml.will_need(s, e);
@@ -131,6 +151,73 @@ fn send_range<'a>(
     let mut resp = Response::new(status, XML_TYPE, Body::Static(&xml.bytes()[s..e]));
     resp.headers = headers;
     Ok(resp.into())
+}
+
+/// Plain bytes `start..end` of a multistream dump: from the core's cache of decompressed
+/// streams when every stream they lie in is there (a copy into the response), else on
+/// an I/O thread, which decompresses the missing streams (milliseconds each: not on the
+/// core) and leaves them in this core's cache for the next request.
+fn send_decompressed<'a>(
+    w: &'a Wiki,
+    cx: &mut Ctx<'a>,
+    (bz2, streams): (&'static std::fs::File, Streams<'static>),
+    status: u16,
+    start: u64,
+    end: u64,
+    mut headers: Vec<(&'static str, String)>,
+) -> Result<Reply<'a>, HandlerError> {
+    let needed: Vec<(usize, Stream)> = streams.overlapping(start, end).collect();
+    let cache = core_cache(w.stream_cache_bytes);
+    let cached: Option<Vec<Arc<Vec<u8>>>> = {
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        needed.iter().map(|(i, _)| c.get(*i)).collect()
+    };
+    if let Some(parts) = cached {
+        headers.push(("X-Stream-Cache", "hit".into()));
+        let mut resp = Response::new(status, XML_TYPE, Body::Owned(assemble(&needed, &parts, start, end)));
+        resp.headers = headers;
+        return Ok(resp.into());
+    }
+    cx.call_blocking(Box::new(move || {
+        let mut parts = Vec::with_capacity(needed.len());
+        for (i, s) in &needed {
+            let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(*i);
+            let data = match hit {
+                Some(d) => d,
+                None => match s.read_from(bz2) {
+                    Ok(d) => {
+                        let d = Arc::new(d);
+                        cache.lock().unwrap_or_else(|e| e.into_inner()).put(*i, d.clone());
+                        d
+                    }
+                    Err(e) => {
+                        tracing::error!("wiki: decompressing stream {i} (at byte {} of the .bz2): {e}", s.zoff);
+                        return OwnedResponse::new(
+                            500,
+                            "text/plain",
+                            format!("stream {i} is unreadable: {e}\n").into_bytes(),
+                        );
+                    }
+                },
+            };
+            parts.push(data);
+        }
+        let mut r = OwnedResponse::new(status, XML_TYPE, assemble(&needed, &parts, start, end));
+        r.headers = headers;
+        r.headers.push(("X-Stream-Cache", "miss".into()));
+        r
+    }))
+}
+
+/// The bytes `start..end` out of the decompressed `parts` of the `needed` streams.
+fn assemble(needed: &[(usize, Stream)], parts: &[Arc<Vec<u8>>], start: u64, end: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+    for ((_, s), data) in needed.iter().zip(parts) {
+        let from = start.saturating_sub(s.off) as usize;
+        let to = ((end - s.off) as usize).min(data.len());
+        out.extend_from_slice(&data[from.min(to)..to]);
+    }
+    out
 }
 
 fn wiki<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
@@ -200,7 +287,7 @@ pub fn parse_range(value: &str, size: u64) -> RangeAnswer {
 
 fn xml_range<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     let w = state(cx)?;
-    let size = w.index.xml.len() as u64;
+    let size = w.index.dump.len();
     let Some(value) = req.header("range") else {
         return Err(HandlerError::status(400, "GET /xml needs a Range header: bytes=a-b, bytes=a- or bytes=-n\n"));
     };

@@ -107,6 +107,18 @@ impl MappedFile {
         }
     }
 
+    /// Unmaps the pages this process has touched (`MADV_DONTNEED`): they stay in the
+    /// page cache, and the next touch maps them again. Bounds the resident set of a
+    /// long scan over a large file (the index builder's redirect lookups).
+    pub fn release_pages(&self) {
+        if self.len > 0 {
+            // SAFETY: the whole mapping, page-aligned (mmap's result); on a read-only
+            // shared file mapping MADV_DONTNEED only drops this process's page-table
+            // entries: the bytes read afterwards are the file's, as before.
+            unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_DONTNEED) };
+        }
+    }
+
     /// Asks the kernel to start reading `start..end` into the page cache (returns at
     /// once; the read-ahead runs in the background).
     pub fn will_need(&self, start: usize, end: usize) {

@@ -8,19 +8,22 @@
 //! never takes a page fault on arena memory), wraps it in a [`ChunkPool`], and every
 //! connection on that core gets an [`Arena`] that borrows chunks from the pool while a
 //! request is in flight and gives them back when it is rewound. [`MappedFile`] maps a
-//! read-only file (the wiki dump) with residency checks for the cold-read path.
+//! read-only file (the wiki dump) with residency checks for the cold-read path;
+//! [`ResidentFile`] holds one (the wiki index) where reading it never faults.
 
 mod arena;
 mod mapped;
 mod numa;
 mod pool;
 mod region;
+mod resident;
 
 pub use arena::{Arena, ArenaError, ArenaVec, Mark, Pinned};
 pub use mapped::MappedFile;
-pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, NumaNode};
+pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, set_thread_affinity, thread_affinity, NumaNode};
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};
+pub use resident::{Residence, ResidentFile};
 
 /// Size of one x86-64 huge page; regions are a whole number of them.
 pub const HUGEPAGE_BYTES: usize = 2 * 1024 * 1024;

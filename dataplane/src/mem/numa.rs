@@ -39,6 +39,25 @@ pub fn parse_cpulist(text: &str) -> Vec<usize> {
     cpus
 }
 
+/// The calling thread's CPU affinity mask (None if the kernel refuses to say).
+pub fn thread_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain bits; all zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a writable cpu_set_t of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    (rc == 0).then_some(set)
+}
+
+/// Puts back a mask [`thread_affinity`] returned (libraries such as DPDK's EAL pin the
+/// thread that initialises them).
+pub fn set_thread_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: set is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    if rc != 0 {
+        tracing::warn!("restoring the thread's CPU affinity failed: {}", std::io::Error::last_os_error());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
