@@ -24,7 +24,8 @@
 # Database workloads (issue #11): db, queries (20), fortunes, updates (20) at
 # --db-conns connections, for the contenders that have them: px-af-xdp, px-kernel,
 # actix (tokio-postgres) and xitca (xitca-web + xitca-postgres); px-af-xdp-spin0 (the
-# AF_XDP build with af_xdp.idle_spin_us = 0) can be added with --contenders. PostgreSQL is
+# AF_XDP build with af_xdp.idle_spin_us = 0), px-af-xdp-busy (af_xdp.busy_poll) and px-dpdk (the DPDK backend on a
+# net_af_packet port; built with --features dpdk) can be added with --contenders. PostgreSQL is
 # scripts/db.sh's cluster, reached by every contender at 10.99.0.2:5432 (its relay in
 # px-client) with one connection per server core, pinned with its relay to the load
 # CPU (the server's CPU stays the server's); the database's CPU per request is
@@ -53,7 +54,7 @@ fixed="25 50 80"
 out=""
 db_conns="64 256"
 db_workloads="db queries20 fortunes updates20"
-db_contenders="px-af-xdp px-af-xdp-spin0 px-kernel actix xitca"
+db_contenders="px-af-xdp px-af-xdp-spin0 px-dpdk px-kernel actix xitca"
 http=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -100,7 +101,11 @@ runs=$out/runs.jsonl
 log() { echo "bench: $*" >&2; }
 
 log "building (release)"
-cargo build --release -q -p px-apps -p px-load
+case " $contenders " in
+  # px-dpdk needs the DPDK backend compiled in (it serves AF_XDP as before as well).
+  *" px-dpdk "*) cargo build --release -q -p px-apps -p px-load --features px-apps/dpdk ;;
+  *) cargo build --release -q -p px-apps -p px-load ;;
+esac
 for c in $contenders; do
   case $c in may-minihttp|actix|xitca)
     cargo build --release -q --manifest-path "benches/peers/$c/Cargo.toml" ;;
@@ -151,6 +156,13 @@ start() {
       { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nidle_spin_us = 0\n'; } > "$out/px-spin0.toml"
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin0.toml" > "$logf" 2>&1 & ;;
+    px-af-xdp-busy)
+      # The same, with the kernel's preferred busy polling (af_xdp.busy_poll): an empty
+      # turn runs the veth queue's NAPI from the loop's thread.
+      addr_off
+      { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nbusy_poll = true\n'; } > "$out/px-busy.toml"
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-busy.toml" > "$logf" 2>&1 & ;;
     px-af-xdp-spin)
       # The same, with af_xdp.polling = "spin": the loop never sleeps (the adaptive
       # default's reference for latency and CPU at partial load).
@@ -158,6 +170,14 @@ start() {
       { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\npolling = "spin"\n'; } > "$out/px-spin.toml"
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin.toml" > "$logf" 2>&1 & ;;
+    px-dpdk)
+      # The DPDK backend on a virtual port: net_af_packet on px-app0 (a PACKET_MMAP
+      # socket in the kernel, not a NIC's rings: see docs/dpdk.md before reading much
+      # into it).
+      addr_off
+      ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend dpdk \
+        --dpdk-args "--vdev net_af_packet0,iface=px-app0,qpairs=1" \
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn "${px_db[@]}" > "$logf" 2>&1 & ;;
     px-kernel)
       addr_on
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend kernel \

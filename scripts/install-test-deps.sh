@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian machine (idempotent):
-# load/client tools, nginx and matplotlib for the benchmark harness, Chromium and
+# load/client tools, nginx and matplotlib for the benchmark harness, DPDK and libclang
+# for the DPDK backend, Chromium and
 # playwright-core for the search-page test, the nightly Miri
 # component, and a hugepage reservation.
 set -euo pipefail
@@ -24,6 +25,12 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v bunzip2 >/dev/null || need+=(bzip2)
+# The DPDK backend (cargo feature dpdk): Debian's DPDK (its PMDs come with libdpdk-dev),
+# and libclang for bindgen, which reads DPDK's headers at build time.
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists 'libdpdk >= 22.11' 2>/dev/null || need+=(libdpdk-dev)
+compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang*.so*' >/dev/null \
+  || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${need[*]}; run as root or install them" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs, then format, lints,
-# unit + integration tests (PostgreSQL started by scripts/db.sh), the arena under Miri, a build of the benches, the
+# unit + integration tests (PostgreSQL started by scripts/db.sh), the DPDK backend's tests, the arena under Miri, a build of the benches, the
 # benchmark harness in quick mode, and the soak's 2-minute form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,23 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+cargo clippy -p px-apps -p px-dataplane -p px-nic-dpdk-sys --all-targets --features px-apps/dpdk -- -D warnings
 echo "== release build"
 cargo build --release
 echo "== tests"
 cargo test --workspace
+echo "== DPDK backend (cargo feature dpdk, against Debian's DPDK)"
+# Asked for without DPDK on the machine, the build stops with an error naming the package.
+if PKG_CONFIG_LIBDIR=/nonexistent cargo check -q -p px-nic-dpdk-sys >target/dpdk-missing.log 2>&1; then
+  echo "test.sh: the dpdk bindings built without a libdpdk.pc" >&2
+  exit 1
+fi
+grep -q "apt-get install libdpdk-dev" target/dpdk-missing.log \
+  || { echo "test.sh: a missing DPDK did not name the package:" >&2; cat target/dpdk-missing.log >&2; exit 1; }
+cargo test -p px-apps --features dpdk --test dpdk
+# The packet-path tests on a DPDK net_af_packet port over the same testbed.
+PX_TEST_BACKEND=dpdk cargo test -p px-apps --features dpdk --test af_xdp -- ping_and_arp next_hop bad_checksums \
+  ipv6_dual slow_clients http_over transfers_are ten_thousand sigterm async_handlers
 echo "== memory module under Miri"
 scripts/miri.sh
 echo "== benches build"

@@ -109,6 +109,7 @@ pub fn run(cfg: &Config) -> Vec<Finding> {
     match cfg.server.backend {
         Backend::Kernel => listen(&mut r, cfg),
         Backend::AfXdp => af_xdp_checks(&mut r, cfg),
+        Backend::Dpdk => dpdk_checks(&mut r, cfg),
     }
     irqbalance(&mut r, cfg);
     r.0
@@ -181,10 +182,15 @@ fn hugepages(r: &mut Report, cfg: &Config) {
     let arena = (cfg.arena.pool_bytes_per_core as u64).div_ceil(HUGE) * q;
     let x = &cfg.af_xdp;
     let umem = match cfg.server.backend {
-        Backend::AfXdp => (u64::from(x.frames_per_queue) * u64::from(x.frame_bytes)).div_ceil(HUGE) * q,
-        Backend::Kernel => 0,
+        Backend::AfXdp if x.hugepages != HugepagePolicy::Off => {
+            (u64::from(x.frames_per_queue) * u64::from(x.frame_bytes)).div_ceil(HUGE) * q
+        }
+        Backend::Dpdk if cfg.dpdk.hugepages != HugepagePolicy::Off => {
+            cfg.dpdk.pool_bytes(cfg.server.queues).div_ceil(HUGE)
+        }
+        _ => 0,
     };
-    let need_pages = arena + if x.hugepages == HugepagePolicy::Off { 0 } else { umem };
+    let need_pages = arena + umem;
     let need_pages = if cfg.arena.hugepages == HugepagePolicy::Off { need_pages - arena } else { need_pages };
     if need_pages == 0 {
         r.ok("hugepages not used (arena.hugepages and af_xdp.hugepages are \"off\")");
@@ -193,7 +199,8 @@ fn hugepages(r: &mut Report, cfg: &Config) {
     let free = meminfo("HugePages_Free").unwrap_or(0);
     let total = meminfo("HugePages_Total").unwrap_or(0);
     let what = format!(
-        "hugepages: {need_pages} of 2 MiB needed ({arena} for arenas, {umem} for UMEM), {free} free of {total}"
+        "hugepages: {need_pages} of 2 MiB needed ({arena} for arenas, {umem} for {}), {free} free of {total}",
+        if cfg.server.backend == Backend::Dpdk { "DPDK's mbufs" } else { "UMEM" }
     );
     let fix = format!(
         "reserve them: echo {} > /proc/sys/vm/nr_hugepages (or scripts/hugepages.sh {})",
@@ -201,7 +208,8 @@ fn hugepages(r: &mut Report, cfg: &Config) {
         total + need_pages.saturating_sub(free)
     );
     let required = cfg.arena.hugepages == HugepagePolicy::Require
-        || (cfg.server.backend == Backend::AfXdp && x.hugepages == HugepagePolicy::Require);
+        || (cfg.server.backend == Backend::AfXdp && x.hugepages == HugepagePolicy::Require)
+        || (cfg.server.backend == Backend::Dpdk && cfg.dpdk.hugepages == HugepagePolicy::Require);
     match (free >= need_pages, required) {
         (true, _) => r.ok(what),
         (false, true) => r.fail(format!("{what}; a hugepages = \"require\" key makes this fatal"), fix),
@@ -257,6 +265,53 @@ fn irqbalance(r: &mut Report, cfg: &Config) {
             ),
         ),
         (true, Backend::Kernel) => r.ok("irqbalance is running (the kernel backend does not pin interrupts)"),
+        (true, Backend::Dpdk) => r.ok("irqbalance is running (DPDK polls its queues: no interrupts to pin)"),
+    }
+}
+
+/// The DPDK backend: built in, privileges, and a virtual af_packet port's interface.
+fn dpdk_checks(r: &mut Report, cfg: &Config) {
+    match px_dataplane::nic::dpdk::BUILT_AGAINST {
+        Some(v) => r.ok(format!("this binary has the DPDK backend (built against DPDK {v})")),
+        None => r.fail(
+            "this binary was built without the DPDK backend",
+            "cargo build --release --features dpdk (needs libdpdk-dev and libclang-dev), or --backend af-xdp",
+        ),
+    }
+    if cfg.dpdk.ip.is_empty() {
+        r.fail("dpdk.ip is not set", "--ip ADDR/PREFIX (e.g. --ip 10.99.0.1/24)");
+    }
+    let missing = af_xdp::missing_capabilities();
+    if missing.iter().any(|c| *c == "CAP_NET_RAW" || *c == "CAP_NET_ADMIN") {
+        r.fail(
+            format!(
+                "DPDK's drivers need root (or CAP_NET_RAW and CAP_NET_ADMIN for net_af_packet); this process lacks {}",
+                missing.join(", ")
+            ),
+            "run as root",
+        );
+    }
+    // A net_af_packet port: its interface must exist with enough queues for qpairs.
+    let args = cfg.dpdk.eal_args.join(" ");
+    if let Some(vdev) = args.split_whitespace().find(|a| a.starts_with("net_af_packet")) {
+        let kv = |k: &str| vdev.split(',').find_map(|p| p.strip_prefix(k)?.strip_prefix('=')).map(str::to_string);
+        let qpairs: usize = kv("qpairs").and_then(|q| q.parse().ok()).unwrap_or(1);
+        match kv("iface") {
+            None => r.fail(format!("{vdev}: no iface= argument"), "add iface=IF to the --vdev arguments"),
+            Some(iface) => match af_xdp::rx_queue_count(&iface) {
+                Err(_) => r.fail(format!("{vdev}: no interface {iface}"), "ip link shows the interfaces"),
+                Ok(_) if qpairs < cfg.server.queues => r.fail(
+                    format!("{vdev}: qpairs={qpairs} but --queues {}", cfg.server.queues),
+                    format!("qpairs={} in the --vdev arguments", cfg.server.queues),
+                ),
+                Ok(_) => r.ok(format!("{vdev}: interface {iface}, {qpairs} queue pair(s)")),
+            },
+        }
+    } else if args.is_empty() {
+        r.warn(
+            "dpdk.eal_args is empty: DPDK serves the first NIC bound to vfio-pci/uio",
+            "bind one with dpdk-devbind.py -b vfio-pci PCI_ADDRESS, or give --dpdk-args \"--vdev ...\"",
+        );
     }
 }
 

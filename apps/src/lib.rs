@@ -64,9 +64,21 @@ pub fn mount_with(names: &[String], cfg: &Config) -> Result<AppSet, MountError> 
                 demo::ROUTES
             }
             "wiki" => {
-                let index = wiki::WikiIndex::open(std::path::Path::new(&cfg.wiki.dir)).map_err(MountError::Wiki)?;
-                tracing::info!("wiki: {} pages, dump of {} bytes", index.pages(), index.xml.len());
-                shared.insert(wiki::Wiki { index, defer_cold: cfg.wiki.cold_reads == "defer" });
+                let index = wiki::WikiIndex::open_with(std::path::Path::new(&cfg.wiki.dir), cfg.wiki.hugepages)
+                    .map_err(MountError::Wiki)?;
+                tracing::info!(
+                    "wiki: {} pages, {}; index ({} MiB) resident, {} ({})",
+                    index.pages(),
+                    index.dump.describe(),
+                    index.resident_bytes >> 20,
+                    index.residence.describe(),
+                    index.resident_files
+                );
+                shared.insert(wiki::Wiki {
+                    index,
+                    defer_cold: cfg.wiki.cold_reads == "defer",
+                    stream_cache_bytes: (cfg.wiki.stream_cache_mb << 20) as usize,
+                });
                 wiki::ROUTES
             }
             other => return Err(MountError::Unknown(other.into())),

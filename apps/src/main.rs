@@ -25,8 +25,9 @@ struct Cli {
 /// The configuration flags (serving, and `check`).
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// I/O path: `kernel` (kernel TCP sockets, runs anywhere) or `af-xdp` (kernel bypass
-    /// on --iface). Overrides server.backend.
+    /// I/O path: `kernel` (kernel TCP sockets, runs anywhere), `af-xdp` (kernel bypass
+    /// on --iface) or `dpdk` (a DPDK port; built with --features dpdk). Overrides
+    /// server.backend.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
     /// Address to listen on with the kernel backend, e.g. 127.0.0.1:8080 (port 0 picks
@@ -49,15 +50,19 @@ struct ServeArgs {
     /// af_xdp.iface.
     #[arg(long)]
     iface: Option<String>,
-    /// Address/prefix the af-xdp backend answers on, e.g. 10.99.0.1/24; give it twice
-    /// for dual stack (--ip 10.99.0.1/24 --ip fd99::1/64). Overrides af_xdp.ip and
-    /// af_xdp.ip6.
+    /// Address/prefix the packet backend (af-xdp or dpdk) answers on, e.g.
+    /// 10.99.0.1/24; give it twice for dual stack (--ip 10.99.0.1/24 --ip fd99::1/64).
+    /// Overrides af_xdp.ip and af_xdp.ip6 (dpdk.ip and dpdk.ip6 with --backend dpdk).
     #[arg(long)]
     ip: Vec<String>,
-    /// Record every frame the af-xdp backend receives and sends to this pcap file
-    /// (tcpdump -r FILE). Overrides af_xdp.pcap.
+    /// Record every frame the packet backend receives and sends to this pcap file
+    /// (tcpdump -r FILE). Overrides af_xdp.pcap (dpdk.pcap with --backend dpdk).
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// DPDK EAL arguments, space-separated, e.g. "--vdev net_af_packet0,iface=px-app0,qpairs=2".
+    /// Overrides dpdk.eal_args.
+    #[arg(long, allow_hyphen_values = true)]
+    dpdk_args: Option<String>,
     /// Index directory of the wiki app (built by `px-appliance wiki-index`). Overrides
     /// wiki.dir.
     #[arg(long)]
@@ -97,6 +102,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Memory for sorting titles, MiB (beyond it, sorted runs go to files in --out
+        /// and are merged): the builder's peak is this plus a few MiB, whatever the dump.
+        #[arg(long, default_value_t = 256)]
+        memory_mb: usize,
     },
     /// A preflight of this host for the configuration: capabilities, AF_XDP, the NIC's
     /// driver, queues, RSS, interrupts, NUMA, hugepages, CPU governor, addresses — each
@@ -134,6 +143,7 @@ enum LogFormatArg {
 enum BackendArg {
     Kernel,
     AfXdp,
+    Dpdk,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +166,7 @@ fn effective_config(cli: &ServeArgs) -> Result<Config> {
         cfg.server.backend = match b {
             BackendArg::Kernel => Backend::Kernel,
             BackendArg::AfXdp => Backend::AfXdp,
+            BackendArg::Dpdk => Backend::Dpdk,
         };
     }
     if let Some(l) = cli.listen {
@@ -176,15 +187,25 @@ fn effective_config(cli: &ServeArgs) -> Result<Config> {
     if let Some(i) = &cli.iface {
         cfg.af_xdp.iface = i.clone();
     }
+    let dpdk = cfg.server.backend == Backend::Dpdk;
     for i in &cli.ip {
+        let (v4, v6) =
+            if dpdk { (&mut cfg.dpdk.ip, &mut cfg.dpdk.ip6) } else { (&mut cfg.af_xdp.ip, &mut cfg.af_xdp.ip6) };
         if i.contains(':') {
-            cfg.af_xdp.ip6 = i.clone();
+            *v6 = i.clone();
         } else {
-            cfg.af_xdp.ip = i.clone();
+            *v4 = i.clone();
         }
     }
     if let Some(p) = &cli.pcap {
-        cfg.af_xdp.pcap = Some(p.clone());
+        if dpdk {
+            cfg.dpdk.pcap = Some(p.clone());
+        } else {
+            cfg.af_xdp.pcap = Some(p.clone());
+        }
+    }
+    if let Some(a) = &cli.dpdk_args {
+        cfg.dpdk.eal_args = a.split_whitespace().map(str::to_string).collect();
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
@@ -231,8 +252,8 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(Command::Top { admin, interval_ms, iterations }) = &cli.command {
         return px_apps::top::run(*admin, std::time::Duration::from_millis(*interval_ms), *iterations);
     }
-    if let Some(Command::WikiIndex { xml, out, quiet }) = &cli.command {
-        let st = px_apps::wiki::index::build(xml, out, !quiet)?;
+    if let Some(Command::WikiIndex { xml, out, quiet, memory_mb }) = &cli.command {
+        let st = px_apps::wiki::index::build_with(xml, out, !quiet, memory_mb.saturating_mul(1 << 20))?;
         println!(
             "px-appliance: indexed {} pages ({} titles, {} redirects of which {} point outside the dump, {} duplicate titles) \
              of {} bytes into {}",
@@ -244,6 +265,12 @@ fn run(cli: Cli) -> Result<()> {
             st.bytes,
             out.display()
         );
+        if st.streams > 0 {
+            println!(
+                "px-appliance: a bzip2 multistream dump: {} streams, {} bytes of XML served from {} compressed",
+                st.streams, st.plain_bytes, st.bytes
+            );
+        }
         return Ok(());
     }
     let cfg = effective_config(&cli.serve)?;
@@ -285,18 +312,25 @@ fn run(cli: Cli) -> Result<()> {
             println!("px-appliance: listening on http://{addr}");
         }
         None => {
-            let (mode, zerocopy) = server.xdp_mode().unwrap_or(("?", false));
-            let copy = if zerocopy { "zero-copy" } else { "copy" };
-            let ip = cfg.af_xdp.ip.split('/').next().unwrap_or_default();
+            // The packet path: its addresses, and what carries it.
+            let (ip, ip6, carrier) = match server.dpdk_port() {
+                Some((port, _)) => (&cfg.dpdk.ip, &cfg.dpdk.ip6, format!("dpdk up on {port}")),
+                None => (&cfg.af_xdp.ip, &cfg.af_xdp.ip6, format!("af-xdp up on {}", cfg.af_xdp.iface)),
+            };
+            let detail = match server.xdp_mode() {
+                Some((mode, zerocopy)) => {
+                    format!(", {mode} XDP, {} mode", if zerocopy { "zero-copy" } else { "copy" })
+                }
+                None => String::new(),
+            };
             let port = cfg.server.listen.port();
-            let (v6, as6) = match cfg.af_xdp.ip6.split('/').next().unwrap_or_default() {
+            let (v6, as6) = match ip6.split('/').next().unwrap_or_default() {
                 "" => (String::new(), String::new()),
-                a => (format!(" and http://[{a}]:{port}"), format!(" and {}", cfg.af_xdp.ip6)),
+                a => (format!(" and http://[{a}]:{port}"), format!(" and {ip6}")),
             };
             println!(
-                "px-appliance: listening on http://{ip}:{port}{v6} (af-xdp up on {} as {}{as6}, {} queue(s), {mode} XDP, {copy} mode)",
-                cfg.af_xdp.iface,
-                cfg.af_xdp.ip,
+                "px-appliance: listening on http://{}:{port}{v6} ({carrier} as {ip}{as6}, {} queue(s){detail})",
+                ip.split('/').next().unwrap_or_default(),
                 cfg.server.queues
             );
         }

@@ -53,6 +53,8 @@ pub enum Backend {
     Kernel,
     /// AF_XDP rings with the userspace TCP engine.
     AfXdp,
+    /// A DPDK port with the userspace TCP engine (built with the cargo feature `dpdk`).
+    Dpdk,
 }
 
 /// The whole configuration.
@@ -69,6 +71,8 @@ pub struct Config {
     pub kernel: KernelConfig,
     /// `[af_xdp]`: the AF_XDP backend.
     pub af_xdp: XdpConfig,
+    /// `[dpdk]`: the DPDK backend.
+    pub dpdk: crate::nic::dpdk::DpdkConfig,
     /// `[tcp]`: the userspace TCP engine (AF_XDP backend).
     pub tcp: crate::tcp::TcpConfig,
     /// `[control]`: the control thread and the I/O threads.
@@ -168,11 +172,21 @@ pub struct WikiConfig {
     /// I/O thread; the core goes on) or `inline` (read them on the core: it waits
     /// for the disk).
     pub cold_reads: String,
+    /// A multistream (.bz2) dump: decompressed streams each core keeps, MiB.
+    pub stream_cache_mb: u64,
+    /// The title index and page table: copied into hugepages (`auto`: when enough are
+    /// free, else mapped, populated and locked; `require`; `off`: mapped and locked).
+    pub hugepages: crate::mem::HugepagePolicy,
 }
 
 impl Default for WikiConfig {
     fn default() -> Self {
-        WikiConfig { dir: String::new(), cold_reads: "defer".into() }
+        WikiConfig {
+            dir: String::new(),
+            cold_reads: "defer".into(),
+            stream_cache_mb: 64,
+            hugepages: crate::mem::HugepagePolicy::Auto,
+        }
     }
 }
 
@@ -442,6 +456,13 @@ impl Config {
                 return Err(invalid("af_xdp.gateway6", format!("{:?} is not an IPv6 address", self.af_xdp.gateway6)));
             }
         }
+        self.dpdk.validate().map_err(|(k, r)| invalid(&format!("dpdk.{k}"), r))?;
+        if self.server.backend == Backend::Dpdk {
+            crate::net::NetConfig::parse_cidr(&self.dpdk.ip).map_err(|r| invalid("dpdk.ip", r))?;
+            if !self.dpdk.ip6.is_empty() {
+                crate::net::NetConfig::parse_cidr6(&self.dpdk.ip6).map_err(|r| invalid("dpdk.ip6", r))?;
+            }
+        }
         if self.control.io_threads > 256 {
             return Err(invalid("control.io_threads", format!("must be 0..=256, got {}", self.control.io_threads)));
         }
@@ -545,7 +566,11 @@ mod tests {
         let e = parse("[server]\nqueues = 0\n").unwrap_err().to_string();
         assert!(e.contains("server.queues"), "{e}");
         let e = parse("[server]\nbackend = \"dpdk\"\n").unwrap_err().to_string();
-        assert!(e.contains("dpdk") && e.contains("backend"), "{e}");
+        assert!(e.contains("dpdk.ip"), "{e}");
+        let e = parse("[server]\nbackend = \"dpdx\"\n").unwrap_err().to_string();
+        assert!(e.contains("dpdx") && e.contains("backend"), "{e}");
+        let e = parse("[dpdk]\nmbufs_per_queue = 100\n").unwrap_err().to_string();
+        assert!(e.contains("dpdk.mbufs_per_queue") && e.contains("at least"), "{e}");
         let e = parse("[server]\nqueues = \"two\"\n").unwrap_err().to_string();
         assert!(e.contains("queues"), "{e}");
     }

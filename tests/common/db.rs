@@ -100,6 +100,14 @@ pub fn wait_until_every_core_serves(fetch: &dyn Fn(&str) -> Resp, limit: Duratio
 
 /// Every database route answers by the rules.
 pub fn check_routes(fetch: &dyn Fn(&str) -> Resp) {
+    check_routes_with(fetch, true)
+}
+
+/// As [`check_routes`]; `cache_fresh` false when this appliance has already run
+/// `/updates` (an earlier check): its world cache, filled before them, may hold values
+/// they replaced (TechEmpower's cached-queries allows that), so cached rows are then
+/// checked for shape only, not against the database.
+pub fn check_routes_with(fetch: &dyn Fn(&str) -> Resp, cache_fresh: bool) {
     let (id, n) = world(&json(&fetch("/db"), "/db"), "/db");
     let stored = psql(&format!("SELECT randomnumber FROM world WHERE id = {id}"));
     assert_eq!(stored, [n.to_string()], "/db answers the row in the database");
@@ -125,7 +133,14 @@ pub fn check_routes(fetch: &dyn Fn(&str) -> Resp) {
     let ids: Vec<String> = w.iter().map(|(id, _)| id.to_string()).collect();
     let stored = psql(&format!("SELECT id || ' ' || randomnumber FROM world WHERE id IN ({})", ids.join(",")));
     for (id, n) in &w {
-        assert!(stored.contains(&format!("{id} {n}")), "cached row {id}={n} not in the database {stored:?}");
+        if cache_fresh {
+            assert!(stored.contains(&format!("{id} {n}")), "cached row {id}={n} not in the database {stored:?}");
+        } else {
+            assert!(
+                stored.iter().any(|r| r.starts_with(&format!("{id} "))),
+                "cached row {id} is a row of the database"
+            );
+        }
     }
 
     // Updates are in the database afterwards.

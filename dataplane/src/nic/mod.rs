@@ -1,7 +1,8 @@
 //! Packet and socket I/O backends, one folder each, behind one narrow trait.
 //!
 //! - [`PacketIo`]: batch receive / transmit of Ethernet frames. Implemented by
-//!   `af_xdp` (AF_XDP rings on a NIC queue) and [`loopback`] (in memory, for tests), and
+//!   `af_xdp` (AF_XDP rings on a NIC queue), `dpdk` (a DPDK port's queue pair, cargo
+//!   feature `dpdk`) and [`loopback`] (in memory, for tests), and
 //!   wrapped by [`pcap`] (capture to a file tcpdump reads) and [`fault`] (seeded drop,
 //!   duplicate, reorder, corrupt), which stack: `Fault<Pcap<XskQueue>>`.
 //!
@@ -10,6 +11,7 @@
 
 pub mod af_xdp;
 mod batch;
+pub mod dpdk;
 pub mod fault;
 pub mod loopback;
 pub mod pcap;
@@ -45,8 +47,14 @@ crate::counters! {
         pub fill_ring_short: u64,
         /// Syscalls made to wake the kernel (need_wakeup).
         pub wakeups: u64,
+        /// Busy polls of the device's NAPI from the loop (af_xdp.busy_poll), each on an
+        /// empty RX ring.
+        pub busy_polls: u64,
         /// Frames the kernel dropped for us (no fill-ring space, XDP_STATISTICS).
         pub kernel_rx_dropped: u64,
+        /// Frames dropped because they arrived split over several buffers (DPDK: an MTU
+        /// above one mbuf's data room).
+        pub rx_segmented: u64,
         /// Frames dropped by a fault injector.
         pub injected_drops: u64,
     }

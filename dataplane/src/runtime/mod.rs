@@ -158,9 +158,20 @@ pub struct Running {
     threads: Vec<JoinHandle<CoreReport>>,
     plane: Option<ControlPlane>,
     addr: Option<SocketAddr>,
-    xdp: Option<stack::XdpRunning>,
+    attached: Attached,
     gauges: Arc<[LoopGauge]>,
     admin: Option<admin::Admin>,
+}
+
+/// What a packet backend keeps alive while the loops run (dropped after they stop).
+enum Attached {
+    /// The kernel-socket backend: nothing.
+    None,
+    /// The XDP program and sockets.
+    Xdp(stack::XdpRunning),
+    /// EAL and the port.
+    #[cfg(feature = "dpdk")]
+    Dpdk(stack::DpdkRunning),
 }
 
 impl Running {
@@ -172,7 +183,20 @@ impl Running {
     /// The AF_XDP attach mode ("native" or "generic") and whether the sockets got
     /// zero-copy, on the AF_XDP backend.
     pub fn xdp_mode(&self) -> Option<(&'static str, bool)> {
-        self.xdp.as_ref().map(|x| (x.attach_mode, x.zerocopy))
+        match &self.attached {
+            Attached::Xdp(x) => Some((x.attach_mode, x.zerocopy)),
+            _ => None,
+        }
+    }
+
+    /// On the DPDK backend: the port's name and a one-line summary (driver, link, how
+    /// flows are spread).
+    pub fn dpdk_port(&self) -> Option<(String, String)> {
+        match &self.attached {
+            #[cfg(feature = "dpdk")]
+            Attached::Dpdk(d) => Some((d.port_name().to_string(), d.summary.clone())),
+            _ => None,
+        }
     }
 
     /// The admin listener's address, if it runs.
@@ -206,7 +230,7 @@ impl Running {
     pub fn join(mut self) -> Vec<CoreReport> {
         let reports = self.threads.drain(..).filter_map(|t| t.join().ok()).collect();
         drop(self.admin.take());
-        drop(self.xdp.take());
+        self.attached = Attached::None;
         if let Some(p) = self.plane.take() {
             p.shutdown();
         }
@@ -221,12 +245,19 @@ pub fn start(cfg: &Config, apps: Arc<AppSet>) -> Result<Running, StartError> {
     match cfg.server.backend {
         Backend::Kernel => {
             let (addr, plans) = kernel::plan(cfg)?;
-            spawn(cfg, apps, plane, plans, Some(addr), None)
+            spawn(cfg, apps, plane, plans, Some(addr), Attached::None)
         }
         Backend::AfXdp => {
             let (xdp, plans) = stack::plan(cfg)?;
-            spawn(cfg, apps, plane, plans, None, Some(xdp))
+            spawn(cfg, apps, plane, plans, None, Attached::Xdp(xdp))
         }
+        #[cfg(feature = "dpdk")]
+        Backend::Dpdk => {
+            let (dpdk, plans) = stack::plan_dpdk(cfg)?;
+            spawn(cfg, apps, plane, plans, None, Attached::Dpdk(dpdk))
+        }
+        #[cfg(not(feature = "dpdk"))]
+        Backend::Dpdk => Err(crate::nic::dpdk::DpdkError::NotBuilt.into()),
     }
 }
 
@@ -236,20 +267,25 @@ fn spawn<T: Transport + 'static>(
     plane: ControlPlane,
     plans: Vec<QueuePlan<T>>,
     addr: Option<SocketAddr>,
-    xdp: Option<stack::XdpRunning>,
+    attached: Attached,
 ) -> Result<Running, StartError> {
     let stop = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicUsize::new(plans.len()));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let gauges: Arc<[LoopGauge]> = (0..plans.len()).map(|_| LoopGauge::default()).collect();
-    let backend = if xdp.is_some() { "af-xdp" } else { "kernel" };
+    let backend = match &attached {
+        Attached::None => "kernel",
+        Attached::Xdp(_) => "af-xdp",
+        #[cfg(feature = "dpdk")]
+        Attached::Dpdk(_) => "dpdk",
+    };
     let mut server = Running {
         stop: stop.clone(),
         bells: Vec::new(),
         threads: Vec::new(),
         plane: None,
         addr,
-        xdp,
+        attached,
         gauges,
         admin: None,
     };

@@ -62,6 +62,9 @@ pub enum StartError {
     /// The AF_XDP interface could not be opened.
     #[error(transparent)]
     Xdp(#[from] crate::nic::af_xdp::XdpError),
+    /// The DPDK backend could not start (or this build has none).
+    #[error(transparent)]
+    Dpdk(#[from] crate::nic::dpdk::DpdkError),
     /// A setting the backend cannot use (the key and the reason).
     #[error("{key}: {reason}")]
     Config {

@@ -43,6 +43,15 @@ impl Doorbell {
         syscall::eventfd_signal(self.fd.as_raw_fd());
     }
 
+    /// Sleeps until the doorbell rings or `timeout` passes, whichever is first (for a
+    /// backend with no file descriptor of its own to wait on: DPDK's poll-mode drivers).
+    pub fn sleep(&self, timeout: std::time::Duration) {
+        if let Err(e) = syscall::ppoll_in(self.raw(), timeout) {
+            tracing::warn!("waiting on the doorbell failed: {e}");
+        }
+        syscall::eventfd_drain(self.raw());
+    }
+
     fn raw(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.fd.as_raw_fd()
@@ -145,6 +154,20 @@ pub struct XdpConfig {
     pub idle_sleep_ms: u64,
     /// Hugepages for the UMEM: `auto`, `require`, `off`.
     pub hugepages: HugepagePolicy,
+    /// The kernel's preferred busy polling (Linux ≥ 5.11): the loop runs the queue's
+    /// NAPI itself when its RX ring is empty, and the device's interrupts stay deferred
+    /// while it does (the interface's `napi_defer_hard_irqs` and `gro_flush_timeout` are
+    /// set at start and put back at exit).
+    pub busy_poll: bool,
+    /// `SO_BUSY_POLL`: how long one busy poll may spin in the kernel, µs.
+    pub busy_poll_us: u32,
+    /// `SO_BUSY_POLL_BUDGET`: frames one busy poll may process.
+    pub busy_poll_budget: u32,
+    /// The interface's `napi_defer_hard_irqs` while busy polling.
+    pub napi_defer_hard_irqs: u32,
+    /// The interface's `gro_flush_timeout` (ns) while busy polling: how long interrupts
+    /// stay off after a busy poll (the loop must poll again within it).
+    pub gro_flush_timeout_ns: u64,
     /// Write every frame, both directions, to this pcap file (debugging).
     pub pcap: Option<PathBuf>,
     /// Seeded fault injection on receive (testing).
@@ -172,6 +195,11 @@ impl Default for XdpConfig {
             idle_spin_us: 200,
             idle_sleep_ms: 100,
             hugepages: HugepagePolicy::Auto,
+            busy_poll: false,
+            busy_poll_us: 20,
+            busy_poll_budget: 64,
+            napi_defer_hard_irqs: 2,
+            gro_flush_timeout_ns: 200_000,
             pcap: None,
             faults: FaultConfig::default(),
         }
@@ -195,6 +223,12 @@ impl XdpConfig {
         }
         if self.tx_batch == 0 || self.tx_batch > self.ring_size as usize {
             return Err(("tx_batch", "must be 1..=ring_size".into()));
+        }
+        if self.busy_poll && !(1..=65535).contains(&self.busy_poll_budget) {
+            return Err(("busy_poll_budget", format!("must be 1..=65535, got {}", self.busy_poll_budget)));
+        }
+        if self.busy_poll && self.busy_poll_us > 1_000_000 {
+            return Err(("busy_poll_us", format!("must be at most 1000000, got {}", self.busy_poll_us)));
         }
         Ok(())
     }
@@ -280,6 +314,8 @@ pub enum XdpError {
 
 /// The program attached to an interface; detached when dropped.
 pub struct XdpInterface {
+    /// Interface settings changed for busy polling, put back on drop: (sysfs file, old value).
+    restore: Vec<(PathBuf, String)>,
     _link: bpf::Link,
     _program: bpf::Program,
     _map: bpf::XskMap,
@@ -287,6 +323,16 @@ pub struct XdpInterface {
     pub ifindex: u32,
     /// "native" or "generic".
     pub attach_mode: &'static str,
+}
+
+impl Drop for XdpInterface {
+    fn drop(&mut self) {
+        for (path, old) in &self.restore {
+            if let Err(e) = std::fs::write(path, old) {
+                tracing::warn!("putting back {} = {old}: {e}", path.display());
+            }
+        }
+    }
 }
 
 /// RX queues of `iface` as sysfs lists them.
@@ -393,6 +439,30 @@ impl XdpInterface {
             },
         };
         let link = link.map_err(|source| XdpError::Program { what: "BPF_LINK_CREATE", source })?;
-        Ok((XdpInterface { _link: link, _program: program, _map: map, ifindex, attach_mode }, socks))
+        let mut restore = Vec::new();
+        if cfg.busy_poll {
+            for (name, value) in [
+                ("napi_defer_hard_irqs", cfg.napi_defer_hard_irqs.to_string()),
+                ("gro_flush_timeout", cfg.gro_flush_timeout_ns.to_string()),
+            ] {
+                let path = PathBuf::from(format!("/sys/class/net/{}/{name}", cfg.iface));
+                match std::fs::read_to_string(&path) {
+                    Ok(old) => match std::fs::write(&path, &value) {
+                        Ok(()) => restore.push((path, old.trim().to_string())),
+                        Err(e) => tracing::warn!("busy polling: setting {} to {value}: {e}", path.display()),
+                    },
+                    Err(e) => tracing::warn!("busy polling: {}: {e}", path.display()),
+                }
+            }
+            tracing::info!(
+                "{}: preferred busy polling ({} µs, budget {}), napi_defer_hard_irqs {}, gro_flush_timeout {} ns",
+                cfg.iface,
+                cfg.busy_poll_us,
+                cfg.busy_poll_budget,
+                cfg.napi_defer_hard_irqs,
+                cfg.gro_flush_timeout_ns
+            );
+        }
+        Ok((XdpInterface { restore, _link: link, _program: program, _map: map, ifindex, attach_mode }, socks))
     }
 }

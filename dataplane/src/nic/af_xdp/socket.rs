@@ -25,7 +25,14 @@ pub struct XskQueue {
     counters: IoCounters,
     zerocopy: bool,
     doorbell: Option<Arc<Doorbell>>,
+    /// The kernel's preferred busy polling is on: an empty RX ring is refilled by
+    /// running the device's NAPI from this thread (a zero-length recvfrom).
+    busy_poll: bool,
 }
+
+/// `SO_PREFER_BUSY_POLL` and `SO_BUSY_POLL_BUDGET` (asm-generic values, x86 and arm64).
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
 
 /// The transmit half: completion and TX rings and the free frames, apart from the
 /// receive half so a frame can be built in UMEM while a received one is borrowed.
@@ -246,6 +253,21 @@ impl XskQueue {
             layout(&off.cr, n),
         );
         let zerocopy = bind(&fd, ifindex, queue, cfg.bind_mode)?;
+        if cfg.busy_poll {
+            // Preferred busy polling (Linux >= 5.11): this socket's syscalls run the
+            // queue's NAPI in this thread, and the device's interrupts stay deferred
+            // while it does (napi_defer_hard_irqs / gro_flush_timeout, set per device).
+            let on: libc::c_int = 1;
+            let usecs = cfg.busy_poll_us as libc::c_int;
+            let budget = cfg.busy_poll_budget as libc::c_int;
+            for (opt, value, what) in [
+                (SO_PREFER_BUSY_POLL, &on, "SO_PREFER_BUSY_POLL"),
+                (libc::SO_BUSY_POLL, &usecs, "SO_BUSY_POLL"),
+                (SO_BUSY_POLL_BUDGET, &budget, "SO_BUSY_POLL_BUDGET"),
+            ] {
+                syscall::setsockopt(&fd, libc::SOL_SOCKET, opt, value).map_err(step(what))?;
+            }
+        }
         let txs = TxSide {
             fd: fd.as_raw_fd(),
             comp,
@@ -271,6 +293,7 @@ impl XskQueue {
             counters: IoCounters::default(),
             zerocopy,
             doorbell: None,
+            busy_poll: cfg.busy_poll,
         };
         let frames = q.umem.frames();
         let to_fill = n.min(frames / 2);
@@ -374,7 +397,14 @@ fn unsafe_zeroed<T: Copy>() -> T {
 
 impl XskQueue {
     fn recv_each(&mut self, max: usize, f: &mut dyn FnMut(&[u8], &mut TxSide, &Umem)) -> usize {
-        let n = self.rx.available(max as u32);
+        let mut n = self.rx.available(max as u32);
+        if n == 0 && self.busy_poll {
+            // Run the device's receive processing here, now, instead of waiting for its
+            // softirq: whatever it delivers to our ring is taken in this same turn.
+            syscall::kick_rx(self.fd.as_raw_fd());
+            self.counters.busy_polls += 1;
+            n = self.rx.available(max as u32);
+        }
         for i in 0..n {
             let d = self.rx.get(i);
             let bytes = self.umem.bytes(d.addr, d.len);

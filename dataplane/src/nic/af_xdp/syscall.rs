@@ -116,6 +116,23 @@ pub(super) fn poll_in(fd: RawFd, also: Option<RawFd>, timeout_ms: i32) -> io::Re
     Ok(rc > 0)
 }
 
+/// Waits up to `timeout` (microsecond precision, unlike poll(2)'s milliseconds) for `fd`
+/// to become readable.
+pub(crate) fn ppoll_in(fd: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a timespec that live for the call; no signal mask.
+    let rc = unsafe { libc::ppoll(p.as_mut_ptr(), 1, &ts, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+    }
+    Ok(rc > 0)
+}
+
 /// A non-blocking eventfd.
 pub(super) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd(2) has no memory arguments; the result is checked.

@@ -18,10 +18,16 @@
 //! `idle_sleep_ms`, and no later than the next TCP timer). `polling = "spin"` never sleeps.
 
 mod directory;
+#[cfg(feature = "dpdk")]
+mod dpdk;
 mod session;
 mod xdp;
 
 pub use directory::FlowDirectory;
+#[cfg(feature = "dpdk")]
+pub(crate) use dpdk::plan as plan_dpdk;
+#[cfg(feature = "dpdk")]
+pub use dpdk::DpdkRunning;
 pub use session::StackSession;
 pub(crate) use xdp::plan;
 pub use xdp::XdpRunning;

@@ -29,29 +29,13 @@ pub type XdpTransport = StackTransport<Box<dyn PacketIo + Send>>;
 /// Opens the queues, attaches the program and plans one transport per queue.
 pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTransport>>), StartError> {
     let x = &cfg.af_xdp;
-    let (ip, prefix_len) =
-        NetConfig::parse_cidr(&x.ip).map_err(|reason| StartError::Config { key: "af_xdp.ip", reason })?;
-    let gateway = match x.gateway.as_str() {
-        "" => None,
-        g => Some(g.parse().map_err(|_| StartError::Config {
-            key: "af_xdp.gateway",
-            reason: format!("{g:?} is not an IPv4 address"),
-        })?),
-    };
-    let ip6 = match x.ip6.as_str() {
-        "" => None,
-        a => Some(NetConfig::parse_cidr6(a).map_err(|reason| StartError::Config { key: "af_xdp.ip6", reason })?),
-    };
-    let gateway6 = match x.gateway6.as_str() {
-        "" => None,
-        g => Some(g.parse().map_err(|_| StartError::Config {
-            key: "af_xdp.gateway6",
-            reason: format!("{g:?} is not an IPv6 address"),
-        })?),
-    };
+    let addrs = Addresses::parse(
+        [&x.ip, &x.gateway, &x.ip6, &x.gateway6],
+        ["af_xdp.ip", "af_xdp.gateway", "af_xdp.ip6", "af_xdp.gateway6"],
+    )?;
     let (iface, socks) = XdpInterface::open(x, cfg.server.queues)?;
     let mac = iface_mac(&x.iface).map_err(|source| StartError::Io { what: "reading the interface MAC", source })?;
-    let net_cfg = NetConfig { mac, ip, prefix_len, gateway, ip6, gateway6 };
+    let net_cfg = addrs.with_mac(mac);
     let pcap = match &x.pcap {
         Some(p) => {
             Some(PcapFile::create(p).map_err(|source| StartError::Io { what: "creating the pcap file", source })?)
@@ -145,8 +129,56 @@ fn read_rss(iface: &str) -> Option<Arc<RssTable>> {
     rss.map(Arc::new)
 }
 
+/// The packet path's addresses, parsed from a backend's section (keys named in errors).
+pub(crate) struct Addresses {
+    ip: (std::net::Ipv4Addr, u8),
+    gateway: Option<std::net::Ipv4Addr>,
+    ip6: Option<(std::net::Ipv6Addr, u8)>,
+    gateway6: Option<std::net::Ipv6Addr>,
+}
+
+impl Addresses {
+    /// Parses `[ip, gateway, ip6, gateway6]`; an error names the key.
+    pub(crate) fn parse(values: [&str; 4], keys: [&'static str; 4]) -> Result<Addresses, StartError> {
+        let ip = NetConfig::parse_cidr(values[0]).map_err(|reason| StartError::Config { key: keys[0], reason })?;
+        let gateway =
+            match values[1] {
+                "" => None,
+                g => Some(g.parse().map_err(|_| StartError::Config {
+                    key: keys[1],
+                    reason: format!("{g:?} is not an IPv4 address"),
+                })?),
+            };
+        let ip6 = match values[2] {
+            "" => None,
+            a => Some(NetConfig::parse_cidr6(a).map_err(|reason| StartError::Config { key: keys[2], reason })?),
+        };
+        let gateway6 =
+            match values[3] {
+                "" => None,
+                g => Some(g.parse().map_err(|_| StartError::Config {
+                    key: keys[3],
+                    reason: format!("{g:?} is not an IPv6 address"),
+                })?),
+            };
+        Ok(Addresses { ip, gateway, ip6, gateway6 })
+    }
+
+    /// The network layer's configuration on an interface with this MAC.
+    pub(crate) fn with_mac(&self, mac: [u8; 6]) -> NetConfig {
+        NetConfig {
+            mac,
+            ip: self.ip.0,
+            prefix_len: self.ip.1,
+            gateway: self.gateway,
+            ip6: self.ip6,
+            gateway6: self.gateway6,
+        }
+    }
+}
+
 /// A per-process random key for ISNs and SYN cookies.
-fn random_secret() -> u64 {
+pub(crate) fn random_secret() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id().into());
