@@ -29,7 +29,9 @@ command -v bunzip2 >/dev/null || need+=(bzip2)
 # and libclang for bindgen, which reads DPDK's headers at build time.
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists 'libdpdk >= 22.11' 2>/dev/null || need+=(libdpdk-dev)
-compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang*.so*' >/dev/null \
+# (libclang.so or libclang-N.so, as bindgen looks for it: libclang-cpp, which other
+# packages bring in, is another library and does not do.)
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*' >/dev/null \
   || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
