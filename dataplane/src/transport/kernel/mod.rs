@@ -210,8 +210,15 @@ impl KernelTransport {
                         );
                         self.last_accept_warn = Some(now);
                     }
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && self.refuse_one() {
-                        continue; // more may be waiting: the turn's accept budget bounds this
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                        if self.refuse_one() {
+                            continue; // more may be waiting: the turn's accept budget bounds this
+                        }
+                        // Not refused: another thread took the descriptor the spare gave
+                        // back. Connections still wait, and the listener is edge-triggered
+                        // (no new event for them): try again next turn.
+                        self.spare_fd = self.spare_fd.take().or_else(|| std::fs::File::open("/dev/null").ok());
+                        self.listener_backlogged = true;
                     }
                     return;
                 }
