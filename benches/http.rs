@@ -36,6 +36,7 @@ fn bench_http(c: &mut Criterion) {
         arena_cap: 4 << 20,
         deadline: Duration::from_secs(5),
         max_in_flight: 1024,
+        file_reads: 512,
     };
     let mut d = Dispatch::new(apps, cfg, pool, plane.handle());
     let mut conn = d.open();

@@ -3,7 +3,8 @@
 # scripts/wiki-synth.py), its index built and served; reports index size on disk, build
 # time and peak memory, RSS while serving, /offsets and /wiki p50/p99 at a fixed rate
 # (px-load, open loop), and the cold-read comparison: p99 of a hot route while pages are
-# read from a cold page cache, wiki.cold_reads = defer against inline (blocking).
+# read from a cold page cache, wiki.page_reads = io_uring against threads and inline
+# (blocking on the core).
 # Env: KEEP_INDEX=1 reuses a built index, SKIP_WARM=1 / SKIP_COLD=1 skip those runs,
 # RATE (warm runs), COLD_RATE (cold /wiki, default 500), SECS.
 # Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
@@ -69,7 +70,7 @@ echo "  (HugetlbPages: index files copied into hugepages; VmLck: index files map
 echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
 echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
 echo "RSS while serving (after both runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
-echo "  (RssFile is the mapped index and dump pages touched: page cache the kernel can reclaim; RssAnon is the process's own memory)"
+echo "  (RssFile is the index mapped and locked where hugepages were short; the dump is read, not mapped; RssAnon is the process's own memory)"
 kill -TERM "$pid"; wait "$pid" || true
 fi
 
@@ -77,7 +78,7 @@ fi
 # low rate, and measure a hot route (/plaintext) on the same core at the same time.
 cold_run() {
   local mode=$1
-  printf '[wiki]\ndir = "%s"\ncold_reads = "%s"\n' "$idx" "$mode" > "$work/cold.toml"
+  printf '[wiki]\ndir = "%s"\npage_reads = "%s"\n' "$idx" "$mode" > "$work/cold.toml"
   start_server --config "$work/cold.toml"
   python3 - "$xml" <<'PY' &
 import os, sys, time
@@ -89,12 +90,13 @@ PY
   local evictor=$!
   load "$work/wiki-paths" "${COLD_RATE:-500}" > "$work/cold-wiki.json" &
   local wl=$!
-  echo "cold_reads=$mode: hot /plaintext at 5000 req/s: $(load /plaintext 5000)"
+  echo "page_reads=$mode: hot /plaintext at 5000 req/s: $(load /plaintext 5000)"
   wait "$wl"
-  echo "cold_reads=$mode: cold /wiki at ${COLD_RATE:-500} req/s: $(cat "$work/cold-wiki.json")"
+  echo "page_reads=$mode: cold /wiki at ${COLD_RATE:-500} req/s: $(cat "$work/cold-wiki.json")"
   kill "$evictor"; wait "$evictor" 2>/dev/null || true
   kill -TERM "$pid"; wait "$pid" || true
 }
 [ "${SKIP_COLD:-0}" = 1 ] && exit 0
-cold_run defer
+cold_run io_uring
+cold_run threads
 cold_run inline

@@ -201,6 +201,7 @@ fn main() {
         arena_cap: 4 << 20,
         deadline: Duration::from_secs(5),
         max_in_flight: 1024,
+        file_reads: 512,
     };
     let mut d = Dispatch::new(Arc::new(apps), cfg, pool, plane.handle());
     let (server_io, client_io) = Loopback::pair(4096);

@@ -76,7 +76,7 @@ pub fn mount_with(names: &[String], cfg: &Config) -> Result<AppSet, MountError> 
                 );
                 shared.insert(wiki::Wiki {
                     index,
-                    defer_cold: cfg.wiki.cold_reads == "defer",
+                    page_reads: wiki::PageReads::parse(&cfg.wiki.page_reads).unwrap_or(wiki::PageReads::IoUring),
                     stream_cache_bytes: (cfg.wiki.stream_cache_mb << 20) as usize,
                 });
                 wiki::ROUTES

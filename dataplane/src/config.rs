@@ -168,10 +168,11 @@ impl Default for DbConfig {
 pub struct WikiConfig {
     /// Index directory written by `px-appliance wiki-index` (required with the wiki app).
     pub dir: String,
-    /// Page bytes not in the page cache: `defer` (start read-ahead and read them on an
-    /// I/O thread; the core goes on) or `inline` (read them on the core: it waits
-    /// for the disk).
-    pub cold_reads: String,
+    /// How page bytes of a plain dump are read: `io_uring` (the core's own ring, one
+    /// submission per loop turn; the I/O threads where the kernel refuses io_uring),
+    /// `threads` (the I/O threads, `control.io_threads`) or `inline` (`pread` on the
+    /// core: it waits for the disk).
+    pub page_reads: String,
     /// A multistream (.bz2) dump: decompressed streams each core keeps, MiB.
     pub stream_cache_mb: u64,
     /// The title index and page table: copied into hugepages (`auto`: when enough are
@@ -183,7 +184,7 @@ impl Default for WikiConfig {
     fn default() -> Self {
         WikiConfig {
             dir: String::new(),
-            cold_reads: "defer".into(),
+            page_reads: "io_uring".into(),
             stream_cache_mb: 64,
             hugepages: crate::mem::HugepagePolicy::Auto,
         }
@@ -316,11 +317,19 @@ pub struct HandlersConfig {
     /// `Retry-After: 1`. Each costs its future's memory (a few hundred bytes for the
     /// demo's handlers) plus the request copied out of the connection's buffer.
     pub max_in_flight_per_core: usize,
+    /// File reads in flight on one core's io_uring (its ring has this many entries);
+    /// more wait for a free slot. Each costs 64 bytes of ring plus its buffer while in
+    /// flight.
+    pub file_reads_per_core: usize,
 }
 
 impl Default for HandlersConfig {
     fn default() -> Self {
-        HandlersConfig { deadline_ms: 5000, max_in_flight_per_core: 16_384 }
+        HandlersConfig {
+            deadline_ms: 5000,
+            max_in_flight_per_core: 16_384,
+            file_reads_per_core: crate::app::exec::DEFAULT_FILE_READS,
+        }
     }
 }
 
@@ -398,10 +407,10 @@ impl Config {
             return Err(invalid("server.shutdown_timeout_ms", "must be positive"));
         }
         self.http.validate().map_err(|(k, r)| invalid(&format!("http.{k}"), r))?;
-        if !matches!(self.wiki.cold_reads.as_str(), "defer" | "inline") {
+        if !matches!(self.wiki.page_reads.as_str(), "io_uring" | "threads" | "inline") {
             return Err(invalid(
-                "wiki.cold_reads",
-                format!("must be \"defer\" or \"inline\", got {:?}", self.wiki.cold_reads),
+                "wiki.page_reads",
+                format!("must be \"io_uring\", \"threads\" or \"inline\", got {:?}", self.wiki.page_reads),
             ));
         }
         if s.apps.iter().any(|a| a == "wiki") && self.wiki.dir.is_empty() {
@@ -471,6 +480,12 @@ impl Config {
         }
         if self.handlers.max_in_flight_per_core == 0 {
             return Err(invalid("handlers.max_in_flight_per_core", "must be positive"));
+        }
+        if !(8..=32_768).contains(&self.handlers.file_reads_per_core) {
+            return Err(invalid(
+                "handlers.file_reads_per_core",
+                format!("must be 8..=32768, got {}", self.handlers.file_reads_per_core),
+            ));
         }
         if !self.demo.upstream.is_empty() && self.demo.upstream.parse::<SocketAddr>().is_err() {
             return Err(invalid("demo.upstream", format!("must be an IP:port address, got {:?}", self.demo.upstream)));

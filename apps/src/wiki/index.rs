@@ -464,8 +464,14 @@ pub struct PageRef {
 /// The dump pages are served from.
 #[derive(Clone, Copy)]
 pub enum Dump {
-    /// The plain XML, mapped.
-    Plain(&'static MappedFile),
+    /// The plain XML, read with io_uring or pread (not mapped: serving pages maps none
+    /// of it into the process).
+    Plain {
+        /// The XML file, shared with the reads in flight.
+        file: &'static std::sync::Arc<File>,
+        /// Its size.
+        len: u64,
+    },
     /// Wikipedia's multistream .bz2 (read with pread, not mapped), with its streams
     /// (`streams.bin`).
     Multistream {
@@ -480,7 +486,7 @@ impl Dump {
     /// Bytes of the plain XML (what `/xml` ranges count in).
     pub fn len(&self) -> u64 {
         match self {
-            Dump::Plain(x) => x.len() as u64,
+            Dump::Plain { len, .. } => *len,
             Dump::Multistream { streams, .. } => streams.plain_len(),
         }
     }
@@ -493,7 +499,7 @@ impl Dump {
     /// For the log: what it is and its size.
     pub fn describe(&self) -> String {
         match self {
-            Dump::Plain(x) => format!("plain XML dump of {} bytes", x.len()),
+            Dump::Plain { len, .. } => format!("plain XML dump of {len} bytes"),
             Dump::Multistream { bz2, streams } => format!(
                 "multistream dump: {} bytes of bzip2 in {} streams, {} bytes of XML",
                 bz2.metadata().map_or(0, |m| m.len()),
@@ -507,10 +513,13 @@ impl Dump {
     /// multistream dump: no cache; the server keeps one per core).
     pub fn read(&self, start: u64, end: u64) -> io::Result<std::borrow::Cow<'static, [u8]>> {
         match *self {
-            Dump::Plain(x) => {
-                let xml: &'static [u8] = x.bytes();
-                let end = (end as usize).min(xml.len());
-                Ok(std::borrow::Cow::Borrowed(&xml[(start as usize).min(end)..end]))
+            Dump::Plain { file, len } => {
+                use std::os::unix::fs::FileExt;
+                let end = end.min(len);
+                let start = start.min(end);
+                let mut out = vec![0; (end - start) as usize];
+                file.read_exact_at(&mut out, start)?;
+                Ok(std::borrow::Cow::Owned(out))
             }
             Dump::Multistream { bz2, streams } => {
                 let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
@@ -536,7 +545,7 @@ pub struct WikiIndex {
     pub resident_bytes: u64,
     /// Each file held resident, its size and where (for the log).
     pub resident_files: String,
-    /// The dump, mapped.
+    /// The dump.
     pub dump: Dump,
     /// The index directory.
     pub dir: PathBuf,
@@ -560,24 +569,17 @@ impl WikiIndex {
             bail!("{}: index format {} (this build reads {FORMAT}); rebuild it", dir.display(), meta["format"]);
         }
         let xml_path = PathBuf::from(meta["xml"].as_str().context("meta.json: no xml path")?);
-        // Lookups touch scattered pages: no read-ahead or fault-around on these maps.
-        let leak = |p: &Path| -> Result<&'static MappedFile> {
-            let m = MappedFile::open(p).with_context(|| format!("mapping {}", p.display()))?;
-            m.advise_random();
-            Ok(Box::leak(Box::new(m)))
-        };
         let resident = |p: &Path| -> Result<&'static ResidentFile> {
             let f = ResidentFile::load(p, policy).with_context(|| format!("loading {}", p.display()))?;
             Ok(Box::leak(Box::new(f)))
         };
         let multi = meta["dump"] == "bz2-multistream";
+        let f = File::open(&xml_path).with_context(|| format!("opening {}", xml_path.display()))?;
+        let len = f.metadata()?.len();
         let xml = if multi {
-            let f = File::open(&xml_path).with_context(|| format!("opening {}", xml_path.display()))?;
-            let len = f.metadata()?.len();
             (None, Some(&*Box::leak(Box::new(f))), len)
         } else {
-            let m = leak(&xml_path)?;
-            (Some(m), None, m.len() as u64)
+            (Some(&*Box::leak(Box::new(std::sync::Arc::new(f)))), None, len)
         };
         let expect = if multi { meta["file_bytes"].as_u64() } else { meta["xml_bytes"].as_u64() };
         if Some(xml.2) != expect {
@@ -597,7 +599,7 @@ impl WikiIndex {
                     Streams::new(table.bytes()).with_context(|| format!("{}/streams.bin is corrupt", dir.display()))?;
                 Dump::Multistream { bz2, streams }
             }
-            (Some(m), _, _) => Dump::Plain(m),
+            (Some(file), _, _) => Dump::Plain { file, len },
             _ => unreachable!("one of the two is set"),
         };
         let fst_file = resident(&dir.join("titles.fst"))?;

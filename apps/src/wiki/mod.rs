@@ -11,13 +11,15 @@
 //!
 //! HEAD works on every route (the engine sends the same head without the body).
 //!
-//! **Page bytes and the disk.** Page XML is sent straight from the mapped dump (by
-//! reference: the transport copies it into its frames). If its pages are not in the page
-//! cache, touching them would stall the core for a disk read, so with
-//! `wiki.cold_reads = "defer"` (the default) the handler checks residency (`mincore`),
-//! starts read-ahead (`MADV_WILLNEED`) and hands the read to an I/O thread
-//! (`control.io_threads`); the answer comes back to the core through its mailbox while
-//! the core serves other connections. `inline` reads on the core (for measuring the difference).
+//! **Page bytes and the disk.** The dump is not mapped: a page's bytes are read into
+//! its response. With `wiki.page_reads = "io_uring"` (the default) the handler hands
+//! the read to the core's own io_uring ([`Cx::read_at`](px_dataplane::app::Cx::read_at)):
+//! every read a loop turn starts goes to the kernel in one submission, those the page
+//! cache holds complete inside it and are answered in the same turn, and those that
+//! need the disk complete later while the core serves other connections. Where
+//! io_uring is refused, or with `"threads"`, reads go to the I/O threads
+//! (`control.io_threads`); `"inline"` reads on the core with `pread` (for measuring
+//! the difference). Each answer says which path served it in `X-Page-Read`.
 
 pub mod index;
 pub mod multistream;
@@ -33,12 +35,35 @@ use px_dataplane::http::{Body, Method, OwnedResponse, Request, Response};
 pub use index::{Dump, WikiIndex};
 use multistream::{Stream, StreamCache, Streams};
 
-/// Served state: the index and how cold reads are done.
+/// How page bytes of a plain dump are read (`wiki.page_reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageReads {
+    /// The core's io_uring (falls back to `Threads` where it is refused).
+    IoUring,
+    /// The I/O threads.
+    Threads,
+    /// `pread` on the core.
+    Inline,
+}
+
+impl PageReads {
+    /// From the config value.
+    pub fn parse(s: &str) -> Option<PageReads> {
+        match s {
+            "io_uring" => Some(PageReads::IoUring),
+            "threads" => Some(PageReads::Threads),
+            "inline" => Some(PageReads::Inline),
+            _ => None,
+        }
+    }
+}
+
+/// Served state: the index and how page bytes are read.
 pub struct Wiki {
-    /// The mapped index and dump.
+    /// The resident index and the dump.
     pub index: WikiIndex,
-    /// Defer reads of pages not in the page cache to an I/O thread.
-    pub defer_cold: bool,
+    /// How page bytes of a plain dump are read.
+    pub page_reads: PageReads,
     /// A multistream dump: bytes of decompressed streams each core keeps.
     pub stream_cache_bytes: usize,
 }
@@ -121,36 +146,83 @@ fn arena_full(e: std::io::Error) -> HandlerError {
     HandlerError::status(503, format!("response too large for the connection's arena: {e}\n"))
 }
 
-/// Answers `bytes` of the dump, from the page cache at once, or through the control
-/// thread when they would wait for the disk.
+/// Answers bytes `start..=end_incl` of the dump, read as `wiki.page_reads` says.
 fn send_range<'a>(
     w: &'a Wiki,
     cx: &mut Ctx<'a>,
     status: u16,
     start: u64,
     end_incl: u64,
-    headers: Vec<(&'static str, String)>,
+    mut headers: Vec<(&'static str, String)>,
 ) -> Result<Reply<'a>, HandlerError> {
-    let xml = match w.index.dump {
-        Dump::Plain(xml) => xml,
+    let file = match w.index.dump {
+        Dump::Plain { file, .. } => file,
         Dump::Multistream { bz2, streams } => {
             return send_decompressed(w, cx, (bz2, streams), status, start, end_incl + 1, headers)
         }
     };
-    let (s, e) = (start as usize, end_incl as usize + 1);
-    if w.defer_cold && !xml.resident(s, e) {
-        xml.will_need(s, e);
-        return cx.call_blocking(Box::new(move || {
-            let mut r = OwnedResponse::new(status, XML_TYPE, xml.bytes()[s..e].to_vec());
+    let len = (end_incl + 1 - start) as usize;
+    let how = match w.page_reads {
+        PageReads::IoUring if cx.cx().file_reads_available() => PageReads::IoUring,
+        PageReads::IoUring => PageReads::Threads,
+        other => other,
+    };
+    match how {
+        PageReads::IoUring => {
+            let acx = cx.cx();
+            let file = file.clone();
+            cx.later(Box::pin(async move {
+                let bytes = acx.read_at(file, start, len).await.map_err(|e| read_failed(start, e))?;
+                let mut resp = Response::new(status, XML_TYPE, Body::Owned(whole(bytes, len, start)?));
+                headers.push(("X-Page-Read", "io_uring".into()));
+                resp.headers = headers;
+                Ok(resp)
+            }))
+        }
+        PageReads::Threads => cx.call_blocking(Box::new(move || {
+            let mut r = match pread(file, start, len) {
+                Ok(bytes) => OwnedResponse::new(status, XML_TYPE, bytes),
+                Err(e) => {
+                    tracing::error!("wiki: reading {len} bytes of the dump at {start}: {e}");
+                    OwnedResponse::new(500, "text/plain", format!("reading the dump failed: {e}\n").into_bytes())
+                }
+            };
             r.headers = headers;
-            // Says which path served it (operators, and the cold-read test).
-            r.headers.push(("X-Cold-Read", "deferred".into()));
+            r.headers.push(("X-Page-Read", "threads".into()));
             r
-        }));
+        })),
+        PageReads::Inline => {
+            let bytes = pread(file, start, len).map_err(|e| read_failed(start, e))?;
+            headers.push(("X-Page-Read", "inline".into()));
+            let mut resp = Response::new(status, XML_TYPE, Body::Owned(bytes));
+            resp.headers = headers;
+            Ok(resp.into())
+        }
     }
-    let mut resp = Response::new(status, XML_TYPE, Body::Static(&xml.bytes()[s..e]));
-    resp.headers = headers;
-    Ok(resp.into())
+}
+
+fn pread(file: &std::fs::File, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, start)?;
+    Ok(buf)
+}
+
+fn read_failed(start: u64, e: std::io::Error) -> HandlerError {
+    tracing::error!("wiki: reading the dump at {start}: {e}");
+    HandlerError::status(500, format!("reading the dump failed: {e}\n"))
+}
+
+/// The bytes read, or 500 if the dump ended before them (it shrank under the index).
+fn whole(bytes: Vec<u8>, len: usize, start: u64) -> Result<Vec<u8>, HandlerError> {
+    if bytes.len() == len {
+        Ok(bytes)
+    } else {
+        Err(read_failed(
+            start,
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the dump is shorter than the index says"),
+        ))
+    }
 }
 
 /// Plain bytes `start..end` of a multistream dump: from the core's cache of decompressed

@@ -60,6 +60,8 @@ pub struct DispatchConfig {
     pub deadline: Duration,
     /// Async requests in flight per core before 503.
     pub max_in_flight: usize,
+    /// File reads in flight on the core's io_uring.
+    pub file_reads: usize,
 }
 
 /// One HTTP connection's state above the transport.
@@ -113,6 +115,7 @@ impl Dispatch {
         let mut date = DateCache::default();
         date.update(now);
         let exec = Executor::new(cfg.max_in_flight, mono, apps.shared.clone());
+        exec.set_file_reads(cfg.file_reads);
         let latency = Latency::new(apps.router.labels().len());
         let cx = Cx::for_core(exec.core().clone());
         for init in &apps.core_init {
@@ -344,8 +347,24 @@ impl Dispatch {
             match handler {
                 Handler::Sync(h) => {
                     let arena = answer.arena();
-                    let mut ctx = Ctx { arena, shared: &self.apps.shared, conn: &mut *state, now: self.now };
+                    let deadline = self.mono + self.cfg.deadline;
+                    let core = self.exec.core();
+                    let mut ctx =
+                        Ctx { arena, shared: &self.apps.shared, conn: &mut *state, now: self.now, core, deadline };
                     let result = catch_unwind(AssertUnwindSafe(|| h(&req, &mut ctx)));
+                    if let Ok(Ok(Reply::Later(_))) = &result {
+                        let Ok(Ok(Reply::Later(fut))) = result else { unreachable!() };
+                        if !self.exec.has_room() {
+                            self.exec.count_refused();
+                            let busy = Response::text(503, "too many requests in flight on this core\n");
+                            answer.send(busy.with_header("Retry-After", "1"));
+                            self.latency.defer(route, 503);
+                            continue;
+                        }
+                        let id = answer.defer();
+                        *task = Some(self.exec.spawn(fut, key, id, deadline));
+                        continue;
+                    }
                     if let Some(status) = finish_sync(result, answer, &req, &self.control, key) {
                         self.latency.defer(route, status);
                     }
@@ -401,6 +420,7 @@ fn finish_sync(
         }
         Ok(Ok(Reply::Control(job))) => control.submit(key, job).map_err(|_| "control queue full\n"),
         Ok(Ok(Reply::Blocking(job))) => control.submit_blocking(key, job).map_err(|_| "I/O queue full\n"),
+        Ok(Ok(Reply::Later(_))) => unreachable!("spawned by the caller"),
         Ok(Err(HandlerError::Status { status, message })) => {
             answer.send(Response::text(status, message));
             return Some(status);

@@ -23,9 +23,13 @@ use std::time::Instant;
 use super::outbound::OutboundState;
 use super::{HandlerError, HandlerFuture, Shared};
 use crate::http::{ReqId, Response};
+use crate::mem::{FileReadCounters, FileReads, ReadKey};
 
 /// Woken tasks polled per executor turn at most.
 pub const POLLS_PER_TURN: usize = 256;
+
+/// File reads in flight on one core's io_uring unless set (`handlers.file_reads_per_core`).
+pub const DEFAULT_FILE_READS: usize = 512;
 
 /// A task's slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,7 +115,22 @@ pub struct CoreShared {
     shared: Shared,
     spawned: RefCell<Vec<BackgroundFuture>>,
     locals: RefCell<Vec<(TypeId, Rc<dyn Any>)>>,
+    files: RefCell<Files>,
+    ready: Arc<ReadyQueue>,
 }
+
+/// The core's io_uring for file reads: made on first use.
+enum Files {
+    /// Not asked for yet; reads in flight at most.
+    Untried(usize),
+    /// Boxed: most cores of an appliance without file-reading apps never make one.
+    Ready(Box<FileReads>),
+    /// The kernel or a sandbox refused io_uring.
+    Unavailable,
+}
+
+/// io_uring was refused on some core: said once in the log.
+static URING_REFUSED: std::sync::Once = std::sync::Once::new();
 
 impl CoreShared {
     /// The core's time at the start of this turn.
@@ -153,6 +172,82 @@ impl CoreShared {
         token
     }
 
+    /// True when file reads go through this core's io_uring (made now if it was not
+    /// yet); false where io_uring is refused (said once in the log).
+    pub fn file_reads_available(&self) -> bool {
+        let mut f = self.files.borrow_mut();
+        if let Files::Untried(cap) = *f {
+            *f = match FileReads::new(cap) {
+                Ok(mut r) => {
+                    let q = self.ready.clone();
+                    let bell: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                        if let Some(ring) = q.doorbell.get() {
+                            ring();
+                        }
+                    });
+                    if let Err(e) = r.wake_with(bell) {
+                        tracing::warn!("io_uring: no watcher for asynchronous completions ({e}); they are reaped when the loop wakes for other work");
+                    }
+                    Files::Ready(Box::new(r))
+                }
+                Err(e) => {
+                    URING_REFUSED.call_once(|| {
+                        tracing::warn!(
+                            "io_uring is unavailable ({e}): file reads go to the I/O threads (control.io_threads)"
+                        );
+                    });
+                    Files::Unavailable
+                }
+            };
+        }
+        matches!(*f, Files::Ready(_))
+    }
+
+    /// What this core's io_uring did (zero when it has none).
+    pub fn file_read_counters(&self) -> FileReadCounters {
+        match &*self.files.borrow() {
+            Files::Ready(r) => r.counters,
+            _ => FileReadCounters::default(),
+        }
+    }
+
+    /// Reads in flight on this core's io_uring.
+    pub fn file_reads_in_flight(&self) -> usize {
+        match &*self.files.borrow() {
+            Files::Ready(r) => r.in_flight(),
+            _ => 0,
+        }
+    }
+
+    /// Around the loop's sleep: `true` before it (completions of reads in flight will
+    /// wake the loop; returns true if some are already waiting, and then the loop should
+    /// not sleep), `false` after it.
+    pub fn file_wakeups(&self, on: bool) -> bool {
+        match &mut *self.files.borrow_mut() {
+            Files::Ready(r) => r.wakeups(on),
+            _ => false,
+        }
+    }
+
+    /// True when reads wait for a submission (the loop must not sleep on them).
+    fn files_queued(&self) -> bool {
+        matches!(&*self.files.borrow(), Files::Ready(r) if r.queued() > 0)
+    }
+
+    /// Submits this turn's reads and reaps what completed (inline or since the last
+    /// turn). Returns the completions taken.
+    fn file_turn(&self, submit: bool) -> usize {
+        match &mut *self.files.borrow_mut() {
+            Files::Ready(r) if r.in_flight() > 0 => {
+                if submit {
+                    r.submit();
+                }
+                r.reap()
+            }
+            _ => 0,
+        }
+    }
+
     fn push_timer(&self, at: Instant, kind: TimerKind) {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
@@ -183,6 +278,73 @@ impl Future for Sleep {
             self.armed = Some(self.core.wake_at(self.at, cx.waker().clone()));
         }
         Poll::Pending
+    }
+}
+
+/// A read of a file's byte range through the core's io_uring (see [`FileReads`]): made
+/// by [`Cx::read_at`](super::Cx::read_at).
+pub struct ReadAt {
+    core: Rc<CoreShared>,
+    state: ReadState,
+}
+
+enum ReadState {
+    New(Arc<std::fs::File>, u64, usize),
+    Started(ReadKey),
+    Done,
+}
+
+impl ReadAt {
+    pub(crate) fn new(core: Rc<CoreShared>, file: Arc<std::fs::File>, offset: u64, len: usize) -> ReadAt {
+        ReadAt { core, state: ReadState::New(file, offset, len) }
+    }
+}
+
+impl Future for ReadAt {
+    type Output = std::io::Result<Vec<u8>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let ReadState::New(..) = this.state {
+            if !this.core.file_reads_available() {
+                this.state = ReadState::Done;
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "io_uring is unavailable on this host",
+                )));
+            }
+            let mut files = this.core.files.borrow_mut();
+            let Files::Ready(r) = &mut *files else { unreachable!("checked above") };
+            let ReadState::New(file, offset, len) = &this.state else { unreachable!() };
+            match r.start(file.clone(), *offset, *len) {
+                Some(key) => this.state = ReadState::Started(key),
+                None => {
+                    r.wait_for_slot(cx.waker());
+                    return Poll::Pending;
+                }
+            }
+        }
+        match this.state {
+            ReadState::Started(key) => {
+                let mut files = this.core.files.borrow_mut();
+                let Files::Ready(r) = &mut *files else { unreachable!("a started read has a ring") };
+                let p = r.poll(key, cx.waker());
+                if p.is_ready() {
+                    this.state = ReadState::Done;
+                }
+                p
+            }
+            _ => Poll::Ready(Err(std::io::Error::other("read polled after it completed"))),
+        }
+    }
+}
+
+impl Drop for ReadAt {
+    fn drop(&mut self) {
+        if let ReadState::Started(key) = self.state {
+            if let Files::Ready(r) = &mut *self.core.files.borrow_mut() {
+                r.abandon(key);
+            }
+        }
     }
 }
 
@@ -321,7 +483,7 @@ impl Executor {
             tasks: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
-            ready,
+            ready: ready.clone(),
             cancels: Rc::default(),
             core: Rc::new(CoreShared {
                 now: Cell::new(now),
@@ -331,10 +493,21 @@ impl Executor {
                 shared,
                 spawned: RefCell::default(),
                 locals: RefCell::default(),
+                files: RefCell::new(Files::Untried(DEFAULT_FILE_READS)),
+                ready: ready.clone(),
             }),
             max_in_flight,
             background: 0,
             counters: ExecCounters::default(),
+        }
+    }
+
+    /// Sets how many file reads may be in flight on this core's io_uring (before its
+    /// first read; the ring is sized by it).
+    pub fn set_file_reads(&self, n: usize) {
+        let mut f = self.core.files.borrow_mut();
+        if let Files::Untried(_) = *f {
+            *f = Files::Untried(n);
         }
     }
 
@@ -433,7 +606,9 @@ impl Executor {
 
     /// True when a woken task waits to be polled.
     pub fn has_ready(&self) -> bool {
-        !self.core.spawned.borrow().is_empty() || !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self.core.spawned.borrow().is_empty()
+            || self.core.files_queued()
+            || !self.ready.woken.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// One executor turn at `now`: drops cancelled tasks, fires due timers, polls at most
@@ -454,15 +629,31 @@ impl Executor {
             }
         }
         self.fire_timers(now, &mut done);
-        let woken: Vec<TaskKey> = {
-            let mut q = self.ready.woken.lock().unwrap_or_else(|e| e.into_inner());
-            let n = q.len().min(POLLS_PER_TURN);
-            q.drain(..n).collect()
-        };
-        for key in woken {
-            self.poll_task(key, &mut done);
+        // Reads that completed since the last turn (from the disk) wake their tasks.
+        self.core.file_turn(false);
+        let mut budget = POLLS_PER_TURN;
+        budget -= self.poll_woken(budget, &mut done);
+        // The reads those tasks started go to the kernel in one submission; those the
+        // page cache holds are complete when it returns, and their tasks run now, so a
+        // warm read is answered in the turn that asked for it.
+        if self.core.file_turn(true) > 0 && budget > 0 {
+            self.poll_woken(budget, &mut done);
         }
         done
+    }
+
+    /// Polls up to `budget` woken tasks; returns how many.
+    fn poll_woken(&mut self, budget: usize, done: &mut Vec<Completion>) -> usize {
+        let woken: Vec<TaskKey> = {
+            let mut q = self.ready.woken.lock().unwrap_or_else(|e| e.into_inner());
+            let n = q.len().min(budget);
+            q.drain(..n).collect()
+        };
+        let n = woken.len();
+        for key in woken {
+            self.poll_task(key, done);
+        }
+        n
     }
 
     fn fire_timers(&mut self, now: Instant, done: &mut Vec<Completion>) {

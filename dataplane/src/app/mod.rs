@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use control::{BlockingJob, ControlHandle, ControlJob, ControlPlane, ControlState, CoreMailbox};
 pub use dispatch::{AppSet, CoreInit, Dispatch, DispatchConfig, HttpSession};
-pub use exec::{timeout, BackgroundFuture, Elapsed, ExecCounters, Executor, Sleep, Timeout};
+pub use exec::{timeout, BackgroundFuture, Elapsed, ExecCounters, Executor, ReadAt, Sleep, Timeout};
 pub use latency::Latency;
 pub use outbound::{ClientConn, ClientPhase, OutboundCounters, Upstream, UpstreamError};
 pub use router::{Route, RouteError, Routed, Router, NO_ROUTE};
@@ -53,6 +53,10 @@ pub enum Reply<'a> {
     /// Run this job on an I/O thread; its answer is the response. Made by
     /// [`Ctx::call_blocking`].
     Blocking(BlockingJob),
+    /// Finish on the core's executor, as an async handler does (deadline, cancellation,
+    /// the per-core cap): a sync handler that answers most requests at once and waits
+    /// only for some. Made by [`Ctx::later`].
+    Later(HandlerFuture),
 }
 
 impl std::fmt::Debug for Reply<'_> {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for Reply<'_> {
             Reply::Now(r) => write!(f, "Reply::Now({})", r.status),
             Reply::Control(_) => f.write_str("Reply::Control"),
             Reply::Blocking(_) => f.write_str("Reply::Blocking"),
+            Reply::Later(_) => f.write_str("Reply::Later"),
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Ctx<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) conn: &'a mut ConnState,
     pub(crate) now: SystemTime,
+    pub(crate) core: &'a Rc<exec::CoreShared>,
+    pub(crate) deadline: Instant,
 }
 
 impl<'a> Ctx<'a> {
@@ -154,6 +161,19 @@ impl<'a> Ctx<'a> {
     /// [`call_control`](Self::call_control). 503 at once when the queue is full.
     pub fn call_blocking(&mut self, job: BlockingJob) -> Result<Reply<'a>, HandlerError> {
         Ok(Reply::Blocking(job))
+    }
+
+    /// The async context this request would have as an async handler's: its timers,
+    /// file reads, outbound connections and deadline, for a future given to
+    /// [`later`](Self::later).
+    pub fn cx(&self) -> Cx {
+        Cx { core: self.core.clone(), deadline: self.deadline }
+    }
+
+    /// Answers with `fut`, run on the core's executor like an async handler's future
+    /// (503 at once when the core has `handlers.max_in_flight_per_core` in flight).
+    pub fn later(&mut self, fut: HandlerFuture) -> Result<Reply<'a>, HandlerError> {
+        Ok(Reply::Later(fut))
     }
 }
 
@@ -246,6 +266,22 @@ impl Cx {
     /// error when refused, reset, or not established within `timeout`.
     pub async fn connect(&self, addr: std::net::SocketAddr, timeout: Duration) -> Result<Upstream, UpstreamError> {
         outbound::connect(&self.core, addr, timeout).await
+    }
+
+    /// Reads `len` bytes of `file` at `offset` through this core's io_uring, with the
+    /// core's other reads in one submission per loop turn: bytes in the page cache come
+    /// back in the same turn, others when the disk has them, while the core serves
+    /// other requests. Fewer bytes at the end of the file. Fails with
+    /// `ErrorKind::Unsupported` where io_uring is refused
+    /// ([`file_reads_available`](Self::file_reads_available) says so beforehand).
+    pub fn read_at(&self, file: std::sync::Arc<std::fs::File>, offset: u64, len: usize) -> ReadAt {
+        ReadAt::new(self.core.clone(), file, offset, len)
+    }
+
+    /// True when [`read_at`](Self::read_at) can run on this core (io_uring is allowed;
+    /// the ring is made on first use and a refusal is logged once).
+    pub fn file_reads_available(&self) -> bool {
+        self.core.file_reads_available()
     }
 
     /// Starts `fut` as a background task on this core: it answers no request, has no

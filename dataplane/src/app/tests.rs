@@ -159,6 +159,7 @@ fn dispatcher(
         arena_cap: 1 << 20,
         deadline: Duration::from_secs(5),
         max_in_flight: 16,
+        file_reads: 64,
     };
     let mut d = Dispatch::new(apps.clone(), cfg, pool.clone(), plane.handle());
     d.tick(now, Instant::now());

@@ -200,7 +200,13 @@ impl StackHarness {
             output_high_water_bytes: 32 << 10,
             ..HttpLimits::default()
         };
-        let cfg = DispatchConfig { limits, arena_cap: 1 << 20, deadline: Duration::from_secs(5), max_in_flight: 8 };
+        let cfg = DispatchConfig {
+            limits,
+            arena_cap: 1 << 20,
+            deadline: Duration::from_secs(5),
+            max_in_flight: 8,
+            file_reads: 64,
+        };
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_START_SECS);
         let now = Instant::now();
         let mut d = Dispatch::new(apps, cfg, pool, plane);

@@ -9,7 +9,8 @@
 //! connection on that core gets an [`Arena`] that borrows chunks from the pool while a
 //! request is in flight and gives them back when it is rewound. [`MappedFile`] maps a
 //! read-only file (the wiki dump) with residency checks for the cold-read path;
-//! [`ResidentFile`] holds one (the wiki index) where reading it never faults.
+//! [`ResidentFile`] holds one (the wiki index) where reading it never faults;
+//! [`FileReads`] reads byte ranges of files through a core's own io_uring.
 
 mod arena;
 mod mapped;
@@ -17,6 +18,7 @@ mod numa;
 mod pool;
 mod region;
 mod resident;
+mod uring;
 
 pub use arena::{Arena, ArenaError, ArenaVec, Mark, Pinned};
 pub use mapped::MappedFile;
@@ -24,6 +26,7 @@ pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, set_thread_affinity, thr
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};
 pub use resident::{Residence, ResidentFile};
+pub use uring::{FileReadCounters, FileReads, ReadKey};
 
 /// Size of one x86-64 huge page; regions are a whole number of them.
 pub const HUGEPAGE_BYTES: usize = 2 * 1024 * 1024;

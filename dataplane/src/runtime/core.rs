@@ -37,7 +37,11 @@ pub fn run_core<T: Transport>(
             let tick = t.max_sleep();
             d.next_timer().map_or(tick, |at| at.saturating_duration_since(now).min(tick))
         };
+        // Reads in flight on the core's io_uring wake the loop while it sleeps.
+        let files = d.exec().core();
+        let timeout = if !timeout.is_zero() && files.file_wakeups(true) { Duration::ZERO } else { timeout };
         t.wait(now, timeout);
+        files.file_wakeups(false);
         now = Instant::now();
         d.tick(SystemTime::now(), now);
         if deadline.is_none() && stop.load(Ordering::Acquire) {

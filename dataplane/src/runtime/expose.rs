@@ -77,6 +77,7 @@ pub(crate) fn figures(g: &LoopSnapshot, r: &CoreReport) -> Vec<Figure> {
     );
     each(&r.exec, "tasks_", &mut put);
     each(&r.outbound, "upstream_", &mut put);
+    each(&r.files, "", &mut put);
     put("accepted".into(), "Connections accepted (kernel backend).", c, r.accepted);
     put("conn_refused_per_core".into(), "Connections refused over kernel.max_connections.", c, r.refused_over_cap.0);
     put(

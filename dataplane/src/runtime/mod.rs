@@ -44,6 +44,8 @@ pub struct CoreReport {
     pub exec: ExecCounters,
     /// Outbound connections.
     pub outbound: OutboundCounters,
+    /// File reads through the core's io_uring.
+    pub files: crate::mem::FileReadCounters,
     /// Arena pool occupancy at the end.
     pub pool: PoolStats,
     /// Connections accepted (kernel transport).
@@ -81,6 +83,7 @@ pub(crate) fn fill_report<T: Transport>(r: &mut CoreReport, t: &T, d: &Dispatch)
     r.http = d.stats.clone();
     r.exec = d.exec().counters();
     r.outbound = d.exec().core().outbound.borrow().counters;
+    r.files = d.exec().core().file_read_counters();
     r.pool = d.pool().stats();
     r.latency = d.latency.clone();
     let (control_queued, io_queued) = d.control().queued();
@@ -401,6 +404,7 @@ fn core_parts<T>(
             arena_cap: a.max_bytes_per_conn,
             deadline: Duration::from_millis(cfg.handlers.deadline_ms),
             max_in_flight: cfg.handlers.max_in_flight_per_core,
+            file_reads: cfg.handlers.file_reads_per_core,
         };
         let (b1, b2) = (bell.clone(), bell.clone());
         control.set_waker(Box::new(move || b1()));

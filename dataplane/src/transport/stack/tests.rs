@@ -28,6 +28,7 @@ fn dispatch(router: Router) -> (Dispatch, ControlPlane) {
         arena_cap: 1 << 20,
         deadline: Duration::from_secs(5),
         max_in_flight: 64,
+        file_reads: 64,
     };
     let apps = Arc::new(AppSet::new(router, Shared::default()));
     (Dispatch::new(apps, cfg, pool, plane.handle()), plane)
