@@ -531,6 +531,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "io_uring system calls are foreign calls Miri cannot run")]
     fn many_reads_in_flight_return_their_exact_bytes() {
         let Some(mut r) = ring(512) else { return };
         let (f, data) = file(1 << 20);
@@ -553,6 +554,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "io_uring system calls are foreign calls Miri cannot run")]
     fn a_read_past_the_end_returns_what_there_is_and_errors_are_returned() {
         let Some(mut r) = ring(8) else { return };
         let (f, data) = file(10_000);
@@ -571,6 +573,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "io_uring system calls are foreign calls Miri cannot run")]
     fn a_full_ring_refuses_then_frees_slots_and_abandoned_reads_are_released() {
         let Some(mut r) = ring(8) else { return };
         let (f, data) = file(100_000);
@@ -588,6 +591,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "io_uring system calls are foreign calls Miri cannot run")]
     fn an_asynchronous_completion_rings_the_bell() {
         let Some(mut r) = ring(8) else { return };
         let rung = Arc::new(AtomicUsize::new(0));
