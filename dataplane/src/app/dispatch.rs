@@ -354,13 +354,9 @@ impl Dispatch {
                     let result = catch_unwind(AssertUnwindSafe(|| h(&req, &mut ctx)));
                     if let Ok(Ok(Reply::Later(_))) = &result {
                         let Ok(Ok(Reply::Later(fut))) = result else { unreachable!() };
-                        if !self.exec.has_room() {
-                            self.exec.count_refused();
-                            let busy = Response::text(503, "too many requests in flight on this core\n");
-                            answer.send(busy.with_header("Retry-After", "1"));
-                            self.latency.defer(route, 503);
+                        let Some(answer) = room_for_one_more(&mut self.exec, &mut self.latency, answer, route) else {
                             continue;
-                        }
+                        };
                         let id = answer.defer();
                         *task = Some(self.exec.spawn(fut, key, id, deadline));
                         continue;
@@ -370,13 +366,9 @@ impl Dispatch {
                     }
                 }
                 Handler::Async(h) => {
-                    if !self.exec.has_room() {
-                        self.exec.count_refused();
-                        let busy = Response::text(503, "too many requests in flight on this core\n");
-                        answer.send(busy.with_header("Retry-After", "1"));
-                        self.latency.defer(route, 503);
+                    let Some(answer) = room_for_one_more(&mut self.exec, &mut self.latency, answer, route) else {
                         continue;
-                    }
+                    };
                     let deadline = self.mono + self.cfg.deadline;
                     let cx = Cx { core: self.exec.core().clone(), deadline };
                     let owned = OwnedRequest::from_request(&req);
@@ -394,6 +386,24 @@ impl Dispatch {
             }
         }
     }
+}
+
+/// The answer back if the executor has room for another task; else it is answered
+/// 503 with `Retry-After: 1` (`handlers.max_in_flight_per_core` in flight) and counted.
+fn room_for_one_more<'c>(
+    exec: &mut Executor,
+    latency: &mut Latency,
+    answer: Answer<'c>,
+    route: u16,
+) -> Option<Answer<'c>> {
+    if exec.has_room() {
+        return Some(answer);
+    }
+    exec.count_refused();
+    let busy = Response::text(503, "too many requests in flight on this core\n");
+    answer.send(busy.with_header("Retry-After", "1"));
+    latency.defer(route, 503);
+    None
 }
 
 fn panicked(mut answer: Answer<'_>, req: &Request<'_>) {
