@@ -4,10 +4,13 @@
 //! A directory holds:
 //! - `titles.fst`: an fst map from title (UTF-8, as in `<title>`, XML entities decoded)
 //!   to page number, in byte order: prefix search is a range scan;
-//! - `pages.bin`: per page number, 16 bytes little-endian: the byte offset (u64) of the
-//!   `<` of `<page>`, the distance (u32) from there to the final `>` of `</page>` (the
-//!   inclusive end), and the page number (u32) the page redirects to (`u32::MAX`: not a
-//!   redirect; `u32::MAX - 1`: its target is not in the dump);
+//! - `pages.bin`: per page number, 12 bytes little-endian: the low 32 bits of the byte
+//!   offset of the `<` of `<page>` (u32), the distance (u32) from there to the final `>`
+//!   of `</page>` (the inclusive end), and the page number (u32) the page redirects to
+//!   (`u32::MAX`: not a redirect; `u32::MAX - 1`: its target is not in the dump). Pages
+//!   are numbered in dump order, so offsets only grow: the high bits are where the page
+//!   number stands among `meta.json`'s `start_high` (the first page at or past each
+//!   4 GiB of the dump), a list of a few numbers instead of 4 bytes a page;
 //! - `redirects.tsv`: page number, tab, target title, for every redirect (for people);
 //! - `meta.json`: the dump's path and size, counts, format version.
 //!
@@ -31,10 +34,11 @@ use super::sorter::{RedirectSpool, TitleSorter};
 pub const NOT_REDIRECT: u64 = u64::MAX;
 /// `pages.bin` redirect field of a redirect whose target is not in the dump.
 pub const REDIRECT_MISSING: u64 = u64::MAX - 1;
-const RECORD: usize = 16;
+const RECORD: usize = 12;
 const DISK_NOT_REDIRECT: u32 = u32::MAX;
 const DISK_REDIRECT_MISSING: u32 = u32::MAX - 1;
-const FORMAT: u32 = 1;
+/// 2: 12-byte records with `start_high` (1 had 16-byte records with a u64 offset).
+const FORMAT: u32 = 2;
 /// Longest tag (with a title inside) the scanner accepts.
 const MAX_TAG: usize = 64 << 10;
 
@@ -140,10 +144,8 @@ impl<R: Read> Window<R> {
                 self.base += pos as u64;
                 pos = 0;
             }
-            let old = self.buf.len();
-            self.buf.resize(old + (1 << 20), 0);
-            let n = self.src.read(&mut self.buf[old..])?;
-            self.buf.truncate(old + n);
+            // read_to_end reads into the spare capacity without zeroing it first.
+            let n = (&mut self.src).take(1 << 20).read_to_end(&mut self.buf)?;
             if n == 0 {
                 self.eof = true;
             }
@@ -235,6 +237,7 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
     let mut sorter = TitleSorter::new(out.join("sort.tmp"), memory.saturating_sub(BUILD_OVERHEAD));
     let mut redirects = RedirectSpool::create(out.join("redirects.tmp"))?;
     let mut page_no: u64 = 0;
+    let mut start_high: Vec<u64> = Vec::new();
     let mut in_page: Option<(u64, Option<String>, Option<String>)> = None;
     let mut pos = 0usize;
     let read_err = |e: io::Error| anyhow::anyhow!("reading {}: {e}", xml.display());
@@ -266,7 +269,12 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
             if page_no >= u64::from(DISK_REDIRECT_MISSING) {
                 bail!("more than {} pages: the index format numbers pages with 32 bits", DISK_REDIRECT_MISSING);
             }
-            pages_out.write_all(&start.to_le_bytes())?;
+            // Offsets grow with the page number: a new 4 GiB of the dump starts a
+            // new entry in the high table.
+            while (start_high.len() as u64) < start >> 32 {
+                start_high.push(page_no);
+            }
+            pages_out.write_all(&(start as u32).to_le_bytes())?;
             pages_out.write_all(&span.to_le_bytes())?;
             pages_out.write_all(&DISK_NOT_REDIRECT.to_le_bytes())?;
             sorter.push(title.as_bytes(), page_no as u32)?;
@@ -319,10 +327,11 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
         // have every page read decompress the whole file.
         let mut most = (0u64, 0usize);
         let mut records = io::BufReader::new(File::open(out.join("pages.bin"))?);
-        let (mut at, mut count) = (0usize, 0u64);
+        let (mut at, mut count, mut page) = (0usize, 0u64, 0u64);
         let mut rec = [0u8; RECORD];
         while records.read_exact(&mut rec).is_ok() {
-            let start = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
+            let start = full_start(&start_high, page, &rec);
+            page += 1;
             while at < streams.len() && start >= streams[at].off + u64::from(streams[at].len) {
                 (at, count) = (at + 1, 0);
             }
@@ -393,7 +402,7 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
                 DISK_REDIRECT_MISSING
             }
         };
-        pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 12)?;
+        pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 8)?;
         writeln!(tsv, "{page}\t{target}")
     })?;
     tsv.flush()?;
@@ -410,6 +419,7 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
     let abs = fs::canonicalize(xml)?;
     let meta = serde_json::json!({
         "format": FORMAT,
+        "start_high": start_high,
         "xml": abs,
         "dump": if multi { "bz2-multistream" } else { "xml" },
         "file_bytes": size,
@@ -446,6 +456,13 @@ fn lookup<D: AsRef<[u8]>>(map: &fst::Map<D>, title: &str) -> Option<u64> {
         return lookup(map, &title.replace('_', " "));
     }
     None
+}
+
+/// Page `page`'s offset from its record's low 32 bits and the high table (the number
+/// of 4 GiB boundaries the pages before it crossed).
+fn full_start(start_high: &[u64], page: u64, rec: &[u8]) -> u64 {
+    let high = start_high.partition_point(|&first| first <= page) as u64;
+    (high << 32) | u64::from(u32::from_le_bytes(rec[..4].try_into().expect("4 bytes")))
 }
 
 /// One page's place in the dump.
@@ -539,6 +556,8 @@ impl Dump {
 pub struct WikiIndex {
     titles: fst::Map<&'static [u8]>,
     pages: &'static [u8],
+    /// The first page at or past each 4 GiB of the dump (`meta.json`'s `start_high`).
+    start_high: Vec<u64>,
     /// Where the title index and page table are held (hugepages, or locked file pages).
     pub residence: Residence,
     /// Bytes of the index held resident (titles.fst, pages.bin, streams.bin).
@@ -632,7 +651,27 @@ impl WikiIndex {
         if pages.len() % RECORD != 0 {
             bail!("pages.bin is corrupt (length {} is not a multiple of {RECORD})", pages.len());
         }
-        Ok(WikiIndex { titles, pages, residence, resident_bytes, resident_files, dump, dir: dir.to_path_buf() })
+        let count = (pages.len() / RECORD) as u64;
+        let start_high: Vec<u64> = meta["start_high"]
+            .as_array()
+            .context("meta.json: no start_high")?
+            .iter()
+            .map(|v| v.as_u64().filter(|&p| p <= count))
+            .collect::<Option<_>>()
+            .context("meta.json: start_high must list page numbers within pages.bin")?;
+        if !start_high.is_sorted() || start_high.len() as u64 > (dump.len() >> 32) {
+            bail!("meta.json: start_high {start_high:?} does not fit {} bytes of XML", dump.len());
+        }
+        Ok(WikiIndex {
+            titles,
+            pages,
+            start_high,
+            residence,
+            resident_bytes,
+            resident_files,
+            dump,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Number of pages.
@@ -644,9 +683,9 @@ impl WikiIndex {
     pub fn page(&self, page: u64) -> Option<PageRef> {
         let i = usize::try_from(page).ok()?.checked_mul(RECORD)?;
         let r = self.pages.get(i..i + RECORD)?;
-        let start = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
-        let span = u32::from_le_bytes(r[8..12].try_into().expect("4 bytes"));
-        let redirect = match u32::from_le_bytes(r[12..16].try_into().expect("4 bytes")) {
+        let start = full_start(&self.start_high, page, r);
+        let span = u32::from_le_bytes(r[4..8].try_into().expect("4 bytes"));
+        let redirect = match u32::from_le_bytes(r[8..12].try_into().expect("4 bytes")) {
             DISK_NOT_REDIRECT => NOT_REDIRECT,
             DISK_REDIRECT_MISSING => REDIRECT_MISSING,
             p => u64::from(p),
@@ -738,6 +777,66 @@ mod tests {
         assert_eq!(idx.page(a.redirect).unwrap().page, idx.find("Anarchism").unwrap().page);
         assert_eq!(idx.find("Lost").unwrap().redirect, REDIRECT_MISSING);
         assert!(idx.find("Nope").is_none());
+        // An index of another format, or whose high table does not fit, is refused.
+        let meta = fs::read_to_string(dir.join("idx/meta.json")).unwrap();
+        for (from, to, want) in [
+            ("\"format\": 2", "\"format\": 1", "rebuild it"),
+            ("\"start_high\": []", "\"start_high\": [3]", "does not fit"),
+            ("\"start_high\": []", "\"start_high\": [9]", "within pages.bin"),
+        ] {
+            assert!(meta.contains(from), "{meta}");
+            fs::write(dir.join("idx/meta.json"), meta.replace(from, to)).unwrap();
+            let e = format!("{:#}", WikiIndex::open(&dir.join("idx")).err().unwrap());
+            assert!(e.contains(want), "{to}: {e}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn offsets_take_their_high_bits_from_the_page_number() {
+        // Pages 0..3 below 4 GiB, 3..7 in the second 4 GiB, none in the third (a page
+        // longer than 4 GiB of gaps), 7.. from 12 GiB on.
+        let high = [3u64, 7, 7];
+        let rec = |lo: u32| lo.to_le_bytes();
+        assert_eq!(full_start(&high, 0, &rec(10)), 10);
+        assert_eq!(full_start(&high, 2, &rec(u32::MAX)), u64::from(u32::MAX));
+        assert_eq!(full_start(&high, 3, &rec(0)), 1 << 32);
+        assert_eq!(full_start(&high, 6, &rec(5)), (1 << 32) + 5);
+        assert_eq!(full_start(&high, 7, &rec(9)), (3 << 32) + 9);
+        assert_eq!(full_start(&[], 1 << 20, &rec(9)), 9);
+    }
+
+    /// A sparse dump whose pages lie on both sides of 4 GiB (the gap is NUL bytes, which
+    /// the scanner passes over): the builder's high table and the reader agree, and the
+    /// bytes read are the page's.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn pages_past_4_gib_are_found_and_read() {
+        let dir = std::env::temp_dir().join(format!("px-wiki-4g-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let page =
+            |t: &str| format!("<page><title>{t}</title><ns>0</ns><revision><text>{t} text</text></revision></page>\n");
+        let f = File::create(dir.join("d.xml")).unwrap();
+        let head = "<mediawiki xmlns=\"http://www.mediawiki.org/xml/export-0.10/\">\n".to_string() + &page("Low");
+        f.write_all_at(head.as_bytes(), 0).unwrap();
+        let straddle = (1u64 << 32) - 20; // starts below 4 GiB, ends above
+        f.write_all_at(page("Straddle").as_bytes(), straddle).unwrap();
+        let past = (1u64 << 32) + 4096;
+        f.write_all_at((page("Past") + &page("Next") + "</mediawiki>\n").as_bytes(), past).unwrap();
+        drop(f);
+        build(&dir.join("d.xml"), &dir.join("idx"), false).unwrap();
+        let idx = WikiIndex::open(&dir.join("idx")).unwrap();
+        assert_eq!(idx.start_high, [2], "the first page past 4 GiB is page 2");
+        for (title, at) in [("Low", head.find("<page>").unwrap() as u64), ("Straddle", straddle), ("Past", past)] {
+            let p = idx.find(title).unwrap();
+            assert_eq!(p.start, at, "{title}");
+            assert_eq!(&idx.xml_of(&p).unwrap()[..], page(title).trim_end().as_bytes(), "{title}");
+        }
+        let next = idx.find("Next").unwrap();
+        assert_eq!(next.start, past + page("Past").len() as u64);
+        let mut got = Vec::new();
+        idx.prefixed("Nex", 5, |t, p| got.push((t.to_string(), p.start)));
+        assert_eq!(got, [("Next".to_string(), next.start)]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
