@@ -767,6 +767,16 @@ impl StackHarness {
         assert!(tcp.verify_checksum(&src, &dst), "TCP checksum of a segment the server sent");
         let repr = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::default()).expect("TCP options parse");
         let Some(p) = self.peers.iter_mut().find(|p| p.open && p.port == repr.dst_port) else { return };
+        if p.fin_rcvd && p.fin_seq.is_some_and(|fin| seq_lt(fin, p.snd_una)) && repr.control != TcpControl::Rst {
+            // Both FINs sent and acknowledged: the client is in TIME-WAIT, and anything
+            // more from the server is an old duplicate or a new incarnation of the
+            // connection — one that an old duplicate of the client's first segment
+            // opened again through a still-valid SYN cookie (RFC 4987 §3.6; Linux
+            // accepts the same segment). TIME-WAIT answers it with an ACK and reads
+            // nothing (RFC 9293 §3.10.7.4).
+            p.need_ack = true;
+            return;
+        }
         if let Some(ts) = repr.timestamp {
             p.ts_recent = ts.tsval;
         }
