@@ -456,6 +456,11 @@ pub struct Ended<A> {
 pub struct Engine<A, C> {
     cfg: TcpConfig,
     epoch: Instant,
+    /// The cookie slot of the last SYN cookie sent (0: none yet). A valid cookie is from
+    /// this slot or the one before, so an ACK is hashed as a cookie only up to the slot
+    /// after the last cookie sent (as Linux does): outside a SYN flood, an ACK flood to
+    /// the listener costs no hashing.
+    last_cookie_slot: u64,
     wheel: Wheel,
     table: HashMap<Tuple, u32, TupleKeys>,
     /// Accepted connections per remote address (kept only with a per-source cap).
@@ -511,6 +516,7 @@ impl<A, C> Engine<A, C> {
         Engine {
             cfg,
             epoch: now,
+            last_cookie_slot: 0,
             wheel: Wheel::new(0),
             table: HashMap::with_hasher(TupleKeys::random()),
             per_source: HashMap::new(),
@@ -1179,6 +1185,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let ours = self.cfg.mss - Self::ip_extra(&t);
         let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss.min(ours)).unwrap_or(0) as u32;
         let slot = Self::cookie_slot(now, self.epoch);
+        self.last_cookie_slot = slot;
         let iss = self.cookie(&t, seg.seq, slot, idx);
         // With timestamps, the options the SYN offered ride in the low bits of our TSval
         // (as Linux does), which the final ACK echoes back: window scale and SACK survive
@@ -1219,6 +1226,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let slot_now = Self::cookie_slot(now, self.epoch);
         let mss_idx = (cookie >> 24) & 7;
         let valid = self.cfg.syn_cookies
+            && self.last_cookie_slot + 1 >= slot_now
             && [slot_now, slot_now - 1].iter().any(|&s| self.cookie(&t, peer_isn, s, mss_idx) == cookie);
         if !valid {
             self.counters.syn_cookies_invalid += 1;
