@@ -2,7 +2,8 @@
 # Parallelopedia at scale: a synthetic dump of N pages (default 16 million titles,
 # scripts/wiki-synth.py), its index built and served; reports index size on disk, build
 # time and peak memory, RSS while serving, /offsets and /wiki p50/p99 at a fixed rate
-# (px-load, open loop), and the cold-read comparison: p99 of a hot route while pages are
+# (px-load, open loop; medians of three runs, /offsets with and without its answer cache),
+# and the cold-read comparison: p99 of a hot route while pages are
 # read from a cold page cache, wiki.page_reads = io_uring against threads and inline
 # (blocking on the core).
 # Env: KEEP_INDEX=1 reuses a built index, SKIP_WARM=1 / SKIP_COLD=1 skip those runs,
@@ -62,15 +63,41 @@ load() {  # load PATHS_FILE|PATH RATE
 }
 rss() { awk '/VmRSS|RssAnon|RssFile|HugetlbPages|VmLck/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 
+# Enough 2 MiB hugepages for the index (titles.fst, pages.bin) and the arena pool, so
+# both are held there rather than mapped and locked (the log says which).
+idx_mib=$(( ($(stat -c %s "$idx/titles.fst") + $(stat -c %s "$idx/pages.bin")) >> 20 ))
+scripts/hugepages.sh $(( idx_mib / 2 + 2 + 32 + 8 ))
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+# Three runs of each: "PATH achieved p50 p99 (medians)" and the runs.
+runs3() {  # runs3 LABEL PATHS_FILE|PATH
+  local out=() p50s=() p99s=() ach=() r
+  for _ in 1 2 3; do
+    r=$(load "$2" "$rate")
+    ach+=("$(echo "$r" | field achieved_rps)"); p50s+=("$(echo "$r" | field p50_us)"); p99s+=("$(echo "$r" | field p99_us)")
+  done
+  echo "$1 at $rate req/s, 3 runs: achieved $(printf '%s\n' "${ach[@]}" | median), p50 $(printf '%s\n' "${p50s[@]}" | median) us, p99 $(printf '%s\n' "${p99s[@]}" | median) us (medians; p99 of each run: ${p99s[*]} us)"
+}
+
 if [ "${SKIP_WARM:-0}" != 1 ]; then
 start_server
 echo "RSS after start: $(rss "$pid")"
 echo "  $(grep -o 'index ([0-9]* MiB) resident.*' "$work/server.log" | head -1)"
-echo "  (HugetlbPages: index files copied into hugepages; VmLck: index files mapped and locked; all of it in memory for the process's life)"
-echo "/offsets at $rate req/s: $(load "$work/offsets-paths" "$rate")"
-echo "/wiki    at $rate req/s: $(load "$work/wiki-paths" "$rate")"
-echo "RSS while serving (after both runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
-echo "  (RssFile is the index mapped and locked where hugepages were short; the dump is read, not mapped; RssAnon is the process's own memory)"
+echo "  (HugetlbPages: index files and arena pool in hugepages; VmLck: index files mapped and locked; all of it in memory for the process's life)"
+# Warm the page cache with every page the /wiki mix asks for (not measured).
+taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" --paths "$work/wiki-paths" --conns 32 --rate 20000 --secs 6 > /dev/null
+runs3 "/plaintext (reference)" /plaintext
+runs3 "/offsets" "$work/offsets-paths"
+runs3 "/wiki" "$work/wiki-paths"
+echo "  offsets cache: $(curl -s "127.0.0.1:$port/offsets/$(head -1 "$work/offsets-paths" | sed 's|/offsets/||')" -o /dev/null -D - | grep -i x-offsets-cache | tr -d '\r')"
+echo "RSS while serving (after all runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
+echo "  (RssFile is the binary, plus the index where it is mapped and locked; the dump is read, not mapped; RssAnon is the process's own memory)"
+kill -TERM "$pid"; wait "$pid" || true
+# The same /offsets mix with no answer cache: every request walks the title index.
+printf '[wiki]\ndir = "%s"\noffsets_cache_mb = 0\n' "$idx" > "$work/nocache.toml"
+start_server --config "$work/nocache.toml"
+runs3 "/offsets, offsets_cache_mb = 0" "$work/offsets-paths"
 kill -TERM "$pid"; wait "$pid" || true
 fi
 

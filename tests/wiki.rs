@@ -82,6 +82,17 @@ fn offsets_route() {
     let srv = server();
     let r = get(srv.addr, "/offsets/Anar");
     assert_eq!((r.status, r.header("Content-Type")), (200, Some("application/json")));
+    // The second time, the core's cache answers, with the same bytes; another limit is
+    // another answer.
+    let again = get(srv.addr, "/offsets/Anar");
+    assert_eq!((r.header("X-Offsets-Cache"), again.header("X-Offsets-Cache")), (Some("miss"), Some("hit")));
+    assert_eq!(again.body, r.body);
+    let one = get(srv.addr, "/offsets/Anar?limit=1");
+    assert_eq!(one.header("X-Offsets-Cache"), Some("miss"));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&one.body).unwrap().as_array().unwrap().len(), 1);
+    // More results than the handler reads page records for at once (8): Alb has 15.
+    let alb: Vec<(String, u64, u64)> = serde_json::from_slice(&get(srv.addr, "/offsets/Alb").body).unwrap();
+    assert_eq!(alb.len(), 15, "{alb:?}");
     let rows: Vec<(String, u64, u64)> = serde_json::from_slice(&r.body).unwrap();
     assert!(rows.iter().any(|(t, _, _)| t == "Anarchism"), "{rows:?}");
     assert!(rows.iter().all(|(t, s, e)| t.starts_with("Anar") && s < e));

@@ -78,6 +78,7 @@ pub fn mount_with(names: &[String], cfg: &Config) -> Result<AppSet, MountError> 
                     index,
                     page_reads: wiki::PageReads::parse(&cfg.wiki.page_reads).unwrap_or(wiki::PageReads::IoUring),
                     stream_cache_bytes: (cfg.wiki.stream_cache_mb << 20) as usize,
+                    offsets_cache_bytes: (cfg.wiki.offsets_cache_mb << 20) as usize,
                 });
                 wiki::ROUTES
             }

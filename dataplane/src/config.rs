@@ -175,6 +175,8 @@ pub struct WikiConfig {
     pub page_reads: String,
     /// A multistream (.bz2) dump: decompressed streams each core keeps, MiB.
     pub stream_cache_mb: u64,
+    /// `/offsets` answers each core keeps (prefix and limit → JSON), MiB; 0: none.
+    pub offsets_cache_mb: u64,
     /// The title index and page table: copied into hugepages (`auto`: when enough are
     /// free, else mapped, populated and locked; `require`; `off`: mapped and locked).
     pub hugepages: crate::mem::HugepagePolicy,
@@ -186,6 +188,7 @@ impl Default for WikiConfig {
             dir: String::new(),
             page_reads: "io_uring".into(),
             stream_cache_mb: 64,
+            offsets_cache_mb: 8,
             hugepages: crate::mem::HugepagePolicy::Auto,
         }
     }
@@ -411,6 +414,12 @@ impl Config {
             return Err(invalid(
                 "wiki.page_reads",
                 format!("must be \"io_uring\", \"threads\" or \"inline\", got {:?}", self.wiki.page_reads),
+            ));
+        }
+        if self.wiki.offsets_cache_mb > 4096 {
+            return Err(invalid(
+                "wiki.offsets_cache_mb",
+                format!("must be at most 4096 (MiB per core), got {}", self.wiki.offsets_cache_mb),
             ));
         }
         if s.apps.iter().any(|a| a == "wiki") && self.wiki.dir.is_empty() {

@@ -700,16 +700,24 @@ impl WikiIndex {
 
     /// Titles starting with `prefix`, in byte order, at most `limit`: `f(title, page)`.
     pub fn prefixed(&self, prefix: &str, limit: usize, mut f: impl FnMut(&str, PageRef)) {
+        self.prefixed_pages(prefix, limit, |k, v| {
+            if let (Ok(title), Some(p)) = (std::str::from_utf8(k), self.page(v)) {
+                f(title, p);
+            }
+        });
+    }
+
+    /// As [`prefixed`](Self::prefixed), with the page numbers only (the caller reads
+    /// their records, see [`page`](Self::page), when it likes).
+    pub fn prefixed_pages(&self, prefix: &str, limit: usize, mut f: impl FnMut(&[u8], u64)) {
         let mut stream = self.titles.range().ge(prefix).into_stream();
         let mut n = 0;
         while let Some((k, v)) = stream.next() {
             if n == limit || !k.starts_with(prefix.as_bytes()) {
                 break;
             }
-            if let (Ok(title), Some(p)) = (std::str::from_utf8(k), self.page(v)) {
-                f(title, p);
-                n += 1;
-            }
+            f(k, v);
+            n += 1;
         }
     }
 

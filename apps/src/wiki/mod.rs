@@ -66,6 +66,8 @@ pub struct Wiki {
     pub page_reads: PageReads,
     /// A multistream dump: bytes of decompressed streams each core keeps.
     pub stream_cache_bytes: usize,
+    /// Bytes of `/offsets` answers each core keeps (0: none).
+    pub offsets_cache_bytes: usize,
 }
 
 thread_local! {
@@ -102,6 +104,26 @@ fn decoded<'a>(req: &'a Request<'a>, name: &str) -> Result<Cow<'a, str>, Handler
     req.param_decoded(name).ok_or_else(|| HandlerError::status(400, format!("{name} is not percent-encoded UTF-8\n")))
 }
 
+/// This core's recent `/offsets` answers: key (the decoded prefix, then the limit as
+/// two bytes) → the JSON body. Bounded by `wiki.offsets_cache_mb`; the index never
+/// changes while served, so an entry is never stale.
+struct OffsetsCache(std::cell::RefCell<Answers>);
+
+type Answers = quick_cache::unsync::Cache<Box<[u8]>, Box<[u8]>, EntryBytes>;
+
+/// An entry weighs its key, its body and the table's bookkeeping.
+#[derive(Clone)]
+struct EntryBytes;
+
+impl quick_cache::Weighter<Box<[u8]>, Box<[u8]>> for EntryBytes {
+    fn weight(&self, key: &Box<[u8]>, body: &Box<[u8]>) -> u64 {
+        (key.len() + body.len() + 64) as u64
+    }
+}
+
+/// Results `/offsets` gathers before it reads their page records (see [`offsets`]).
+const OFFSETS_BATCH: usize = 8;
+
 fn offsets<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     let w = state(cx)?;
     let prefix = decoded(req, "prefix")?;
@@ -115,31 +137,87 @@ fn offsets<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, Hand
             _ => return Err(HandlerError::status(400, format!("limit must be 1..={MAX_LIMIT}\n"))),
         },
     };
+    let cache = (w.offsets_cache_bytes > 0).then(|| {
+        cx.cx().local(|| {
+            let bytes = w.offsets_cache_bytes as u64;
+            // quick_cache sizes its table from the expected entry count (~1 KiB each).
+            let items = (w.offsets_cache_bytes >> 10).clamp(64, 1 << 20);
+            OffsetsCache(std::cell::RefCell::new(quick_cache::unsync::Cache::with_weighter(items, bytes, EntryBytes)))
+        })
+    });
+    let mut key = cx.arena().vec();
+    key.extend_from_slice(prefix.as_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
+    key.extend_from_slice(&(limit as u16).to_le_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
+    let key = key.into_slice();
+    if let Some(c) = &cache {
+        if let Some(body) = c.0.borrow().get(key) {
+            let out = cx.arena().alloc_bytes(body.len())?;
+            out.copy_from_slice(body);
+            return Ok(Response::ok("application/json", out).with_header("X-Offsets-Cache", "hit").into());
+        }
+    }
     let mut body = cx.arena().vec();
     body.write_all(b"[").map_err(arena_full)?;
+    // The titles come from walking the fst; each one's page record is a cache miss in
+    // pages.bin (page numbers are in dump order, titles in byte order). Gathering a
+    // batch of results first and then reading their records in one tight loop lets
+    // the CPU have those misses in flight together rather than one after another.
+    let mut titles: Vec<u8> = Vec::with_capacity(1024);
+    let mut found: Vec<(u64, u32, u32)> = Vec::with_capacity(OFFSETS_BATCH.min(limit));
     let mut first = true;
+    let mut flush = |titles: &mut Vec<u8>, found: &mut Vec<(u64, u32, u32)>| -> std::io::Result<()> {
+        let refs: Vec<Option<index::PageRef>> = found.iter().map(|f| w.index.page(f.0)).collect();
+        for (f, p) in found.iter().zip(refs) {
+            let (Some(p), Ok(title)) = (p, std::str::from_utf8(&titles[f.1 as usize..f.2 as usize])) else {
+                continue;
+            };
+            if !first {
+                body.write_all(b",")?;
+            }
+            first = false;
+            body.write_all(b"[")?;
+            serde_json::to_writer(&mut body, title).map_err(std::io::Error::other)?;
+            let mut num = itoa::Buffer::new();
+            body.write_all(b",")?;
+            body.write_all(num.format(p.start).as_bytes())?;
+            body.write_all(b",")?;
+            body.write_all(num.format(p.end).as_bytes())?;
+            body.write_all(b"]")?;
+        }
+        titles.clear();
+        found.clear();
+        Ok(())
+    };
     let mut err = None;
-    w.index.prefixed(&prefix, limit, |title, p| {
+    w.index.prefixed_pages(&prefix, limit, |title, page| {
         if err.is_some() {
             return;
         }
-        let sep = if first { "" } else { "," };
-        first = false;
-        let r = (|| {
-            body.write_all(sep.as_bytes())?;
-            body.write_all(b"[")?;
-            serde_json::to_writer(&mut body, title).map_err(std::io::Error::other)?;
-            write!(body, ",{},{}]", p.start, p.end)
-        })();
-        if let Err(e) = r {
-            err = Some(e);
+        let from = titles.len() as u32;
+        titles.extend_from_slice(title);
+        found.push((page, from, titles.len() as u32));
+        if found.len() == OFFSETS_BATCH {
+            if let Err(e) = flush(&mut titles, &mut found) {
+                err = Some(e);
+            }
         }
     });
+    if err.is_none() {
+        if let Err(e) = flush(&mut titles, &mut found) {
+            err = Some(e);
+        }
+    }
     if let Some(e) = err {
         return Err(arena_full(e));
     }
     body.write_all(b"]").map_err(arena_full)?;
-    Ok(Response::ok("application/json", body.into_slice()).into())
+    let body = body.into_slice();
+    if let Some(c) = &cache {
+        c.0.borrow_mut().insert(key.into(), body.into());
+    }
+    Ok(Response::ok("application/json", body)
+        .with_header("X-Offsets-Cache", if cache.is_some() { "miss" } else { "off" })
+        .into())
 }
 
 fn arena_full(e: std::io::Error) -> HandlerError {
