@@ -30,7 +30,7 @@ if [ ! -s "$xml" ] || [ ! -s "$xml.titles" ]; then
   /usr/bin/time -f "  generated in %e s" python3 scripts/wiki-synth.py "$n" "$xml" --body-bytes 40
 fi
 echo "dump: $(du -h "$xml" | cut -f1) ($(stat -c %s "$xml") bytes)"
-[ "${KEEP_INDEX:-0}" = 1 ] && grep -q '"format": 2,' "$idx/meta.json" 2>/dev/null || { rm -rf "$idx"
+[ "${KEEP_INDEX:-0}" = 1 ] && grep -q '"format": 3,' "$idx/meta.json" 2>/dev/null || { rm -rf "$idx"
 /usr/bin/time -f "build: %e s wall, %U s user, peak RSS %M KiB" "$bin" wiki-index --quiet --xml "$xml" --out "$idx" 2>&1 \
   | sed 's/^px-appliance: /  /'; grep -o '"sort_runs": [0-9]*\|"build_memory_budget": [0-9]*' "$idx/meta.json" | tr '\n' ' '; echo; }
 echo "index on disk: $(du -sh "$idx" | cut -f1) (titles.fst $(du -h "$idx/titles.fst" | cut -f1), pages.bin $(du -h "$idx/pages.bin" | cut -f1))"

@@ -4,13 +4,14 @@
 //! A directory holds:
 //! - `titles.fst`: an fst map from title (UTF-8, as in `<title>`, XML entities decoded)
 //!   to page number, in byte order: prefix search is a range scan;
-//! - `pages.bin`: per page number, 12 bytes little-endian: the low 32 bits of the byte
-//!   offset of the `<` of `<page>` (u32), the distance (u32) from there to the final `>`
-//!   of `</page>` (the inclusive end), and the page number (u32) the page redirects to
-//!   (`u32::MAX`: not a redirect; `u32::MAX - 1`: its target is not in the dump). Pages
-//!   are numbered in dump order, so offsets only grow: the high bits are where the page
-//!   number stands among `meta.json`'s `start_high` (the first page at or past each
-//!   4 GiB of the dump), a list of a few numbers instead of 4 bytes a page;
+//! - `pages.bin`: per page number, 8 bytes little-endian: the low 32 bits of the byte
+//!   offset of the `<` of `<page>` (u32) and the distance (u32) from there to the final
+//!   `>` of `</page>` (the inclusive end). Pages are numbered in dump order, so offsets
+//!   only grow: the high bits are where the page number stands among `meta.json`'s
+//!   `start_high` (the first page at or past each 4 GiB of the dump), a list of a few
+//!   numbers instead of 4 bytes a page. A redirect's target is not stored: the page's
+//!   own `<redirect title="…"/>` names it, and following it reads that page anyway
+//!   ([`redirect_target`]);
 //! - `redirects.tsv`: page number, tab, target title, for every redirect (for people);
 //! - `meta.json`: the dump's path and size, counts, format version.
 //!
@@ -19,7 +20,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,15 +30,11 @@ use px_dataplane::mem::{HugepagePolicy, MappedFile, Residence, ResidentFile};
 use super::multistream::{MultiReader, Streams};
 use super::sorter::{RedirectSpool, TitleSorter};
 
-/// `pages.bin` redirect field of a page that is not a redirect.
-pub const NOT_REDIRECT: u64 = u64::MAX;
-/// `pages.bin` redirect field of a redirect whose target is not in the dump.
-pub const REDIRECT_MISSING: u64 = u64::MAX - 1;
-const RECORD: usize = 12;
-const DISK_NOT_REDIRECT: u32 = u32::MAX;
-const DISK_REDIRECT_MISSING: u32 = u32::MAX - 1;
-/// 2: 12-byte records with `start_high` (1 had 16-byte records with a u64 offset).
-const FORMAT: u32 = 2;
+const RECORD: usize = 8;
+/// Page numbers are u32 in the fst's values.
+const MAX_PAGES: u64 = u32::MAX as u64;
+/// 3: 8-byte records (2 had a redirect target in each, 12 bytes; 1 a u64 offset, 16).
+const FORMAT: u32 = 3;
 /// Longest tag (with a title inside) the scanner accepts.
 const MAX_TAG: usize = 64 << 10;
 
@@ -266,8 +262,8 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
             let end = abs + 6;
             let title = title.with_context(|| format!("the page at byte {start} has no <title>"))?;
             let span = u32::try_from(end - start).with_context(|| format!("the page at byte {start} is over 4 GiB"))?;
-            if page_no >= u64::from(DISK_REDIRECT_MISSING) {
-                bail!("more than {} pages: the index format numbers pages with 32 bits", DISK_REDIRECT_MISSING);
+            if page_no >= MAX_PAGES {
+                bail!("more than {MAX_PAGES} pages: the index format numbers pages with 32 bits");
             }
             // Offsets grow with the page number: a new 4 GiB of the dump starts a
             // new entry in the high table.
@@ -276,7 +272,6 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
             }
             pages_out.write_all(&(start as u32).to_le_bytes())?;
             pages_out.write_all(&span.to_le_bytes())?;
-            pages_out.write_all(&DISK_NOT_REDIRECT.to_le_bytes())?;
             sorter.push(title.as_bytes(), page_no as u32)?;
             if let Some(r) = redirect {
                 redirects.push(page_no, &r)?;
@@ -378,13 +373,13 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
         Ok(())
     })?;
     builder.finish()?;
-    // Resolve redirect targets against the finished map.
+    // Check redirect targets against the finished map (counted; not stored: serving
+    // reads the target from the redirect page itself).
     let fst_file = MappedFile::open(&out.join("titles.fst"))?;
     // Scattered lookups: no fault-around (64 KiB mapped per fault would map most of the
     // file between two releases below).
     fst_file.advise_random();
     let map = fst::Map::new(fst_file.bytes()).context("reading back titles.fst")?;
-    let pages = fs::OpenOptions::new().write(true).open(out.join("pages.bin"))?;
     let mut tsv = BufWriter::new(File::create(out.join("redirects.tsv"))?);
     let mut missing = 0u64;
     let redirect_count = redirects.len();
@@ -395,14 +390,9 @@ pub fn build_with(xml: &Path, out: &Path, progress: bool, memory: usize) -> Resu
             // The lookups touch pages all over titles.fst: keep them out of the resident set.
             fst_file.release_pages();
         }
-        let to = match lookup(&map, target) {
-            Some(p) => p as u32,
-            None => {
-                missing += 1;
-                DISK_REDIRECT_MISSING
-            }
-        };
-        pages.write_at(&to.to_le_bytes(), page * RECORD as u64 + 8)?;
+        if lookup(&map, target).is_none() {
+            missing += 1;
+        }
         writeln!(tsv, "{page}\t{target}")
     })?;
     tsv.flush()?;
@@ -474,8 +464,74 @@ pub struct PageRef {
     pub start: u64,
     /// Offset of `</page>`'s final `>` (inclusive).
     pub end: u64,
-    /// Where it redirects to: a page number, [`NOT_REDIRECT`] or [`REDIRECT_MISSING`].
-    pub redirect: u64,
+}
+
+impl PageRef {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        (self.end + 1 - self.start) as usize
+    }
+
+    /// Never true (a page holds at least `<page></page>`); for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The target a redirect page names in its `<redirect title="…"/>` (XML entities
+/// decoded), or None for a page that is not a redirect. Inside `<text>` a `<` is
+/// escaped, so the first `<redirect` in a page's bytes is the element.
+pub fn redirect_target(page_xml: &[u8]) -> Option<String> {
+    let at = find(page_xml, b"<redirect")?;
+    let el = &page_xml[at..];
+    let el = &el[..memchr::memchr(b'>', el)?];
+    let v = &el[find(el, b"title=\"")? + 7..];
+    xml_unescape(&v[..memchr::memchr(b'"', v)?]).ok()
+}
+
+/// The title index and page table, resident for the process's life: a `Copy` handle
+/// that jobs on other threads and futures can hold.
+#[derive(Clone, Copy)]
+pub struct Lookup {
+    titles: &'static fst::Map<&'static [u8]>,
+    pages: &'static [u8],
+    /// The first page at or past each 4 GiB of the dump (`meta.json`'s `start_high`).
+    start_high: &'static [u64],
+}
+
+impl Lookup {
+    /// Number of pages.
+    pub fn pages(&self) -> u64 {
+        (self.pages.len() / RECORD) as u64
+    }
+
+    /// Page `page`'s place.
+    pub fn page(&self, page: u64) -> Option<PageRef> {
+        let i = usize::try_from(page).ok()?.checked_mul(RECORD)?;
+        let r = self.pages.get(i..i + RECORD)?;
+        let start = full_start(self.start_high, page, r);
+        let span = u32::from_le_bytes(r[4..8].try_into().expect("4 bytes"));
+        Some(PageRef { page, start, end: start + u64::from(span) })
+    }
+
+    /// The page titled `title` (see [`lookup`] for the spellings tried).
+    pub fn find(&self, title: &str) -> Option<PageRef> {
+        self.page(lookup(self.titles, title)?)
+    }
+
+    /// Titles starting with `prefix`, in byte order, at most `limit`: `f(title, page
+    /// number)` (read the page's record with [`page`](Self::page) when it is needed).
+    pub fn prefixed_pages(&self, prefix: &str, limit: usize, mut f: impl FnMut(&[u8], u64)) {
+        let mut stream = self.titles.range().ge(prefix).into_stream();
+        let mut n = 0;
+        while let Some((k, v)) = stream.next() {
+            if n == limit || !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            f(k, v);
+            n += 1;
+        }
+    }
 }
 
 /// The dump pages are served from.
@@ -554,10 +610,8 @@ impl Dump {
 
 /// A built index, mapped, with its dump.
 pub struct WikiIndex {
-    titles: fst::Map<&'static [u8]>,
-    pages: &'static [u8],
-    /// The first page at or past each 4 GiB of the dump (`meta.json`'s `start_high`).
-    start_high: Vec<u64>,
+    /// The title index and page table.
+    pub lookup: Lookup,
     /// Where the title index and page table are held (hugepages, or locked file pages).
     pub residence: Residence,
     /// Bytes of the index held resident (titles.fst, pages.bin, streams.bin).
@@ -624,7 +678,7 @@ impl WikiIndex {
         let fst_file = resident(&dir.join("titles.fst"))?;
         let pages_file = resident(&dir.join("pages.bin"))?;
         held.extend([fst_file, pages_file]);
-        let titles = fst::Map::new(fst_file.bytes()).context("titles.fst is corrupt")?;
+        let titles: &'static _ = Box::leak(Box::new(fst::Map::new(fst_file.bytes()).context("titles.fst is corrupt")?));
         let pages = pages_file.bytes();
         // The weakest residence of the files, for the log.
         let residence = held
@@ -662,63 +716,38 @@ impl WikiIndex {
         if !start_high.is_sorted() || start_high.len() as u64 > (dump.len() >> 32) {
             bail!("meta.json: start_high {start_high:?} does not fit {} bytes of XML", dump.len());
         }
-        Ok(WikiIndex {
-            titles,
-            pages,
-            start_high,
-            residence,
-            resident_bytes,
-            resident_files,
-            dump,
-            dir: dir.to_path_buf(),
-        })
+        let start_high: &'static [u64] = Box::leak(start_high.into_boxed_slice());
+        let lookup = Lookup { titles, pages, start_high };
+        Ok(WikiIndex { lookup, residence, resident_bytes, resident_files, dump, dir: dir.to_path_buf() })
     }
 
     /// Number of pages.
     pub fn pages(&self) -> u64 {
-        (self.pages.len() / RECORD) as u64
+        self.lookup.pages()
     }
 
     /// Page `page`'s place.
     pub fn page(&self, page: u64) -> Option<PageRef> {
-        let i = usize::try_from(page).ok()?.checked_mul(RECORD)?;
-        let r = self.pages.get(i..i + RECORD)?;
-        let start = full_start(&self.start_high, page, r);
-        let span = u32::from_le_bytes(r[4..8].try_into().expect("4 bytes"));
-        let redirect = match u32::from_le_bytes(r[8..12].try_into().expect("4 bytes")) {
-            DISK_NOT_REDIRECT => NOT_REDIRECT,
-            DISK_REDIRECT_MISSING => REDIRECT_MISSING,
-            p => u64::from(p),
-        };
-        Some(PageRef { page, start, end: start + u64::from(span), redirect })
+        self.lookup.page(page)
     }
 
     /// The page titled `title` (see [`lookup`] for the spellings tried).
     pub fn find(&self, title: &str) -> Option<PageRef> {
-        self.page(lookup(&self.titles, title)?)
+        self.lookup.find(title)
     }
 
     /// Titles starting with `prefix`, in byte order, at most `limit`: `f(title, page)`.
     pub fn prefixed(&self, prefix: &str, limit: usize, mut f: impl FnMut(&str, PageRef)) {
-        self.prefixed_pages(prefix, limit, |k, v| {
+        self.lookup.prefixed_pages(prefix, limit, |k, v| {
             if let (Ok(title), Some(p)) = (std::str::from_utf8(k), self.page(v)) {
                 f(title, p);
             }
         });
     }
 
-    /// As [`prefixed`](Self::prefixed), with the page numbers only (the caller reads
-    /// their records, see [`page`](Self::page), when it likes).
-    pub fn prefixed_pages(&self, prefix: &str, limit: usize, mut f: impl FnMut(&[u8], u64)) {
-        let mut stream = self.titles.range().ge(prefix).into_stream();
-        let mut n = 0;
-        while let Some((k, v)) = stream.next() {
-            if n == limit || !k.starts_with(prefix.as_bytes()) {
-                break;
-            }
-            f(k, v);
-            n += 1;
-        }
+    /// As [`Lookup::prefixed_pages`].
+    pub fn prefixed_pages(&self, prefix: &str, limit: usize, f: impl FnMut(&[u8], u64)) {
+        self.lookup.prefixed_pages(prefix, limit, f)
     }
 
     /// The page's XML bytes.
@@ -782,13 +811,20 @@ mod tests {
         assert_eq!(idx.find("zebra").unwrap().page, z.page, "first letter capitalised");
         assert!(idx.find("AT&T").is_some());
         let a = idx.find("Anarchy").unwrap();
-        assert_eq!(idx.page(a.redirect).unwrap().page, idx.find("Anarchism").unwrap().page);
-        assert_eq!(idx.find("Lost").unwrap().redirect, REDIRECT_MISSING);
+        // A redirect names its target in its own XML (the index keeps no pointer).
+        assert_eq!(redirect_target(&idx.xml_of(&a).unwrap()).as_deref(), Some("Anarchism"));
+        assert_eq!(redirect_target(&idx.xml_of(&idx.find("Lost").unwrap()).unwrap()).as_deref(), Some("Nowhere"));
+        assert_eq!(redirect_target(xml), None, "Zebra is not a redirect");
+        assert_eq!(
+            redirect_target(b"<page><redirect title=\"AT&amp;T\" /><text>&lt;redirect title=\"x\"</text></page>")
+                .as_deref(),
+            Some("AT&T")
+        );
         assert!(idx.find("Nope").is_none());
         // An index of another format, or whose high table does not fit, is refused.
         let meta = fs::read_to_string(dir.join("idx/meta.json")).unwrap();
         for (from, to, want) in [
-            ("\"format\": 2", "\"format\": 1", "rebuild it"),
+            ("\"format\": 3", "\"format\": 2", "rebuild it"),
             ("\"start_high\": []", "\"start_high\": [3]", "does not fit"),
             ("\"start_high\": []", "\"start_high\": [9]", "within pages.bin"),
         ] {
@@ -820,6 +856,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore)]
     fn pages_past_4_gib_are_found_and_read() {
+        use std::os::unix::fs::FileExt;
         let dir = std::env::temp_dir().join(format!("px-wiki-4g-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let page =
@@ -834,7 +871,7 @@ mod tests {
         drop(f);
         build(&dir.join("d.xml"), &dir.join("idx"), false).unwrap();
         let idx = WikiIndex::open(&dir.join("idx")).unwrap();
-        assert_eq!(idx.start_high, [2], "the first page past 4 GiB is page 2");
+        assert_eq!(idx.lookup.start_high, [2], "the first page past 4 GiB is page 2");
         for (title, at) in [("Low", head.find("<page>").unwrap() as u64), ("Straddle", straddle), ("Past", past)] {
             let p = idx.find(title).unwrap();
             assert_eq!(p.start, at, "{title}");

@@ -329,34 +329,41 @@ fn send_decompressed<'a>(
         return Ok(resp.into());
     }
     cx.call_blocking(Box::new(move || {
-        let mut parts = Vec::with_capacity(needed.len());
-        for (i, s) in &needed {
-            let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(*i);
-            let data = match hit {
-                Some(d) => d,
-                None => match s.read_from(bz2) {
-                    Ok(d) => {
-                        let d = Arc::new(d);
-                        cache.lock().unwrap_or_else(|e| e.into_inner()).put(*i, d.clone());
-                        d
-                    }
-                    Err(e) => {
-                        tracing::error!("wiki: decompressing stream {i} (at byte {} of the .bz2): {e}", s.zoff);
-                        return OwnedResponse::new(
-                            500,
-                            "text/plain",
-                            format!("stream {i} is unreadable: {e}\n").into_bytes(),
-                        );
-                    }
-                },
-            };
-            parts.push(data);
-        }
+        let parts = match streams_through(&cache, bz2, &needed) {
+            Ok(parts) => parts,
+            Err(e) => return OwnedResponse::new(500, "text/plain", format!("{e}\n").into_bytes()),
+        };
         let mut r = OwnedResponse::new(status, XML_TYPE, assemble(&needed, &parts, start, end));
         r.headers = headers;
         r.headers.push(("X-Stream-Cache", "miss".into()));
         r
     }))
+}
+
+/// The decompressed `needed` streams, from `cache` where they are, else decompressed
+/// (on the calling thread: an I/O thread) and left in `cache`.
+fn streams_through(
+    cache: &Mutex<StreamCache>,
+    bz2: &std::fs::File,
+    needed: &[(usize, Stream)],
+) -> std::io::Result<Vec<Arc<Vec<u8>>>> {
+    let mut parts = Vec::with_capacity(needed.len());
+    for (i, s) in needed {
+        let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(*i);
+        let data = match hit {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(s.read_from(bz2).map_err(|e| {
+                    tracing::error!("wiki: decompressing stream {i} (at byte {} of the .bz2): {e}", s.zoff);
+                    std::io::Error::other(format!("stream {i} is unreadable: {e}"))
+                })?);
+                cache.lock().unwrap_or_else(|e| e.into_inner()).put(*i, d.clone());
+                d
+            }
+        };
+        parts.push(data);
+    }
+    Ok(parts)
 }
 
 /// The bytes `start..end` out of the decompressed `parts` of the `needed` streams.
@@ -373,17 +380,80 @@ fn assemble(needed: &[(usize, Stream)], parts: &[Arc<Vec<u8>>], start: u64, end:
 fn wiki<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, HandlerError> {
     let w = state(cx)?;
     let title = decoded(req, "title")?;
-    let Some(mut page) = w.index.find(&title) else {
+    let Some(page) = w.index.find(&title) else {
         return Err(HandlerError::status(404, format!("no page titled {title:?}\n")));
     };
-    if req.query("follow").is_some_and(|v| v == "1") && page.redirect != index::NOT_REDIRECT {
-        page = match w.index.page(page.redirect) {
-            Some(target) if page.redirect != index::REDIRECT_MISSING => target,
-            _ => return Err(HandlerError::status(404, format!("{title:?} redirects to a page not in this dump\n"))),
-        };
+    if req.query("follow").is_some_and(|v| v == "1") {
+        return follow(w, cx, title.into_owned(), page);
     }
     let headers = vec![("X-Page-Range", format!("{}-{}", page.start, page.end))];
     send_range(w, cx, 200, page.start, page.end, headers)
+}
+
+/// `?follow=1`: the page, or, when it is a redirect, the page it names (once). The
+/// target is not in the index: it is read from the redirect page's own
+/// `<redirect title="…"/>`, so the page is read first and the target after. With
+/// io_uring both reads are the core's; otherwise both happen on an I/O thread (a
+/// multistream dump's streams through the core's stream cache).
+fn follow<'a>(w: &'a Wiki, cx: &mut Ctx<'a>, title: String, page: index::PageRef) -> Result<Reply<'a>, HandlerError> {
+    let lookup = w.index.lookup;
+    let not_here = move |target: &str| {
+        HandlerError::status(404, format!("{title:?} redirects to {target:?}, which is not in this dump\n"))
+    };
+    let answer = |page: index::PageRef, bytes: Vec<u8>, how: &'static str| {
+        let mut resp = Response::new(200, XML_TYPE, Body::Owned(bytes));
+        resp.headers = vec![("X-Page-Range", format!("{}-{}", page.start, page.end)), ("X-Page-Read", how.into())];
+        resp
+    };
+    if let (Dump::Plain { file, .. }, PageReads::IoUring, true) =
+        (w.index.dump, w.page_reads, cx.cx().file_reads_available())
+    {
+        let acx = cx.cx();
+        return cx.later(Box::pin(async move {
+            let read = |p: index::PageRef| {
+                let (acx, file) = (acx.clone(), file.clone());
+                async move {
+                    let bytes = acx.read_at(file, p.start, p.len()).await.map_err(|e| read_failed(p.start, e))?;
+                    whole(bytes, p.len(), p.start)
+                }
+            };
+            let bytes = read(page).await?;
+            let Some(target) = index::redirect_target(&bytes) else { return Ok(answer(page, bytes, "io_uring")) };
+            let to = lookup.find(&target).ok_or_else(|| not_here(&target))?;
+            Ok(answer(to, read(to).await?, "io_uring"))
+        }));
+    }
+    let dump = w.index.dump;
+    let cache = matches!(dump, Dump::Multistream { .. }).then(|| core_cache(w.stream_cache_bytes));
+    cx.call_blocking(Box::new(move || {
+        let read = |p: index::PageRef| match (dump, &cache) {
+            (Dump::Multistream { bz2, streams }, Some(cache)) => {
+                let needed: Vec<(usize, Stream)> = streams.overlapping(p.start, p.end + 1).collect();
+                let parts = streams_through(cache, bz2, &needed)?;
+                Ok(assemble(&needed, &parts, p.start, p.end + 1))
+            }
+            _ => dump.read(p.start, p.end + 1).map(|b| b.into_owned()),
+        };
+        let result =
+            read(page).map_err(|e| read_failed(page.start, e)).and_then(|bytes| match index::redirect_target(&bytes) {
+                None => Ok((page, bytes)),
+                Some(target) => {
+                    let to = lookup.find(&target).ok_or_else(|| not_here(&target))?;
+                    Ok((to, read(to).map_err(|e| read_failed(to.start, e))?))
+                }
+            });
+        match result {
+            Ok((p, bytes)) => {
+                let mut r = OwnedResponse::new(200, XML_TYPE, bytes);
+                r.headers = vec![("X-Page-Range", format!("{}-{}", p.start, p.end)), ("X-Page-Read", "threads".into())];
+                r
+            }
+            Err(HandlerError::Status { status, message }) => {
+                OwnedResponse::new(status, "text/plain", message.into_bytes())
+            }
+            Err(other) => OwnedResponse::new(500, "text/plain", format!("{other}\n").into_bytes()),
+        }
+    }))
 }
 
 /// A parsed `Range` header against a representation of `size` bytes.
