@@ -2040,7 +2040,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             let may_fin = (app.finishing() || c.fin_seq.is_some())
                 && off + len == q.len()
                 && !fin_sent_past
-                && matches!(c.state, State::Established | State::CloseWait | State::FinWait1 | State::LastAck);
+                && matches!(
+                    c.state,
+                    State::Established | State::CloseWait | State::FinWait1 | State::LastAck | State::Closing
+                );
             if len == 0 && !may_fin {
                 if avail > 0 && c.snd_wnd == 0 && c.flight() == 0 && c.rtx_at.is_none() {
                     // Zero window: the retransmission timer doubles as the persist timer.
@@ -2341,7 +2344,11 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 self.arm_rtx(id, now);
             }
             _ => {
-                let zero_window = c.snd_wnd == 0;
+                // A shut window holds back data, not a FIN: with only our FIN left to
+                // deliver, the timer retransmits it and gives up after `data_retries`
+                // like any other segment (the fuzzer found a connection in CLOSING, its
+                // FIN unacknowledged behind a zero window, that no timer ever ended).
+                let zero_window = c.snd_wnd == 0 && c.app.as_ref().is_some_and(|a| !a.send_queue().is_empty());
                 if c.flight() == 0 && !zero_window {
                     return self.output(id, now, tx);
                 }

@@ -881,3 +881,27 @@ fn a_source_over_its_connection_cap_gets_an_rst_and_others_do_not() {
     assert!(out.len() == 1 && out[0].syn, "room again after a connection ended: {out:?}");
     assert_eq!(s.eng.counters().refused_per_source, 1);
 }
+
+/// Found by the stack_http fuzzer: both sides closed at once (CLOSING), our FIN not yet
+/// acknowledged, and the peer's window shut. The FIN must be retransmitted (a shut
+/// window holds back data, not a FIN) and the connection must end after `data_retries`
+/// if it is never acknowledged; it used to wait for a window probe that had nothing to
+/// probe, with no timer left.
+#[test]
+fn scripted_closing_behind_a_zero_window_retransmits_the_fin_and_ends() {
+    let mut s = Script::new(TcpConfig { data_retries: 3, ..TcpConfig::default() });
+    s.cx.greeting = b"hi".to_vec();
+    s.cx.close_after_greeting = true;
+    let iss = s.handshake(false);
+    assert_eq!(s.eng.connections(), 1);
+    // The client takes "hi" but not the FIN, shuts its window and sends its own FIN.
+    let mut seg = cseg(1001, Some(iss.wrapping_add(3)));
+    seg.window = 0;
+    seg.fin = true;
+    let out = s.inject(seg);
+    assert!(out.iter().any(|o| o.ack == Some(1002)), "the peer's FIN is acknowledged: {out:?}");
+    let later = s.wait(Duration::from_secs(60));
+    let fins = later.iter().filter(|o| o.fin && o.seq == iss.wrapping_add(3)).count();
+    assert!(fins >= 2, "the FIN is sent again: {later:?}");
+    assert_eq!(s.eng.connections(), 0, "given up after data_retries");
+}
