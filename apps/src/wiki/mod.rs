@@ -145,12 +145,18 @@ fn offsets<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, Hand
             OffsetsCache(std::cell::RefCell::new(quick_cache::unsync::Cache::with_weighter(items, bytes, EntryBytes)))
         })
     });
-    let mut key = cx.arena().vec();
-    key.extend_from_slice(prefix.as_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
-    key.extend_from_slice(&(limit as u16).to_le_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
-    let key = key.into_slice();
-    if let Some(c) = &cache {
-        if let Some(body) = c.0.borrow().get(key) {
+    // The key (prefix and limit) is built only when there is a cache to ask.
+    let key = match &cache {
+        None => None,
+        Some(_) => {
+            let mut key = cx.arena().vec();
+            key.extend_from_slice(prefix.as_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
+            key.extend_from_slice(&(limit as u16).to_le_bytes()).map_err(|e| arena_full(std::io::Error::other(e)))?;
+            Some(key.into_slice())
+        }
+    };
+    if let (Some(c), Some(key)) = (&cache, &key) {
+        if let Some(body) = c.0.borrow().get(*key) {
             let out = cx.arena().alloc_bytes(body.len())?;
             out.copy_from_slice(body);
             return Ok(Response::ok("application/json", out).with_header("X-Offsets-Cache", "hit").into());
@@ -212,7 +218,7 @@ fn offsets<'a>(req: &'a Request<'a>, cx: &mut Ctx<'a>) -> Result<Reply<'a>, Hand
     }
     body.write_all(b"]").map_err(arena_full)?;
     let body = body.into_slice();
-    if let Some(c) = &cache {
+    if let (Some(c), Some(key)) = (&cache, key) {
         c.0.borrow_mut().insert(key.into(), body.into());
     }
     Ok(Response::ok("application/json", body)
