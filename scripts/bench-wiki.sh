@@ -7,7 +7,8 @@
 # read from a cold page cache, wiki.page_reads = io_uring against threads and inline
 # (blocking on the core).
 # Env: KEEP_INDEX=1 reuses a built index, SKIP_WARM=1 / SKIP_COLD=1 skip those runs,
-# RATE (warm runs), COLD_RATE (cold /wiki, default 500), SECS.
+# RATE (warm runs), COLD_RATE (cold /wiki, default 500), SECS, COLD_MODES (default
+# "none io_uring threads inline"; none = the evictor alone, the control).
 # Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
 # server on SERVER_CPU, load on LOAD_CPU; WORKDIR default /var/tmp/px-wiki-bench, needs
 # about 300 bytes of disk per page: ~5 GB for 16M). Asserts nothing; prints figures.
@@ -103,9 +104,12 @@ fi
 
 # Cold reads: evict the dump from the page cache every 50 ms while /wiki is fetched at a
 # low rate, and measure a hot route (/plaintext) on the same core at the same time.
+# Mode "none" is the control: the evictor runs, no /wiki is asked, only the hot route
+# (what the eviction itself and the shared load CPU cost the measurement).
 cold_run() {
-  local mode=$1
-  printf '[wiki]\ndir = "%s"\npage_reads = "%s"\n' "$idx" "$mode" > "$work/cold.toml"
+  local mode=$1 reads=$1
+  [ "$mode" = none ] && reads=io_uring
+  printf '[wiki]\ndir = "%s"\npage_reads = "%s"\n' "$idx" "$reads" > "$work/cold.toml"
   start_server --config "$work/cold.toml"
   python3 - "$xml" <<'PY' &
 import os, sys, time
@@ -115,15 +119,14 @@ while True:
     time.sleep(0.05)
 PY
   local evictor=$!
-  load "$work/wiki-paths" "${COLD_RATE:-500}" > "$work/cold-wiki.json" &
-  local wl=$!
+  local wl=""
+  [ "$mode" != none ] && { load "$work/wiki-paths" "${COLD_RATE:-500}" > "$work/cold-wiki.json" & wl=$!; }
   echo "page_reads=$mode: hot /plaintext at 5000 req/s: $(load /plaintext 5000)"
-  wait "$wl"
-  echo "page_reads=$mode: cold /wiki at ${COLD_RATE:-500} req/s: $(cat "$work/cold-wiki.json")"
+  [ -n "$wl" ] && { wait "$wl"; echo "page_reads=$mode: cold /wiki at ${COLD_RATE:-500} req/s: $(cat "$work/cold-wiki.json")"; }
   kill "$evictor"; wait "$evictor" 2>/dev/null || true
   kill -TERM "$pid"; wait "$pid" || true
+  [ "$reads" = io_uring ] && echo "  core's io_uring: $(grep -o 'file_read[a-z_]*=[0-9]*' "$work/server.log" | tr '\n' ' ')"
+  return 0
 }
 [ "${SKIP_COLD:-0}" = 1 ] && exit 0
-cold_run io_uring
-cold_run threads
-cold_run inline
+for m in ${COLD_MODES:-none io_uring threads inline}; do cold_run "$m"; done

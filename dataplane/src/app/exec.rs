@@ -229,6 +229,14 @@ impl CoreShared {
         }
     }
 
+    /// After a sleep with reads in flight that ran to its timeout (see
+    /// [`FileReads::note_timed_out_sleep`]).
+    pub fn file_sleep_timed_out(&self) {
+        if let Files::Ready(r) = &mut *self.files.borrow_mut() {
+            r.note_timed_out_sleep();
+        }
+    }
+
     /// True when reads wait for a submission (the loop must not sleep on them).
     fn files_queued(&self) -> bool {
         matches!(&*self.files.borrow(), Files::Ready(r) if r.queued() > 0)

@@ -26,7 +26,7 @@ pub use numa::{cpu_numa_node, node_cpus, parse_cpulist, set_thread_affinity, thr
 pub use pool::{ChunkPool, PoolStats};
 pub use region::{Backing, HugepagePolicy, MemError, Region};
 pub use resident::{Residence, ResidentFile};
-pub use uring::{FileReadCounters, FileReads, ReadKey};
+pub use uring::{FileReadCounters, FileReads, ReadKey, FILE_READ_MAX_SLEEP};
 
 /// Size of one x86-64 huge page; regions are a whole number of them.
 pub const HUGEPAGE_BYTES: usize = 2 * 1024 * 1024;

@@ -37,12 +37,19 @@ pub fn run_core<T: Transport>(
             let tick = t.max_sleep();
             d.next_timer().map_or(tick, |at| at.saturating_duration_since(now).min(tick))
         };
-        // Reads in flight on the core's io_uring wake the loop while it sleeps.
+        // Reads in flight on the core's io_uring wake the loop while it sleeps; the
+        // sleep is capped while they are, in case a wake-up is lost.
         let files = d.exec().core();
+        let reading = files.file_reads_in_flight() > 0;
+        let timeout = if reading { timeout.min(crate::mem::FILE_READ_MAX_SLEEP) } else { timeout };
         let timeout = if !timeout.is_zero() && files.file_wakeups(true) { Duration::ZERO } else { timeout };
+        let slept_from = reading.then(Instant::now);
         t.wait(now, timeout);
         files.file_wakeups(false);
         now = Instant::now();
+        if slept_from.is_some_and(|at| !timeout.is_zero() && now.duration_since(at) >= timeout) {
+            files.file_sleep_timed_out();
+        }
         d.tick(SystemTime::now(), now);
         if deadline.is_none() && stop.load(Ordering::Acquire) {
             deadline = Some(now + drain);

@@ -147,6 +147,15 @@ impl std::fmt::Display for CoreReport {
                 s => write!(f, " http_rejected_{s}={n}")?,
             }
         }
+        if self.files.file_reads > 0 {
+            let mut r = Ok(());
+            crate::stats::Counters::each(&self.files, &mut |name, _, n| {
+                if r.is_ok() {
+                    r = write!(f, " {name}={n}");
+                }
+            });
+            r?;
+        }
         if let Some(s) = &self.stack {
             write!(f, " {s}")?;
         }
