@@ -11,7 +11,7 @@
 //!   sent half a request head and then abandoned: held open, silent, until `--hold`
 //!   seconds pass, then closed.
 //!
-//! Prints one JSON object: what was sent and at what rate.
+//! Prints one JSON object: what was sent and at what rate (`--pps` fixes the rate).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -32,6 +32,10 @@ struct Args {
     /// Seconds to send for (`syn`, `rst`).
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
+    /// Packets per second (`syn`, `rst`); 0: as fast as the core can send. A fixed rate
+    /// gives every contender of a side-by-side run the same flood.
+    #[arg(long, default_value_t = 0)]
+    pps: u64,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -139,6 +143,14 @@ fn flood(a: &Args, mut make: impl FnMut(&mut Rng, &mut Vec<u8>)) -> anyhow::Resu
             match sock.send_to(&buf, &to) {
                 Ok(_) => sent += 1,
                 Err(_) => failed += 1, // a full device queue: the flood outran the link
+            }
+        }
+        if a.pps > 0 {
+            // Paced: the next batch waits until the rate allows it.
+            let due = start + Duration::from_secs_f64((sent + failed) as f64 / a.pps as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
             }
         }
     }
