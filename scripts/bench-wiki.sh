@@ -9,6 +9,7 @@
 # Env: KEEP_INDEX=1 reuses a built index, SKIP_WARM=1 / SKIP_COLD=1 skip those runs,
 # RATE (warm runs), COLD_RATE (cold /wiki, default 500), SECS, COLD_MODES (default
 # "none io_uring threads inline"; none = the evictor alone, the control).
+# BACKEND=af-xdp runs the appliance on the testbed instead (root).
 # Usage: scripts/bench-wiki.sh [N] [WORKDIR]     (kernel backend on 127.0.0.1:18090; the
 # server on SERVER_CPU, load on LOAD_CPU; WORKDIR default /var/tmp/px-wiki-bench, needs
 # about 300 bytes of disk per page: ~5 GB for 16M). Asserts nothing; prints figures.
@@ -20,6 +21,17 @@ work=${2:-/var/tmp/px-wiki-bench}
 rate=${RATE:-20000}
 secs=${SECS:-10}
 port=18090
+addr=127.0.0.1
+# BACKEND=af-xdp: the appliance on the testbed (scripts/testbed.sh, root) on 10.99.0.1,
+# the load from the px-client namespace; default: the kernel backend on loopback.
+backend=${BACKEND:-kernel}
+client=()
+if [ "$backend" = af-xdp ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "bench-wiki.sh: BACKEND=af-xdp needs root (the testbed)" >&2; exit 1; }
+  scripts/testbed.sh up --queues 1 >/dev/null
+  ip -n px-app addr del 10.99.0.1/24 dev px-app0 2>/dev/null || true  # the appliance owns it
+  addr=10.99.0.1 port=8080 client=(ip netns exec px-client)
+fi
 mkdir -p "$work"
 cargo build --release -q -p px-apps -p px-load
 bin=target/release/px-appliance
@@ -53,14 +65,19 @@ with open(f"{work}/offsets-paths", "w") as f:
 PY
 
 start_server() {
-  taskset -c "$server_cpu" "$bin" --listen "127.0.0.1:$port" --queues 1 --cores "$server_cpu" --apps tfb,wiki \
-    --wiki-dir "$idx" --log-level info "$@" > "$work/server.log" 2>&1 &
+  if [ "$backend" = af-xdp ]; then
+    ip netns exec px-app taskset -c "$server_cpu" "$bin" --backend af-xdp --iface px-app0 --ip "$addr/24" \
+      --queues 1 --cores "$server_cpu" --apps tfb,wiki --wiki-dir "$idx" --log-level info "$@" > "$work/server.log" 2>&1 &
+  else
+    taskset -c "$server_cpu" "$bin" --listen "$addr:$port" --queues 1 --cores "$server_cpu" --apps tfb,wiki \
+      --wiki-dir "$idx" --log-level info "$@" > "$work/server.log" 2>&1 &
+  fi
   pid=$!
   wait_ready "$work/server.log"
 }
 load() {  # load PATHS_FILE|PATH RATE
   local arg=--path; [ -f "$1" ] && arg=--paths
-  taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" $arg "$1" --conns 32 --rate "$2" --secs "$secs"
+  "${client[@]}" taskset -c "$load_cpu" target/release/px-load --addr "$addr:$port" $arg "$1" --conns 32 --rate "$2" --secs "$secs"
 }
 rss() { awk '/VmRSS|RssAnon|RssFile|HugetlbPages|VmLck/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 
@@ -87,11 +104,11 @@ echo "RSS after start: $(rss "$pid")"
 echo "  $(grep -o 'index ([0-9]* MiB) resident.*' "$work/server.log" | head -1)"
 echo "  (HugetlbPages: index files and arena pool in hugepages; VmLck: index files mapped and locked; all of it in memory for the process's life)"
 # Warm the page cache with every page the /wiki mix asks for (not measured).
-taskset -c "$load_cpu" target/release/px-load --addr "127.0.0.1:$port" --paths "$work/wiki-paths" --conns 32 --rate 20000 --secs 6 > /dev/null
+"${client[@]}" taskset -c "$load_cpu" target/release/px-load --addr "$addr:$port" --paths "$work/wiki-paths" --conns 32 --rate 20000 --secs 6 > /dev/null
 runs3 "/plaintext (reference)" /plaintext
 runs3 "/offsets" "$work/offsets-paths"
 runs3 "/wiki" "$work/wiki-paths"
-echo "  offsets cache: $(curl -s "127.0.0.1:$port/offsets/$(head -1 "$work/offsets-paths" | sed 's|/offsets/||')" -o /dev/null -D - | grep -i x-offsets-cache | tr -d '\r')"
+echo "  offsets cache: $("${client[@]}" curl -s "$addr:$port/offsets/$(head -1 "$work/offsets-paths" | sed 's|/offsets/||')" -o /dev/null -D - | grep -i x-offsets-cache | tr -d '\r')"
 echo "RSS while serving (after all runs): $(rss "$pid") peak VmHWM $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
 echo "  (RssFile is the binary, plus the index where it is mapped and locked; the dump is read, not mapped; RssAnon is the process's own memory)"
 kill -TERM "$pid"; wait "$pid" || true
