@@ -25,6 +25,13 @@ use crate::app::outbound::EndReason;
 use crate::app::{ClientConn, Dispatch, HttpSession};
 use crate::config::{Config, KernelConfig};
 
+/// What [`KernelTransport::refuse_one`] did.
+enum Refusal {
+    Refused,
+    NothingWaiting,
+    Failed,
+}
+
 /// Pieces of output handed to one `writev` at most.
 const WRITEV_PIECES: usize = 64;
 const WAKER: Token = Token(usize::MAX - 1);
@@ -204,21 +211,31 @@ impl KernelTransport {
                     self.accept_errors += 1;
                     if self.last_accept_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                         tracing::warn!(
-                            "accept failed: {e} ({} failures, {} connections refused for want of descriptors)",
+                            "accept failed: {e} ({} failures, {} connections refused for want of descriptors; \
+                             spare descriptor {})",
                             self.accept_errors,
-                            self.refused_no_fd
+                            self.refused_no_fd,
+                            if self.spare_fd.is_some() { "held" } else { "lost" }
                         );
                         self.last_accept_warn = Some(now);
                     }
                     if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
-                        if self.refuse_one() {
-                            continue; // more may be waiting: the turn's accept budget bounds this
+                        match self.refuse_one() {
+                            // More may be waiting: the turn's accept budget bounds this.
+                            Refusal::Refused => continue,
+                            // accept(2) fails with EMFILE before it looks at the queue:
+                            // nothing waits, and a connection that comes will raise an
+                            // event of its own. Not backlogged (that would spin the loop).
+                            Refusal::NothingWaiting => {}
+                            // Not refused: another thread took the descriptor the spare
+                            // gave back (or the spare is gone). Connections still wait,
+                            // and the listener is edge-triggered (no new event for them):
+                            // try again next turn.
+                            Refusal::Failed => {
+                                self.spare_fd = self.spare_fd.take().or_else(|| std::fs::File::open("/dev/null").ok());
+                                self.listener_backlogged = true;
+                            }
                         }
-                        // Not refused: another thread took the descriptor the spare gave
-                        // back. Connections still wait, and the listener is edge-triggered
-                        // (no new event for them): try again next turn.
-                        self.spare_fd = self.spare_fd.take().or_else(|| std::fs::File::open("/dev/null").ok());
-                        self.listener_backlogged = true;
                     }
                     return;
                 }
@@ -229,19 +246,21 @@ impl KernelTransport {
 
     /// Out of descriptors: give back the spare one, accept the oldest waiting connection
     /// and close it at once, so its client learns now (a FIN) instead of hanging in the
-    /// accept queue; then take the spare again. Returns true if one was refused.
-    fn refuse_one(&mut self) -> bool {
-        let Some(l) = &self.listener else { return false };
+    /// accept queue; then take the spare again. Says whether one was refused, none was
+    /// waiting, or it failed.
+    fn refuse_one(&mut self) -> Refusal {
+        let Some(l) = &self.listener else { return Refusal::NothingWaiting };
         if self.spare_fd.take().is_none() {
-            return false;
+            return Refusal::Failed;
         }
         let refused = match l.accept() {
             Ok((sock, _)) => {
                 drop(sock);
                 self.refused_no_fd += 1;
-                true
+                Refusal::Refused
             }
-            Err(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Refusal::NothingWaiting,
+            Err(_) => Refusal::Failed,
         };
         self.spare_fd = std::fs::File::open("/dev/null").ok();
         refused
