@@ -601,12 +601,16 @@ mod tests {
 
     #[test]
     fn tcp_recovery_keys_parse_and_bad_values_name_the_key() {
-        let c = parse("[tcp]\ncongestion = \"newreno\"\nsack = false\nkeepalive_idle_ms = 5000\n").unwrap();
+        let c = parse("[tcp]\ncongestion = \"newreno\"\nsack = false\nkeepalive_idle_ms = 5000\nhystart = false\n")
+            .unwrap();
         assert_eq!(
-            (c.tcp.congestion, c.tcp.sack, c.tcp.keepalive_idle_ms),
-            (crate::tcp::Congestion::Newreno, false, 5000)
+            (c.tcp.congestion, c.tcp.sack, c.tcp.keepalive_idle_ms, c.tcp.hystart),
+            (crate::tcp::Congestion::Newreno, false, 5000, false)
         );
         assert_eq!(Config::default().tcp.congestion, crate::tcp::Congestion::Cubic);
+        assert!(Config::default().tcp.hystart);
+        let e = parse("[tcp]\nhystart = \"yes\"\n").unwrap_err().to_string();
+        assert!(e.contains("hystart"), "{e}");
         let e = parse("[tcp]\ncongestion = \"bbr\"\n").unwrap_err().to_string();
         assert!(e.contains("congestion") && e.contains("bbr"), "{e}");
         let e = parse("[tcp]\nkeepalive_idle_ms = 1000\nkeepalive_probes = 0\n").unwrap_err().to_string();

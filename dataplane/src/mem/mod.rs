@@ -32,3 +32,25 @@ pub use uring::{FileReadCounters, FileReads, ReadKey, FILE_READ_MAX_SLEEP};
 pub const HUGEPAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Size of a base page.
 pub const PAGE_BYTES: usize = 4096;
+
+/// Asks the CPU to bring the cache lines of `bytes` bytes from `p` into its caches
+/// ahead of use (a hint: nothing is read, nothing can fault, and on targets without the
+/// instruction it does nothing). The TCP engine uses it to start the memory reads of a
+/// whole batch of segments' connections before it handles the first, so that with
+/// connections far beyond the cache they overlap instead of stalling one after another.
+#[inline]
+pub fn prefetch<T>(p: &T, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let base = (p as *const T).cast::<i8>();
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address; the
+            // pointer is derived from a live reference and never dereferenced.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(base.wrapping_add(off)) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
+}

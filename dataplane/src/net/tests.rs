@@ -496,3 +496,67 @@ fn an_advertisement_arriving_on_another_core_completes_the_solicitation() {
     assert!(!core_b.neighbors.knows(Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x77).into()));
     assert_eq!(core_b.counters().drop_unsupported, 1);
 }
+
+// ---- the prefetch hint -------------------------------------------------------------
+
+fn tcp4() -> Vec<u8> {
+    let caps = ChecksumCapabilities::default();
+    let seg =
+        crate::tcp::Segment { src_port: 40001, dst_port: 8080, seq: 1, syn: true, window: 1000, ..Default::default() };
+    let tcp = seg.to_repr();
+    let ip = Ipv4Repr {
+        src_addr: PEER_IP,
+        dst_addr: OUR_IP,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(PEER),
+        dst_addr: EthernetAddress(US),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &PEER_IP.into(), &OUR_IP.into(), &caps);
+    buf
+}
+
+#[test]
+fn the_flow_peek_names_the_endpoints_the_stack_finds_and_never_panics() {
+    use std::net::SocketAddr;
+    let now = Instant::now();
+    let mut out = FrameBatch::default();
+    let v4 = tcp4();
+    let v6 = v6_frame(OUR_IP6, US, IpProtocol::Tcp, 64, &[], &tcp6(OUR_IP6));
+    let cases = [
+        (v4.clone(), stack(), SocketAddr::new(OUR_IP.into(), 8080), SocketAddr::new(PEER_IP.into(), 40001)),
+        (v6.clone(), stack6(), SocketAddr::new(OUR_IP6.into(), 8080), SocketAddr::new(PEER_IP6.into(), 40000)),
+    ];
+    for (frame, mut s, local, remote) in cases {
+        assert_eq!(peek_tcp_flow(&frame), Some((local, remote)));
+        let seen = s.on_frame(&frame, now, &mut out).expect("a TCP segment for us");
+        assert_eq!((seen.dst, seen.src), (local.ip(), remote.ip()));
+        // Every truncation is answered, with None once the ports are cut off.
+        for n in 0..frame.len() {
+            let p = peek_tcp_flow(&frame[..n]);
+            assert!(p.is_none() || p == Some((local, remote)), "{n}: {p:?}");
+        }
+    }
+    assert_eq!(peek_tcp_flow(&ping(1, b"x")), None);
+    assert_eq!(peek_tcp_flow(&arp(ArpOperation::Request, PEER, PEER_IP, OUR_IP, EthernetAddress::BROADCAST)), None);
+    // Random bytes never panic.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..20_000usize {
+        let mut f = if i % 2 == 0 { v4.clone() } else { v6.clone() };
+        for _ in 0..3 {
+            let at = (next(&mut seed) as usize) % f.len();
+            f[at] = next(&mut seed) as u8;
+        }
+        f.truncate((next(&mut seed) as usize) % (f.len() + 1));
+        let _ = peek_tcp_flow(&f);
+    }
+}

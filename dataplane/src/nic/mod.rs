@@ -79,6 +79,12 @@ pub trait PacketIo {
     ) -> usize {
         self.recv(now, max, &mut |frame| f(frame, &mut *backlog))
     }
+    /// Shows `f` the frames the next [`recv`](Self::recv) or [`recv_tx`](Self::recv_tx)
+    /// will hand over (at most `max`) without taking them, so the caller can start the
+    /// memory reads a whole batch will need before it handles the first frame (the TCP
+    /// engine prefetches each segment's connection). Backends with no ring to look
+    /// into show nothing.
+    fn peek(&mut self, _max: usize, _f: &mut dyn FnMut(&[u8])) {}
     /// Gives `f` a sink for frames to send outside a receive (timers, late answers), as
     /// [`recv_tx`](Self::recv_tx) does; returns how many went straight to TX buffers.
     fn tx(&mut self, _now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
@@ -135,6 +141,9 @@ impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
         f: &mut dyn FnMut(&[u8], &mut dyn TxSink),
     ) -> usize {
         (**self).recv_tx(now, max, backlog, f)
+    }
+    fn peek(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) {
+        (**self).peek(max, f)
     }
     fn tx(&mut self, now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
         (**self).tx(now, backlog, f)

@@ -38,11 +38,67 @@ pub fn cubic_k(w_max: f64, cwnd_epoch: f64) -> f64 {
     ((w_max - cwnd_epoch).max(0.0) / CUBIC_C).cbrt()
 }
 
+/// HyStart++ (RFC 9406 §4.3): the RTT rise that ends slow start is
+/// max(MIN_RTT_THRESH, min(last round's min RTT / MIN_RTT_DIVISOR, MAX_RTT_THRESH)).
+pub const HYSTART_MIN_RTT_THRESH_US: u32 = 4_000;
+/// RFC 9406: MAX_RTT_THRESH.
+pub const HYSTART_MAX_RTT_THRESH_US: u32 = 16_000;
+/// RFC 9406: MIN_RTT_DIVISOR.
+pub const HYSTART_MIN_RTT_DIVISOR: u32 = 8;
+/// RFC 9406: N_RTT_SAMPLE, the RTT samples a round needs before it is judged.
+pub const HYSTART_N_RTT_SAMPLE: u8 = 8;
+/// RFC 9406: CSS_GROWTH_DIVISOR, how much slower Conservative Slow Start grows.
+pub const HYSTART_CSS_GROWTH_DIVISOR: u32 = 4;
+/// RFC 9406: CSS_ROUNDS, rounds of Conservative Slow Start before congestion avoidance.
+pub const HYSTART_CSS_ROUNDS: u8 = 5;
+
+/// Where HyStart++ is in a connection's first slow start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HyPhase {
+    /// Not in use: disabled, or the first slow start is over (RFC 9406 runs it only for
+    /// the initial slow start; later ones are standard).
+    Off,
+    /// Standard slow start, watching each round's minimum RTT.
+    SlowStart,
+    /// Conservative Slow Start: the RTT rose; growth at a quarter, for a few rounds.
+    Css,
+}
+
+/// What the ACK did to HyStart++ (counters, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HyEvent {
+    /// Nothing changed.
+    None,
+    /// The RTT rose by the threshold: slow start left for CSS.
+    EnteredCss,
+    /// CSS saw the RTT fall back below its baseline: the exit was spurious, slow start
+    /// again.
+    BackToSlowStart,
+    /// CSS_ROUNDS rounds of CSS done: ssthresh set to cwnd, congestion avoidance.
+    EnteredAvoidance,
+}
+
+/// HyStart++ state (RFC 9406), 20 bytes; RTTs in µs, `u32::MAX` for "infinity".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HyStart {
+    phase: HyPhase,
+    /// RTT samples this round.
+    samples: u8,
+    /// CSS rounds completed.
+    css_rounds: u8,
+    /// The round ends when this sequence number is acknowledged (SND.NXT at its start).
+    window_end: Option<u32>,
+    last_round_min: u32,
+    cur_round_min: u32,
+    css_baseline: u32,
+}
+
 /// One connection's congestion-control state beyond cwnd and ssthresh (which the
-/// connection keeps). 24 bytes; the NewReno connections carry it unused.
+/// connection keeps); the NewReno connections carry the CUBIC part unused.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cc {
     kind: Congestion,
+    hy: HyStart,
     /// W_max in segments (0: no congestion event yet).
     w_max: f32,
     /// K in seconds for the current epoch.
@@ -56,9 +112,94 @@ pub struct Cc {
 }
 
 impl Cc {
-    /// Fresh state.
+    /// Fresh state, with HyStart++ in the first slow start if `hystart`.
     pub fn new(kind: Congestion) -> Cc {
-        Cc { kind, w_max: 0.0, k: 0.0, w_est: 0.0, credit: 0, epoch_us: 0 }
+        Cc::with_hystart(kind, false)
+    }
+
+    /// Fresh state; `hystart` turns HyStart++ on for the first slow start.
+    pub fn with_hystart(kind: Congestion, hystart: bool) -> Cc {
+        let hy = HyStart {
+            phase: if hystart { HyPhase::SlowStart } else { HyPhase::Off },
+            samples: 0,
+            css_rounds: 0,
+            window_end: None,
+            last_round_min: u32::MAX,
+            cur_round_min: u32::MAX,
+            css_baseline: u32::MAX,
+        };
+        Cc { kind, hy, w_max: 0.0, k: 0.0, w_est: 0.0, credit: 0, epoch_us: 0 }
+    }
+
+    /// HyStart++'s phase.
+    pub fn hystart_phase(&self) -> HyPhase {
+        self.hy.phase
+    }
+
+    /// HyStart++ (RFC 9406 §4.2) on an ACK of new data in slow start, before
+    /// [`on_ack`](Self::on_ack) grows the window: `ack` and `snd_nxt` delimit the rounds,
+    /// `rtt_us` is this ACK's RTT sample if it gave one. Leaving CSS for congestion
+    /// avoidance sets `*ssthresh` to `cwnd`.
+    pub fn hystart_ack(
+        &mut self,
+        ack: u32,
+        snd_nxt: u32,
+        rtt_us: Option<u64>,
+        cwnd: u32,
+        ssthresh: &mut u32,
+    ) -> HyEvent {
+        let h = &mut self.hy;
+        if h.phase == HyPhase::Off {
+            return HyEvent::None;
+        }
+        if cwnd >= *ssthresh {
+            h.phase = HyPhase::Off;
+            return HyEvent::None;
+        }
+        let mut event = HyEvent::None;
+        // A round ends when what was outstanding at its start is acknowledged.
+        let round_over = h.window_end.is_none_or(|end| super::seq::ge(ack, end));
+        if round_over {
+            if h.phase == HyPhase::Css && h.window_end.is_some() {
+                h.css_rounds += 1;
+                if h.css_rounds >= HYSTART_CSS_ROUNDS {
+                    *ssthresh = cwnd;
+                    h.phase = HyPhase::Off;
+                    return HyEvent::EnteredAvoidance;
+                }
+            }
+            h.last_round_min = h.cur_round_min;
+            h.cur_round_min = u32::MAX;
+            h.samples = 0;
+            h.window_end = Some(snd_nxt);
+        }
+        if let Some(r) = rtt_us {
+            h.cur_round_min = h.cur_round_min.min(r.min(u64::from(u32::MAX - 1)) as u32);
+            h.samples = h.samples.saturating_add(1);
+        }
+        if h.samples < HYSTART_N_RTT_SAMPLE || h.cur_round_min == u32::MAX {
+            return event;
+        }
+        match h.phase {
+            HyPhase::SlowStart if h.last_round_min != u32::MAX => {
+                let thresh = (h.last_round_min / HYSTART_MIN_RTT_DIVISOR)
+                    .clamp(HYSTART_MIN_RTT_THRESH_US, HYSTART_MAX_RTT_THRESH_US);
+                if u64::from(h.cur_round_min) >= u64::from(h.last_round_min) + u64::from(thresh) {
+                    h.css_baseline = h.cur_round_min;
+                    h.css_rounds = 0;
+                    h.phase = HyPhase::Css;
+                    event = HyEvent::EnteredCss;
+                }
+            }
+            HyPhase::Css if h.cur_round_min < h.css_baseline => {
+                // The rise did not last: the exit was spurious.
+                h.css_baseline = u32::MAX;
+                h.phase = HyPhase::SlowStart;
+                event = HyEvent::BackToSlowStart;
+            }
+            _ => {}
+        }
+        event
     }
 
     /// The algorithm.
@@ -80,8 +221,13 @@ impl Cc {
     /// `now_us` is the engine clock, `rtt_us` the smoothed RTT (0 if unknown).
     pub fn on_ack(&mut self, cwnd: u32, ssthresh: u32, acked: u32, mss: u32, now_us: u64, rtt_us: u64) -> u32 {
         if cwnd < ssthresh {
-            // Slow start: one MSS per ACK at most (RFC 5681 §3.1, RFC 3465 L = 1).
-            return cwnd.saturating_add(acked.min(mss)).min(ssthresh.max(cwnd + 1));
+            // Slow start: one MSS per ACK at most (RFC 5681 §3.1, RFC 3465 L = 1); in
+            // HyStart++'s Conservative Slow Start a quarter of that (RFC 9406 §4.2).
+            let step = match self.hy.phase {
+                HyPhase::Css => (acked.min(mss) / HYSTART_CSS_GROWTH_DIVISOR).max(1),
+                _ => acked.min(mss),
+            };
+            return cwnd.saturating_add(step).min(ssthresh.max(cwnd + 1));
         }
         match self.kind {
             Congestion::Newreno => {
@@ -144,6 +290,9 @@ impl Cc {
     /// ends the epoch.
     pub fn on_congestion(&mut self, cwnd: u32, flight: u32, mss: u32) -> u32 {
         self.credit = 0;
+        // A loss ends HyStart++ (RFC 9406 §4.2: loss in slow start or CSS means
+        // congestion avoidance, and later slow starts are standard).
+        self.hy.phase = HyPhase::Off;
         match self.kind {
             Congestion::Newreno => (flight / 2).max(2 * mss),
             Congestion::Cubic => {
@@ -234,5 +383,99 @@ mod tests {
         assert_eq!(cwnd, 23 * MSS);
         // Slow start below ssthresh: one MSS per ACK.
         assert_eq!(cc.on_ack(2 * MSS, 20 * MSS, 5 * MSS, MSS, 0, 0), 3 * MSS);
+    }
+
+    /// One round of HyStart++: `acks` ACKs of one MSS each, every one with an RTT sample
+    /// of `rtt_us`, in slow start (ssthresh "infinite"); the round ends when `end` is
+    /// acknowledged. Returns the events seen.
+    fn hy_round(cc: &mut Cc, cwnd: &mut u32, ssthresh: &mut u32, una: &mut u32, rtt_us: u64) -> Vec<HyEvent> {
+        let mut events = Vec::new();
+        let segs = *cwnd / MSS;
+        let snd_nxt = una.wrapping_add(*cwnd);
+        for _ in 0..segs {
+            *una = una.wrapping_add(MSS);
+            let ev = cc.hystart_ack(*una, snd_nxt, Some(rtt_us), *cwnd, ssthresh);
+            if ev != HyEvent::None {
+                events.push(ev);
+            }
+            *cwnd = cc.on_ack(*cwnd, *ssthresh, MSS, MSS, 0, rtt_us);
+        }
+        events
+    }
+
+    #[test]
+    fn hystart_leaves_slow_start_when_the_rtt_rises_and_enters_avoidance_after_css_rounds() {
+        let mut cc = Cc::with_hystart(Congestion::Cubic, true);
+        let (mut cwnd, mut ssthresh, mut una) = (10 * MSS, u32::MAX, 0u32);
+        // Rounds at a steady 20 ms RTT: standard slow start, the window doubles.
+        for _ in 0..3 {
+            let before = cwnd;
+            assert!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 20_000).is_empty());
+            assert_eq!(cwnd, 2 * before, "slow start doubles per round");
+        }
+        assert_eq!(cc.hystart_phase(), HyPhase::SlowStart);
+        // A rise below the threshold (max(4 ms, 20/8 ms) = 4 ms) is ignored.
+        assert!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 23_900).is_empty());
+        // Round minimum 23.9 ms; the next one 4 ms above it: CSS on the 8th sample.
+        let before = cwnd;
+        let ev = hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 27_900);
+        assert_eq!(ev, vec![HyEvent::EnteredCss]);
+        assert_eq!(cc.hystart_phase(), HyPhase::Css);
+        // Seven ACKs at one MSS each; from the eighth, which ends slow start, a quarter.
+        let segs = before / MSS;
+        assert_eq!(cwnd, before + 7 * MSS + (segs - 7) * (MSS / HYSTART_CSS_GROWTH_DIVISOR));
+        // CSS rounds at the same RTT: growth at a quarter, then congestion avoidance with
+        // ssthresh = cwnd after CSS_ROUNDS rounds.
+        let mut events = Vec::new();
+        for _ in 0..HYSTART_CSS_ROUNDS {
+            events.extend(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 28_000));
+        }
+        assert_eq!(events, vec![HyEvent::EnteredAvoidance]);
+        assert_eq!(cc.hystart_phase(), HyPhase::Off);
+        assert!(ssthresh <= cwnd && ssthresh > 10 * MSS, "ssthresh {ssthresh}, cwnd {cwnd}");
+    }
+
+    #[test]
+    fn hystart_goes_back_to_slow_start_when_the_rise_does_not_last() {
+        let mut cc = Cc::with_hystart(Congestion::Cubic, true);
+        let (mut cwnd, mut ssthresh, mut una) = (10 * MSS, u32::MAX, 0u32);
+        hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 40_000);
+        hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 40_000);
+        // 40 ms / 8 = 5 ms threshold.
+        assert_eq!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 45_000), vec![HyEvent::EnteredCss]);
+        // The next round's minimum is below the 45 ms baseline: back to slow start.
+        assert_eq!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 41_000), vec![HyEvent::BackToSlowStart]);
+        assert_eq!(cc.hystart_phase(), HyPhase::SlowStart);
+        assert_eq!(ssthresh, u32::MAX);
+        let before = cwnd;
+        hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 41_000);
+        assert_eq!(cwnd, 2 * before, "standard slow start again");
+    }
+
+    #[test]
+    fn hystart_needs_eight_samples_and_ends_with_the_first_loss() {
+        // Rounds of fewer than N_RTT_SAMPLE samples are never judged.
+        let mut cc = Cc::with_hystart(Congestion::Cubic, true);
+        let (mut cwnd, mut ssthresh, mut una) = (4 * MSS, u32::MAX, 0u32);
+        hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 10_000);
+        assert_eq!(cwnd, 8 * MSS);
+        // 4 samples in the first round, 8 in this one: judged, 10 → 100 ms is a rise.
+        assert_eq!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 100_000), Vec::<HyEvent>::new());
+        assert_eq!(cc.hystart_phase(), HyPhase::SlowStart, "the first round had 4 samples: no baseline yet");
+        let _ = cc.on_congestion(cwnd, cwnd, MSS);
+        assert_eq!(cc.hystart_phase(), HyPhase::Off);
+        // Off: rises change nothing, and growth is standard.
+        ssthresh = u32::MAX;
+        for rtt in [10_000, 200_000, 400_000] {
+            let before = cwnd;
+            assert!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, rtt).is_empty());
+            assert_eq!(cwnd, 2 * before);
+        }
+        // Disabled from the start: the same.
+        let mut cc = Cc::with_hystart(Congestion::Cubic, false);
+        assert_eq!(cc.hystart_phase(), HyPhase::Off);
+        let (mut cwnd, mut ssthresh, mut una) = (10 * MSS, u32::MAX, 0u32);
+        hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 10_000);
+        assert!(hy_round(&mut cc, &mut cwnd, &mut ssthresh, &mut una, 100_000).is_empty());
     }
 }

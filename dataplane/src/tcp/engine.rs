@@ -2,11 +2,11 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::cc::Cc;
+use super::cc::{Cc, HyEvent};
 use super::rtt::Rtt;
 use super::sack::{self, AckInfo, Board, Tlp, Undo};
 use super::seq::{dist, ge, gt, le, lt};
@@ -83,6 +83,17 @@ impl State {
     }
 }
 
+impl TcpCounters {
+    fn count_hystart(&mut self, ev: HyEvent) {
+        match ev {
+            HyEvent::None => {}
+            HyEvent::EnteredCss => self.hystart_css += 1,
+            HyEvent::BackToSlowStart => self.hystart_spurious += 1,
+            HyEvent::EnteredAvoidance => self.hystart_avoidance += 1,
+        }
+    }
+}
+
 /// The engine's connections as they are now (counted on demand: one pass over the
 /// connection table).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +135,13 @@ crate::counters! {
         pub dsacks_received: u64,
         /// Recovery episodes undone as spurious (D-SACK or the timestamp echo).
         pub undos: u64,
+        /// First slow starts that HyStart++ ended on a rise of the RTT, before any loss
+        /// (RFC 9406: Conservative Slow Start entered).
+        pub hystart_css: u64,
+        /// Of those, rises that did not last (the RTT fell back: slow start again).
+        pub hystart_spurious: u64,
+        /// Conservative Slow Starts that ran their rounds into congestion avoidance.
+        pub hystart_avoidance: u64,
         /// Keep-alive probes sent.
         pub keepalive_probes: u64,
         /// Connections reset after unanswered keep-alive probes.
@@ -462,7 +480,13 @@ pub struct Engine<A, C> {
     /// the listener costs no hashing.
     last_cookie_slot: u64,
     wheel: Wheel,
-    table: HashMap<Tuple, u32, TupleKeys>,
+    /// The connection table: slab indices, found by the hash of the 4-tuple and compared
+    /// against the tuple the connection holds. Four bytes an entry (a map from tuple to
+    /// index took 40, and 5 MB of table at 100k connections pushed the connections out of
+    /// the cache); the connection's own cache line, which a lookup then reads, is needed
+    /// for the segment anyway.
+    table: hashbrown::HashTable<u32>,
+    keys: TupleKeys,
     /// Accepted connections per remote address (kept only with a per-source cap).
     per_source: HashMap<IpAddr, u32>,
     slab: Vec<Option<Conn<A>>>,
@@ -518,7 +542,8 @@ impl<A, C> Engine<A, C> {
             epoch: now,
             last_cookie_slot: 0,
             wheel: Wheel::new(0),
-            table: HashMap::with_hasher(TupleKeys::random()),
+            table: hashbrown::HashTable::new(),
+            keys: TupleKeys::random(),
             per_source: HashMap::new(),
             slab: Vec::new(),
             gens: Vec::new(),
@@ -591,10 +616,9 @@ impl<A, C> Engine<A, C> {
 
     /// Calls `f` on every connection's application (graceful shutdown).
     pub fn for_each_app(&mut self, mut f: impl FnMut(ConnId, &mut A)) {
-        for c in self.slab.iter_mut().flatten() {
-            let idx = self.table.get(&c.tuple).copied().unwrap_or(0);
-            if let Some(app) = c.app.as_mut() {
-                f(ConnId::new(idx, c.gen), app);
+        for (idx, c) in self.slab.iter_mut().enumerate() {
+            if let Some(app) = c.as_mut().and_then(|c| c.app.as_mut().map(|a| (c.gen, a))) {
+                f(ConnId::new(idx as u32, app.0), app.1);
             }
         }
     }
@@ -611,7 +635,7 @@ impl<A, C> Engine<A, C> {
 
     /// True if the engine has a connection for this 4-tuple.
     pub fn knows(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.table.contains_key(&Tuple::new(local, remote))
+        self.lookup(&Tuple::new(local, remote)).is_some()
     }
 
     /// Connections created (`true`) and removed (`false`) since the last call, as
@@ -661,7 +685,8 @@ impl<A, C> Engine<A, C> {
 
     /// Bytes of engine state per connection (without application buffers).
     pub fn conn_state_bytes() -> usize {
-        std::mem::size_of::<Option<Conn<A>>>() + std::mem::size_of::<(Tuple, u32)>() + 8
+        // The table's slot and control byte, the generation.
+        std::mem::size_of::<Option<Conn<A>>>() + std::mem::size_of::<u32>() + 1 + std::mem::size_of::<u32>()
     }
 
     /// Internal state of `id`, for test diagnostics.
@@ -679,6 +704,20 @@ impl<A, C> Engine<A, C> {
     #[cfg(test)]
     pub fn cc_state(&self, id: ConnId) -> Option<(u32, u32, bool, usize)> {
         self.conn(id).map(|c| (c.cwnd, c.ssthresh, c.sack_ok, c.board.as_ref().map_or(0, |b| b.len())))
+    }
+
+    /// The slab index and generation of the connection with tuple `t`.
+    fn lookup(&self, t: &Tuple) -> Option<(u32, u32)> {
+        let slab = &self.slab;
+        let mut gen = 0;
+        let idx = self.table.find(self.keys.hash_one(t), |&i| match &slab[i as usize] {
+            Some(c) if c.tuple == *t => {
+                gen = c.gen;
+                true
+            }
+            _ => false,
+        })?;
+        Some((*idx, gen))
     }
 
     fn conn(&self, id: ConnId) -> Option<&Conn<A>> {
@@ -902,14 +941,15 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.counters.segments_in += 1;
         let t = Tuple::new(SocketAddr::new(local_ip, seg.dst_port), SocketAddr::new(remote_ip, seg.src_port));
         self.advance(now, cx, tx);
-        match self.table.get(&t).copied() {
-            Some(idx) => {
-                let id = ConnId::new(idx, self.gens[idx as usize]);
-                if self.slab[idx as usize].as_ref().is_some_and(|c| c.state == State::TimeWait)
-                    && seg.syn
+        match self.lookup(&t) {
+            Some((idx, gen)) => {
+                let id = ConnId::new(idx, gen);
+                if seg.syn
                     && seg.ack.is_none()
+                    && self.slab[idx as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.state == State::TimeWait && gt(seg.seq, c.rcv_nxt))
                     && self.listening.contains(&t.local.port())
-                    && self.slab[idx as usize].as_ref().is_some_and(|c| gt(seg.seq, c.rcv_nxt))
                 {
                     // RFC 9293 §3.6.1 / RFC 6191: a new SYN above the old window reopens.
                     self.remove(id, End::Orderly);
@@ -919,6 +959,21 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
                 self.finish(id, now, cx, tx);
             }
             None => self.on_listen(now, t, seg, cx, tx),
+        }
+    }
+
+    /// Starts reading the state of the connection a segment from `remote` to `local` is
+    /// for into the cache, without handling it. A caller holding a batch of segments
+    /// calls this for each before handling the first: with more connections than the
+    /// cache holds, each segment's state is a string of cache misses, and started
+    /// together they overlap. Costs a hash and a table probe (the table is small enough
+    /// to stay cached); wrong or absent connections cost nothing more.
+    pub fn prefetch(&self, local: SocketAddr, remote: SocketAddr) {
+        let t = Tuple::new(local, remote);
+        for &idx in self.table.iter_hash(self.keys.hash_one(t)) {
+            if let Some(slot) = self.slab.get(idx as usize) {
+                crate::mem::prefetch(slot, std::mem::size_of::<Option<Conn<A>>>());
+            }
         }
     }
 
@@ -963,7 +1018,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         tx: &mut Tx<'_>,
     ) -> Option<ConnId> {
         let t = Tuple::new(local, remote);
-        if self.table.contains_key(&t) {
+        if self.lookup(&t).is_some() {
             return None;
         }
         let iss = self.iss(&t, now);
@@ -985,7 +1040,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
 
     /// True if a local port is in use towards `remote` by any connection.
     pub fn in_use(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.table.contains_key(&Tuple::new(local, remote))
+        self.lookup(&Tuple::new(local, remote)).is_some()
     }
 
     /// Resets connection `id` (RST to the peer) and forgets it.
@@ -1048,7 +1103,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             sack_ok: false,
             cwnd_limited: false,
             board: None,
-            cc: Cc::new(c.congestion),
+            cc: Cc::with_hystart(c.congestion, c.hystart),
             min_rtt_us: u32::MAX,
             reordering_seen: false,
             reo_wnd_mult: 1,
@@ -1077,8 +1132,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if self.track_lifecycle {
             self.lifecycle.push((conn.tuple.local.addr(), conn.tuple.remote.addr(), true));
         }
-        self.table.insert(conn.tuple, idx);
+        let h = self.keys.hash_one(conn.tuple);
         self.slab[idx as usize] = Some(conn);
+        let (slab, keys) = (&self.slab, &self.keys);
+        self.table.insert_unique(h, idx, |&i| keys.hash_one(slab[i as usize].as_ref().expect("in the table").tuple));
         ConnId::new(idx, self.gens[idx as usize])
     }
 
@@ -1096,7 +1153,10 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         if let Some(app) = c.app.take() {
             self.ended.push(Ended { id, app, end, state: c.state });
         }
-        self.table.remove(&c.tuple);
+        let h = self.keys.hash_one(c.tuple);
+        if let Ok(e) = self.table.find_entry(h, |&i| i == id.idx()) {
+            e.remove();
+        }
         if self.cfg.max_connections_per_source > 0 && !c.outbound {
             let ip = c.tuple.remote.addr().ip();
             if let Some(n) = self.per_source.get_mut(&ip) {
@@ -1550,15 +1610,20 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         let Some(c) = self.conn_mut(id) else { return };
         let acked = dist(c.snd_una, ack);
         // RTT: the timestamp echo (RFC 7323), else the one timed segment (Karn).
+        let mut sample_ms = None;
         if let Some((_, tsecr)) = seg.ts.filter(|_| c.ts_ok && seg.ts.is_some_and(|t| t.1 != 0)) {
-            c.rtt.sample(Duration::from_millis(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)))));
+            sample_ms = Some(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1))));
         } else if let Some((s, at)) = c.rtt_seq {
             if ge(ack, s) {
-                c.rtt.sample(Duration::from_millis(tick - at));
+                sample_ms = Some(tick - at);
                 c.rtt_seq = None;
             }
         }
+        if let Some(ms) = sample_ms {
+            c.rtt.sample(Duration::from_millis(ms));
+        }
         let fin_acked = Self::advance_una(c, id, ack, cx);
+        let mut hy = HyEvent::None;
         // Congestion control: NewReno (RFC 5681, RFC 6582).
         match c.recover {
             Some(rec) if lt(ack, rec) => {
@@ -1574,12 +1639,14 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             }
             None => {
                 c.dupacks = 0;
+                hy = c.cc.hystart_ack(ack, c.snd_nxt, sample_ms.map(|ms| ms * 1000), c.cwnd, &mut c.ssthresh);
                 if c.cwnd_limited {
                     let srtt = c.rtt.srtt().map_or(0, |d| d.as_micros() as u64);
                     c.cwnd = c.cc.on_ack(c.cwnd, c.ssthresh, acked, c.mss, now_us, srtt);
                 }
             }
         }
+        self.counters.count_hystart(hy);
         let Some(c) = self.conn_mut(id) else { return };
         c.rtx_at = if c.flight() > 0 { Some(tick + c.rtt.rto().as_millis() as Tick) } else { None };
         if fin_acked {
@@ -1676,11 +1743,14 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
         // RTT from the scoreboard (µs, never from a retransmission), else the timestamp
         // echo.
+        let mut sample_us = info.rtt_us;
         if let Some(r) = info.rtt_us {
             c.rtt.sample(Duration::from_micros(r));
             c.min_rtt_us = c.min_rtt_us.min(r.min(u64::from(u32::MAX - 1)) as u32);
         } else if let Some((_, tsecr)) = seg.ts.filter(|t| advanced && c.ts_ok && t.1 != 0) {
-            c.rtt.sample(Duration::from_millis(tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)))));
+            let ms = tick.saturating_sub(u64::from(tsecr.wrapping_sub(1)));
+            c.rtt.sample(Duration::from_millis(ms));
+            sample_us = Some(ms * 1000);
         }
         if advanced {
             Self::advance_una(c, id, ack, cx);
@@ -1694,18 +1764,23 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         }
         // Congestion window: no growth in recovery; leave it once the recovery point is
         // acknowledged.
+        let mut hy = HyEvent::None;
         match c.recover {
             Some(rec) if lt(ack, rec) => {}
             Some(_) => {
                 c.recover = None;
                 c.cwnd = c.cwnd.min(c.ssthresh.max(c.mss));
             }
-            None if advanced && c.cwnd_limited && !undo => {
-                let srtt = c.rtt.srtt().map_or(0, |d| d.as_micros() as u64);
-                c.cwnd = c.cc.on_ack(c.cwnd, c.ssthresh, acked, c.mss, now_us, srtt);
+            None if advanced && !undo => {
+                hy = c.cc.hystart_ack(ack, c.snd_nxt, sample_us, c.cwnd, &mut c.ssthresh);
+                if c.cwnd_limited {
+                    let srtt = c.rtt.srtt().map_or(0, |d| d.as_micros() as u64);
+                    c.cwnd = c.cc.on_ack(c.cwnd, c.ssthresh, acked, c.mss, now_us, srtt);
+                }
             }
             None => {}
         }
+        self.counters.count_hystart(hy);
         self.counters.dsacks_received += u64::from(info.dsack.is_some());
         self.counters.undos += u64::from(undo);
         self.rack_detect(id, now);

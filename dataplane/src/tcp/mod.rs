@@ -125,6 +125,9 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Congestion control: `cubic` (RFC 9438) or `newreno` (RFC 5681/6582).
     pub congestion: Congestion,
+    /// HyStart++ (RFC 9406) in each connection's first slow start: leave it when the
+    /// RTT rises, before the queue it fills overflows.
+    pub hystart: bool,
     /// Keep-alive probes on connections we accepted after this long idle (0: off).
     pub keepalive_idle_ms: u64,
     /// Keep-alive probes on connections we opened (outbound clients) after this long
@@ -160,6 +163,7 @@ impl Default for TcpConfig {
             max_connections_per_source: 0,
             sack: true,
             congestion: Congestion::Cubic,
+            hystart: true,
             keepalive_idle_ms: 0,
             keepalive_outbound_idle_ms: 30_000,
             keepalive_interval_ms: 10_000,

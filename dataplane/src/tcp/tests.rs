@@ -163,6 +163,11 @@ struct Sim {
     dropped: u64,
     server_addr: SocketAddr,
     client_addr: SocketAddr,
+    /// A bottleneck on the way to the client: (bytes per ms, buffer bytes); segments
+    /// queue behind it (their delay grows with the queue) and a full buffer drops.
+    bottleneck: Option<(u64, u64)>,
+    link_free_at: Instant,
+    bottleneck_drops: u64,
 }
 
 impl Sim {
@@ -183,6 +188,9 @@ impl Sim {
             dropped: 0,
             server_addr: SERVER,
             client_addr: CLIENT,
+            bottleneck: None,
+            link_free_at: now,
+            bottleneck_drops: 0,
         }
     }
 
@@ -208,6 +216,18 @@ impl Sim {
                 continue;
             }
             let mut at = self.now + self.faults.delay;
+            if let Some((rate, buffer)) = self.bottleneck.filter(|_| s.dst == self.client_addr) {
+                let bytes = 54 + s.payload.len() as u64;
+                let start = self.link_free_at.max(self.now);
+                let queued = (start - self.now).as_nanos() as u64 * rate / 1_000_000;
+                if queued + bytes > buffer {
+                    self.bottleneck_drops += 1;
+                    self.dropped += 1;
+                    continue;
+                }
+                self.link_free_at = start + Duration::from_nanos(bytes * 1_000_000 / rate);
+                at = self.link_free_at + self.faults.delay;
+            }
             if (!self.faults.reorder_data_only || !s.payload.is_empty()) && self.roll(self.faults.reorder_ppm) {
                 at += self.faults.delay + Duration::from_millis(3);
             }

@@ -438,6 +438,13 @@ impl PacketIo for XskQueue {
         })
     }
 
+    fn peek(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) {
+        for i in 0..self.rx.available(max as u32) {
+            let d = self.rx.get(i);
+            f(self.umem.bytes(d.addr, d.len));
+        }
+    }
+
     fn tx(&mut self, _now: Instant, backlog: &mut FrameBatch, f: &mut dyn FnMut(&mut dyn TxSink)) -> usize {
         let mut sink = XdpSink { txs: &mut self.txs, umem: &self.umem, backlog, direct: 0 };
         f(&mut sink);
