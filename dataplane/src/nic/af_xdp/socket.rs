@@ -483,11 +483,10 @@ impl PacketIo for XskQueue {
         // rounded down to 0 would make this a busy loop until it is due.
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let bell = self.doorbell.as_ref().map(|b| b.raw());
-        if let Err(e) = syscall::poll_in(self.fd.as_raw_fd(), bell, ms) {
-            tracing::warn!("poll on the XSK socket failed: {e}");
-        }
-        if let Some(fd) = bell {
-            syscall::eventfd_drain(fd);
+        match syscall::poll_in(self.fd.as_raw_fd(), bell, ms) {
+            Ok(true) => syscall::eventfd_drain(bell.expect("polled")),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("poll on the XSK socket failed: {e}"),
         }
     }
 

@@ -101,7 +101,9 @@ pub(super) fn kick_rx(fd: RawFd) {
     };
 }
 
-/// Waits until `fd` (or `also`, when given) is readable or `timeout_ms` passes.
+/// Waits until `fd` (or `also`, when given) is readable or `timeout_ms` passes; says
+/// whether `also` was readable (so an eventfd is read only when it was signalled: a wake-up
+/// by a frame would otherwise cost a failed read(2) every time).
 pub(super) fn poll_in(fd: RawFd, also: Option<RawFd>, timeout_ms: i32) -> io::Result<bool> {
     let mut p = [
         libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
@@ -113,7 +115,7 @@ pub(super) fn poll_in(fd: RawFd, also: Option<RawFd>, timeout_ms: i32) -> io::Re
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
     }
-    Ok(rc > 0)
+    Ok(p[1].revents != 0)
 }
 
 /// Waits up to `timeout` (microsecond precision, unlike poll(2)'s milliseconds) for `fd`
