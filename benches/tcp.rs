@@ -4,11 +4,11 @@
 //! in-memory device, took 125 ns at 10 connections and 393 µs at 50k (docs/tcp.md).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use px_dataplane::tcp::{Engine, Segment};
+use px_dataplane::tcp::Engine;
 
 #[path = "tcp_fixture.rs"]
 mod fixture;
-use fixture::{established, peer, Sink, SERVER};
+use fixture::{established, feed, peer, Sink, SERVER};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -30,19 +30,7 @@ fn bench_ingress(c: &mut Criterion) {
                 // sequence checks, in-order delivery.
                 let k = (i.wrapping_mul(2_654_435_761) % n) as usize;
                 i = i.wrapping_add(1);
-                let p = peer(k as u32);
-                let (seq, ack) = seqs[k];
-                let seg = Segment {
-                    src_port: p.port(),
-                    dst_port: 8080,
-                    seq,
-                    ack: Some(ack),
-                    window: 65535,
-                    payload: &payload,
-                    ..Default::default()
-                };
-                eng.on_segment(now, SERVER, p.ip(), &seg, &mut (), &mut |_| {});
-                seqs[k].0 = seq.wrapping_add(payload.len() as u32);
+                feed(&mut eng, now, &mut seqs, k, &payload);
             })
         });
     }
@@ -63,19 +51,7 @@ fn bench_ingress(c: &mut Criterion) {
                     eng.prefetch(std::net::SocketAddr::new(SERVER, 8080), peer(*k as u32));
                 }
                 for &k in &batch {
-                    let p = peer(k as u32);
-                    let (seq, ack) = seqs[k];
-                    let seg = Segment {
-                        src_port: p.port(),
-                        dst_port: 8080,
-                        seq,
-                        ack: Some(ack),
-                        window: 65535,
-                        payload: &payload,
-                        ..Default::default()
-                    };
-                    eng.on_segment(now, SERVER, p.ip(), &seg, &mut (), &mut |_| {});
-                    seqs[k].0 = seq.wrapping_add(payload.len() as u32);
+                    feed(&mut eng, now, &mut seqs, k, &payload);
                 }
             })
         });

@@ -62,3 +62,21 @@ pub fn established(n: u32) -> (Engine<Sink, ()>, Vec<(u32, u32)>, Instant) {
     }
     (eng, seqs, now)
 }
+
+/// Hands connection `k` its next in-order data segment carrying `payload` (the
+/// per-segment step of the bench and of the cachegrind probe).
+pub fn feed(eng: &mut Engine<Sink, ()>, now: Instant, seqs: &mut [(u32, u32)], k: usize, payload: &[u8]) {
+    let p = peer(k as u32);
+    let (seq, ack) = seqs[k];
+    let seg = Segment {
+        src_port: p.port(),
+        dst_port: 8080,
+        seq,
+        ack: Some(ack),
+        window: 65535,
+        payload,
+        ..Default::default()
+    };
+    eng.on_segment(now, SERVER, p.ip(), &seg, &mut (), &mut |_| {});
+    seqs[k].0 = seq.wrapping_add(payload.len() as u32);
+}
