@@ -75,6 +75,10 @@ def n3(v):
     return f"{v:.3f}"
 
 
+def pct(v):
+    return "-" if v is None else f"{v * 100:.0f} %"
+
+
 def ms(v):
     return f"{v / 1000:.2f}"
 
@@ -100,14 +104,16 @@ lines = [f"# Benchmark results {'(quick)' if m.get('quick') else ''}", "",
          "(per pipelined batch for plaintext; '-' where wrk gave none). fixed: px-load open loop at a share of the contender's json peak "
          "in that round, 64 connections, latency from each request's scheduled time (coordinated omission corrected).",
          "- server µs/req: user+system CPU of the server's processes (/proc). core µs/req: everything that ran on the server's CPU "
-         "(/proc/stat: the kernel's receive work for the server, which RPS steers there, included) — the figure that tells fast "
+         "(/proc/stat: the kernel's receive work for the server, its pinned NAPI thread, included) — the figure that tells fast "
          "servers apart when the client core is the limit. loop µs/req (px-appliance): time in loop turns that handled frames "
-         "(admin /stats), the rest of its CPU is polling. pkts/B per req: px-client0's counters (in = received by the client).", ""]
+         "(admin /stats), the rest of its CPU is polling. pkts/B per req: px-client0's counters (in = received by the client). "
+         "client core busy: the share of the load CPU's time that was busy during the run (near 100 %: the load generator is the "
+         "limit, and its own queueing is in the latency it measures).", ""]
 
 peak = [p for p in points if p["mode"] == "peak"]
 base = {(p["workload"], p["conns"]): med(p, rps) for p in peak if p["contender"] == "px-af-xdp"}
-summary = ["| contender | workload | conns | req/s | vs px-af-xdp | p99 ms | errors | server µs/req | core µs/req | loop µs/req |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+summary = ["| contender | workload | conns | req/s | vs px-af-xdp | p99 ms | errors | server µs/req | core µs/req | loop µs/req | client core busy |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
 link = ["| contender | workload | conns | pkts/req in | pkts/req out | B/req in | B/req out | RSS |", "|---|---|---|---|---|---|---|---|"]
 for wl in ("plaintext", "json"):
     for p in sorted((p for p in peak if p["workload"] == wl), key=lambda p: (p["conns"], order.index(p["contender"]))):
@@ -117,7 +123,8 @@ for wl in ("plaintext", "json"):
         name = f"{wl}{' ×16' if wl == 'plaintext' else ''}"
         summary.append(f"| {p['contender']} | {name} | {p['conns']} | {spread(p, rps, n0)} | {ratio} | "
                        f"{spread(p, field('p99_us'), ms)} | {errors(p)} | {spread(p, field('server_cpu_us_per_req'), n2)} | "
-                       f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} |")
+                       f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} | "
+                       f"{spread(p, field('load_core_busy'), pct)} |")
         link.append(f"| {p['contender']} | {name} | {p['conns']} | {spread(p, field('client_rx_pkts_per_req'), n3)} | "
                     f"{spread(p, field('client_tx_pkts_per_req'), n3)} | {spread(p, field('client_rx_bytes_per_req'), n0)} | "
                     f"{spread(p, field('client_tx_bytes_per_req'), n0)} | {mib(med(p, field('rss_kb')) or 0)} |")
@@ -153,14 +160,15 @@ fixed = sorted((p for p in points if p["mode"] == "fixed"), key=lambda p: (order
 if fixed:
     lines += ["## Fixed-rate latency (json, 64 connections, open loop)", "",
               "p99/p50: the tail against the median (PyParallel claimed worst < 3× mean; the goal here is p99 ≤ 3× p50 at 80 %).", "",
-              "| contender | % of its peak | target req/s | achieved | p50 ms | p99 ms | p99.9 ms | p99/p50 | errors | server µs/req | core µs/req | loop µs/req |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| contender | % of its peak | target req/s | achieved | p50 ms | p99 ms | p99.9 ms | p99/p50 | errors | server µs/req | core µs/req | loop µs/req | client core busy |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratio = lambda r: r["p99_us"] / r["p50_us"] if r.get("p50_us") and r.get("p99_us") else None
     for p in fixed:
         lines.append(f"| {p['contender']} | {p['percent_of_peak']} % | {spread(p, field('target_rps'), n0)} | {spread(p, rps, n0)} | "
                      f"{spread(p, field('p50_us'), ms)} | {spread(p, field('p99_us'), ms)} | {spread(p, field('p999_us'), ms)} | "
                      f"{spread(p, ratio, n2)} | {errors(p)} | {spread(p, field('server_cpu_us_per_req'), n2)} | "
-                     f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} |")
+                     f"{spread(p, field('server_core_us_per_req'), n2)} | {spread(p, field('loop_work_us_per_req'), n2)} | "
+                     f"{spread(p, field('load_core_busy'), pct)} |")
     lines.append("")
 
 scale = sorted((p for p in points if p["mode"] == "scale"), key=lambda p: (order.index(p["contender"]), p["open"]))

@@ -223,13 +223,14 @@ tree_kb() { local k=0; for p in $(tree_pids "$1"); do k=$((k + $(awk -v f="$2:" 
 # What a run is measured by, read before and after it: the server's process-tree CPU
 # ticks, the machine's, the server CPU's own (everything that ran on it: the server, and
 # the kernel's receive work RPS steers there), px-client0's packet and byte counters, and
-# px-appliance's loop work time (its admin /stats; null for the peers).
+# px-appliance's loop work time (its admin /stats; null for the peers), the load CPU's
+# ticks and the wall clock.
 snap() {
   local st loop
   st=$(ip netns exec px-client cat /sys/class/net/px-client0/statistics/{rx_packets,rx_bytes,tx_packets,tx_bytes} | tr '\n' ' ')
   loop=$(ip netns exec px-app curl -s --max-time 1 http://127.0.0.1:9180/stats 2>/dev/null \
     | python3 -c 'import json,sys; q=json.load(sys.stdin)["queues"]; print(sum(x["loop"]["busy_ns"] for x in q))' 2>/dev/null || echo null)
-  echo "$(tree_ticks "$server_pid") $(machine_ticks) $(cpu_ticks "$server_cpu") $st $loop"
+  echo "$(tree_ticks "$server_pid") $(machine_ticks) $(cpu_ticks "$server_cpu") $st $loop $(cpu_ticks "$load_cpu") $(date +%s%N)"
 }
 
 # record CONTENDER MODE WORKLOAD CONNS EXTRA_JSON TOOL_JSON SNAP_BEFORE SNAP_AFTER
@@ -255,6 +256,9 @@ r["server_core_us_per_req"] = per(d[2], 1e6 / hz)
 for i, k in enumerate(("client_rx_pkts", "client_rx_bytes", "client_tx_pkts", "client_tx_bytes")):
     r[k + "_per_req"] = per(d[3 + i])
 r["loop_work_us_per_req"] = per(d[7], 1e-3)
+# How busy the load generator's CPU was between the snapshots (1.0: saturated, the
+# client is the limit; near 1 its own queueing shows in the latency it measures).
+r["load_core_busy"] = d[8] / hz / (d[9] / 1e9) if d[9] else None
 for k in ("db", "relay"):
     if k + "_ticks" in r:
         r[k + "_cpu_us_per_req"] = per(r[k + "_ticks"], 1e6 / hz)

@@ -9,6 +9,7 @@
 #                                        --link: the link model (below; default fair)
 #   scripts/testbed.sh down              remove everything
 #   scripts/testbed.sh status            show what exists
+#   scripts/testbed.sh pin               pin the NAPI threads again (fair link)
 #
 # Then: ip netns exec px-app target/release/px-appliance --backend af-xdp \
 #         --iface px-app0 --queues N --ip 10.99.0.1/24 --ip fd99::1/64
@@ -75,30 +76,57 @@ up() {
 }
 
 # The link model (docs/operations.md, "A fair link"). fair: what a wire between two hosts
-# does. Every frame on the link is MTU-sized (px-app0 without TSO, so a kernel server's
-# GSO super-frames are cut before the link, as a NIC's TSO would cut them); the client
-# coalesces what it receives (GRO on px-client0, which also puts veth in NAPI mode); and
-# each side's receive processing runs on its own CPU (RPS), where a NIC's interrupt would
-# put it, not in the sender's softirq on the other side's CPU. raw: veth's defaults (the
-# client receives kernel servers' super-frames whole, and each kernel's receive work runs
-# on the sender's CPU), kept to compare with figures taken before the fair link.
+# and their NICs does. Every frame on the link is MTU-sized (px-app0 without TSO, so a
+# kernel server's GSO super-frames are cut before the link, as a NIC's TSO would cut
+# them); each side receives in NAPI mode with GRO (veth's NAPI, which GRO switches on),
+# as a NIC's driver does; and each side's NAPI runs in a thread pinned to its own CPU,
+# where a NIC's interrupt (its IRQ affinity) would put it: the server's receive work —
+# a kernel server's TCP, the appliance's XDP program and its copy into the UMEM — on
+# the server's CPU, the client's on the client's. veth otherwise runs a frame's receive
+# processing in the sender's softirq, on the other side's CPU. raw: veth's defaults (the
+# client receives kernel servers' super-frames whole, and each receive runs on the
+# sender's CPU), kept to compare with figures taken before the fair link.
 link() {
   local app_mask client_mask
   app_mask=$(printf '%x' $((1 << ${SERVER_CPU:-1})))
   client_mask=$(printf '%x' $((1 << ${LOAD_CPU:-0})))
   case $1 in
     fair)
-      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tx on tso off gso on gro off >/dev/null
+      ip netns exec "$APP_NS" ethtool -K "$APP_IF" tx on tso off gso on gro on >/dev/null
       ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro on >/dev/null
-      rps "$APP_NS" "$APP_IF" "$app_mask"
-      rps "$CLIENT_NS" "$CLIENT_IF" "$client_mask" ;;
+      rps "$APP_NS" "$APP_IF" 0
+      rps "$CLIENT_NS" "$CLIENT_IF" 0
+      threaded "$APP_NS" "$APP_IF" 1
+      threaded "$CLIENT_NS" "$CLIENT_IF" 1
+      pin_napi ;;
     raw)
+      threaded "$APP_NS" "$APP_IF" 0
+      threaded "$CLIENT_NS" "$CLIENT_IF" 0
       ip netns exec "$APP_NS" ethtool -K "$APP_IF" tx on tso on gso on gro off >/dev/null
       ip netns exec "$CLIENT_NS" ethtool -K "$CLIENT_IF" gro off >/dev/null
       rps "$APP_NS" "$APP_IF" 0
       rps "$CLIENT_NS" "$CLIENT_IF" 0 ;;
     *) die "--link must be fair or raw" ;;
   esac
+}
+
+# threaded NS IF 0|1: NAPI in kernel threads (napi/IF-N) instead of softirq.
+threaded() {
+  ip netns exec "$1" sh -c "echo $3 > /sys/class/net/$2/threaded" 2>/dev/null \
+    || echo "testbed.sh: $2: threaded NAPI not available (receive work stays in softirq)" >&2
+}
+
+# Pins each side's NAPI threads to its CPU (SERVER_CPU for px-app0, LOAD_CPU for
+# px-client0). A thread is made anew when veth re-creates its NAPI (an XDP program
+# attached while GRO is off, say), unpinned: the harnesses run this after each start.
+pin_napi() {
+  local p
+  for p in $(pgrep '^napi/' || true); do
+    case $(cat "/proc/$p/comm" 2>/dev/null) in
+      "napi/$APP_IF-"*) taskset -pc "${SERVER_CPU:-1}" "$p" >/dev/null ;;
+      "napi/$CLIENT_IF-"*) taskset -pc "${LOAD_CPU:-0}" "$p" >/dev/null ;;
+    esac
+  done
 }
 
 # rps NS IF MASK: receive packet steering of every RX queue of IF to the CPUs in MASK.
@@ -117,9 +145,14 @@ down() {
 }
 
 status() {
-  local ns
+  local ns p
   ip netns exec "$APP_NS" ethtool -k "$APP_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$APP_IF: /" || true
   ip netns exec "$CLIENT_NS" ethtool -k "$CLIENT_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$CLIENT_IF: /" || true
+  for p in $(pgrep '^napi/' || true); do
+    case $(cat "/proc/$p/comm" 2>/dev/null) in
+      "napi/$APP_IF-"* | "napi/$CLIENT_IF-"*) echo "$(cat "/proc/$p/comm") on CPU $(taskset -pc "$p" | awk '{print $NF}')" ;;
+    esac
+  done
   for ns in "$APP_NS" "$CLIENT_NS"; do
     if ns_exists "$ns"; then echo "== $ns"; ip -n "$ns" -br link; ip -n "$ns" -br addr; else echo "== $ns: absent"; fi
   done
@@ -140,5 +173,6 @@ case $cmd in
   up) up "$queues" "$link" ;;
   down) down ;;
   status) status ;;
-  *) die "usage: testbed.sh up [--queues N] [--link fair|raw] | down | status" ;;
+  pin) pin_napi ;;
+  *) die "usage: testbed.sh up [--queues N] [--link fair|raw] | down | status | pin" ;;
 esac

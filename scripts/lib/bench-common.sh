@@ -18,7 +18,7 @@ us_per() { awk -v a="$1" -v b="$2" -v hz="$hz" -v n="$3" 'BEGIN {print (b-a)/hz*
 
 # Waits (10 s at most) for px-appliance's readiness line in log file $1; exits if absent.
 wait_ready() {
-  for _ in $(seq 100); do grep -q listening "$1" 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 100); do grep -q listening "$1" 2>/dev/null && { scripts/testbed.sh pin; return; }; sleep 0.1; done
   echo "server did not start; its log:" >&2
   cat "$1" >&2
   exit 1
@@ -30,7 +30,9 @@ wait_http_ready() {
   local url=$1 logf=$2 name=$3 code
   for _ in $(seq 100); do
     code=$(ip netns exec px-client curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-    [ "$code" = 200 ] && return 0
+    # A contender that attached an XDP program may have made veth re-create its NAPI
+    # thread, unpinned: put the fair link's NAPI threads back on their CPUs.
+    [ "$code" = 200 ] && { scripts/testbed.sh pin; return 0; }
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
   done
