@@ -74,6 +74,8 @@ crate::counters! {
         pub tx_backlog_drops: u64,
         /// Yields because the kernel stopped taking TX frames.
         pub tx_stall_waits: u64,
+        /// Idle turns that yielded the CPU (sched_yield) before the next (polling = "spin").
+        pub spin_yields: u64,
     }
 }
 
@@ -108,7 +110,7 @@ impl std::fmt::Display for StackReport {
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
-             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} \
+             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} spin_yields={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} tcp_hystart_css={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} tcp_fin_wait2_timeouts={} tcp_persist_timeouts={} \
@@ -146,6 +148,7 @@ impl std::fmt::Display for StackReport {
             t.sleeps,
             t.tx_backlog_drops,
             t.tx_stall_waits,
+            t.spin_yields,
             tcp.established,
             tcp.closed,
             tcp.reset,
@@ -228,6 +231,8 @@ pub struct StackTransport<P> {
     out: FrameBatch,
     poll: Polling,
     last_work: Instant,
+    /// The last turn moved nothing.
+    last_turn_idle: bool,
     gaps: ArrivalGaps,
     counters: LoopCounters,
     engine: Engine<StackSession, Dispatch>,
@@ -260,6 +265,7 @@ impl<P: PacketIo> StackTransport<P> {
             out: FrameBatch::default(),
             poll,
             last_work: now,
+            last_turn_idle: false,
             gaps: ArrivalGaps { avg_ns: 0, last: now },
             counters: LoopCounters::default(),
             engine,
@@ -540,11 +546,22 @@ impl<P: PacketIo> Transport for StackTransport<P> {
             self.counters.tx_stall_waits += 1;
             return;
         }
-        let Some(spin) = self.poll.spin(&self.gaps) else {
-            return; // polling = "spin"
-        };
-        if timeout.is_zero() || !self.out.is_empty() || now.duration_since(self.last_work) < spin {
-            return; // busy, or still spinning
+        let busy = timeout.is_zero() || !self.out.is_empty();
+        let spin = self.poll.spin(&self.gaps);
+        if busy || spin.is_none_or(|spin| now.duration_since(self.last_work) < spin) {
+            // Busy, or spinning (polling = "spin", or still within the idle spin). With
+            // polling = "spin", a turn that found nothing gives the CPU to whatever else
+            // is runnable on it first: the kernel thread that receives our frames
+            // (threaded NAPI, ksoftirqd) may be waiting on this very CPU, and a loop that
+            // never sleeps would hold it off until the scheduler preempts the loop
+            // (milliseconds). With nothing else runnable, sched_yield(2) returns at once.
+            // The adaptive loop does not: it sleeps when frames stop coming, and yielding
+            // in its short spins measured worse (more switches, smaller batches).
+            if !busy && spin.is_none() && self.last_turn_idle {
+                std::thread::yield_now();
+                self.counters.spin_yields += 1;
+            }
+            return;
         }
         let mut sleep = timeout.min(self.poll.idle_sleep);
         if let Some(due) = self.engine.next_timer_within(now, sleep) {
@@ -602,6 +619,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
             let cap = self.poll.wake_cost.unwrap_or_default() * 4;
             self.gaps.arrived(now, received + handed, cap);
         }
+        self.last_turn_idle = work == 0;
         if work > 0 {
             self.counters.busy_turns += 1;
             self.last_work = now;
@@ -627,6 +645,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         self.reap(d);
         self.sync_directory();
         self.last_work = now;
+        self.last_turn_idle = false;
     }
 
     fn outbound(&mut self, now: Instant, d: &mut Dispatch) -> usize {
@@ -654,6 +673,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
         self.reap(d);
         self.sync_directory();
         self.last_work = now;
+        self.last_turn_idle = false;
         work
     }
 

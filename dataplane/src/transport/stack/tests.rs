@@ -311,3 +311,25 @@ fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_
     // polling = "spin": never sleeps.
     assert_eq!(Polling { wake_cost: None, ..poll }.spin(&gaps), None);
 }
+
+#[test]
+fn a_spinning_loop_yields_its_cpu_after_an_idle_turn_and_the_adaptive_one_does_not() {
+    let us = Duration::from_micros;
+    let (mut d, _plane) = dispatch(Router::new());
+    let yields = |wake_cost: Option<Duration>, d: &mut Dispatch| {
+        let (io, _peer) = Loopback::pair(64);
+        let mut t = transport(io, host(1));
+        t.poll = Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(1_000), wake_cost };
+        // A turn with nothing to do, then the wait before the next turn.
+        let now = Instant::now();
+        assert_eq!(t.turn(now, d), 0);
+        t.wait(now, us(1_000));
+        // A wait with work pending (timeout zero) never yields.
+        t.wait(now, Duration::ZERO);
+        t.report().stack.unwrap().turns.spin_yields
+    };
+    // polling = "spin": the idle turn gives the CPU away once (the busy wait does not).
+    assert_eq!(yields(None, &mut d), 1);
+    // Adaptive, within its idle spin (frames came close together): spins without yielding.
+    assert_eq!(yields(Some(us(10)), &mut d), 0);
+}
