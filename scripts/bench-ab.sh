@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 a_bin=$1 b_bin=$2 rounds=${3:-3} secs=${4:-5}
 . scripts/lib/bench-common.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench-ab: needs root (testbed)" >&2; exit 1; }
-scripts/testbed.sh up --queues 1 >/dev/null
+scripts/testbed.sh up --queues 1 --link fair >/dev/null
 results=$(mktemp)
 
 one() { # one BUILD BIN BACKEND

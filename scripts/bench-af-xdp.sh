@@ -10,7 +10,7 @@ secs=${1:-10}
 . scripts/lib/bench-common.sh
 [ "$(id -u)" -eq 0 ] || { echo "bench-af-xdp: needs root (testbed)" >&2; exit 1; }
 cargo build --release -q
-scripts/testbed.sh up --queues 1 >/dev/null
+scripts/testbed.sh up --queues 1 --link fair >/dev/null
 
 run() {
   local label=$1 pid=$2 conns=$3 depth=$4 path=$5

@@ -35,7 +35,7 @@ runs=$out/runs.jsonl
 log() { echo "bench-fixed: $*" >&2; }
 cargo build --release -q -p px-apps -p px-load
 ADDR=10.99.0.1 PORT=8080
-scripts/testbed.sh up --queues 1 >/dev/null
+scripts/testbed.sh up --queues 1 --link fair >/dev/null
 addr_on() { ip -n px-app addr replace "$ADDR/24" dev px-app0; }
 addr_off() { ip -n px-app addr del "$ADDR/24" dev px-app0 2>/dev/null || true; }
 nginx_prefix=""

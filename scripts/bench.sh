@@ -33,7 +33,7 @@
 #
 # Options: --contenders "a b" --conns "16 64" --secs N --scale "1000 10000" --out DIR
 #          --db-conns "64 256" --no-db
-#          --rounds N (default 3) --link fair|raw
+#          --rounds N (default 3) --link fair|softirq|raw
 #          --readme (put the table into README.md between the bench markers)
 # Env: SERVER_CPU (default 1), LOAD_CPU (default 0).
 # Load generators: wrk (closed loop, peak throughput; benches/wrk/pipeline.lua prints
