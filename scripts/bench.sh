@@ -222,7 +222,8 @@ tree_kb() { local k=0; for p in $(tree_pids "$1"); do k=$((k + $(awk -v f="$2:" 
 
 # What a run is measured by, read before and after it: the server's process-tree CPU
 # ticks, the machine's, the server CPU's own (everything that ran on it: the server, and
-# the kernel's receive work RPS steers there), px-client0's packet and byte counters, and
+# the kernel's receive work for it: on the fair link its NAPI thread), px-client0's packet
+# and byte counters, and
 # px-appliance's loop work time (its admin /stats; null for the peers), the load CPU's
 # ticks and the wall clock.
 snap() {
