@@ -131,17 +131,25 @@ threaded() {
     || echo "testbed.sh: $2: threaded NAPI not available (receive work stays in softirq)" >&2
 }
 
-# Pins each side's NAPI threads to its CPU (SERVER_CPU for px-app0, LOAD_CPU for
-# px-client0). A thread is made anew when veth re-creates its NAPI (an XDP program
-# attached while GRO is off, say), unpinned: the harnesses run this after each start.
-pin_napi() {
-  local p
+# Our NAPI threads, one line each: PID NAME CPU-IT-BELONGS-ON (SERVER_CPU for px-app0's,
+# LOAD_CPU for px-client0's).
+napi_threads() {
+  local p c
   for p in $(pgrep '^napi/' || true); do
-    case $(cat "/proc/$p/comm" 2>/dev/null) in
-      "napi/$APP_IF-"*) taskset -pc "${SERVER_CPU:-1}" "$p" >/dev/null ;;
-      "napi/$CLIENT_IF-"*) taskset -pc "${LOAD_CPU:-0}" "$p" >/dev/null ;;
+    c=$(cat "/proc/$p/comm" 2>/dev/null) || continue
+    case $c in
+      "napi/$APP_IF-"*) echo "$p $c ${SERVER_CPU:-1}" ;;
+      "napi/$CLIENT_IF-"*) echo "$p $c ${LOAD_CPU:-0}" ;;
     esac
   done
+}
+
+# Pins each side's NAPI threads to its CPU. A thread is made anew when veth re-creates
+# its NAPI (an XDP program attached while GRO is off, say), unpinned: the harnesses run
+# this after each start.
+pin_napi() {
+  local p c cpu
+  napi_threads | while read -r p c cpu; do taskset -pc "$cpu" "$p" >/dev/null; done
 }
 
 # rps NS IF MASK: receive packet steering of every RX queue of IF to the CPUs in MASK.
@@ -160,14 +168,10 @@ down() {
 }
 
 status() {
-  local ns p
+  local ns p c
   ip netns exec "$APP_NS" ethtool -k "$APP_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$APP_IF: /" || true
   ip netns exec "$CLIENT_NS" ethtool -k "$CLIENT_IF" 2>/dev/null | grep -E '^(tcp-segmentation|generic-(segmentation|receive))-offload' | sed "s/^/$CLIENT_IF: /" || true
-  for p in $(pgrep '^napi/' || true); do
-    case $(cat "/proc/$p/comm" 2>/dev/null) in
-      "napi/$APP_IF-"* | "napi/$CLIENT_IF-"*) echo "$(cat "/proc/$p/comm") on CPU $(taskset -pc "$p" | awk '{print $NF}')" ;;
-    esac
-  done
+  napi_threads | while read -r p c _; do echo "$c on CPU $(taskset -pc "$p" | awk '{print $NF}')"; done
   for ns in "$APP_NS" "$CLIENT_NS"; do
     if ns_exists "$ns"; then echo "== $ns"; ip -n "$ns" -br link; ip -n "$ns" -br addr; else echo "== $ns: absent"; fi
   done
