@@ -24,7 +24,7 @@
 # Database workloads (issue #11): db, queries (20), fortunes, updates (20) at
 # --db-conns connections, for the contenders that have them: px-af-xdp, px-kernel,
 # actix (tokio-postgres) and xitca (xitca-web + xitca-postgres); px-af-xdp-spin0 (the
-# AF_XDP build with af_xdp.idle_spin_us = 0), px-af-xdp-busy (af_xdp.busy_poll) and px-dpdk (the DPDK backend on a
+# AF_XDP build with af_xdp.idle_spin_us = 0), px-af-xdp-nobusy (af_xdp.busy_poll = false) and px-dpdk (the DPDK backend on a
 # net_af_packet port; built with --features dpdk) can be added with --contenders. PostgreSQL is
 # scripts/db.sh's cluster, reached by every contender at 10.99.0.2:5432 (its relay in
 # px-client) with one connection per server core, pinned with its relay to the load
@@ -156,13 +156,13 @@ start() {
       { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nidle_spin_us = 0\n'; } > "$out/px-spin0.toml"
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
         --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-spin0.toml" > "$logf" 2>&1 & ;;
-    px-af-xdp-busy)
-      # The same, with the kernel's preferred busy polling (af_xdp.busy_poll): an empty
-      # turn runs the veth queue's NAPI from the loop's thread.
+    px-af-xdp-nobusy)
+      # The same without the kernel's preferred busy polling (af_xdp.busy_poll = false):
+      # adaptive polling alone, every frame taken by the device's NAPI thread or softirq.
       addr_off
-      { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nbusy_poll = true\n'; } > "$out/px-busy.toml"
+      { [ -n "$db_conns" ] && cat "$out/px-db.toml"; printf '[af_xdp]\nbusy_poll = false\n'; } > "$out/px-nobusy.toml"
       ip netns exec px-app taskset -c "$server_cpu" target/release/px-appliance --backend af-xdp --iface px-app0 \
-        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-busy.toml" > "$logf" 2>&1 & ;;
+        --queues 1 --cores "$server_cpu" --ip "$ADDR/24" --log-level warn --config "$out/px-nobusy.toml" > "$logf" 2>&1 & ;;
     px-af-xdp-spin)
       # The same, with af_xdp.polling = "spin": the loop never sleeps (the adaptive
       # default's reference for latency and CPU at partial load).

@@ -613,7 +613,22 @@ print("ok")
 #[test]
 fn http_over_af_xdp_with_real_clients() {
     let Some(_tb) = testbed(2) else { return };
+    // Busy polling (on by default) sets the interface's interrupt deferral while the
+    // appliance runs and puts the old values back at exit.
+    let deferral = || {
+        ["napi_defer_hard_irqs", "gro_flush_timeout"].map(|f| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", "px-app", "cat", &format!("/sys/class/net/px-app0/{f}")])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+    };
+    let before = deferral();
     let app = Appliance::start(&["--queues", "2", "--apps", "tfb,bytes,demo"]);
+    if !dpdk() {
+        assert_eq!(deferral(), ["2", "20000"], "af_xdp.busy_poll's interface settings while running");
+    }
     let out = in_client(&["curl", "-si", "--max-time", "10", "http://10.99.0.1:8080/plaintext"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -666,6 +681,11 @@ print("ok")
     let wrk = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !wrk.contains("Socket errors") && !wrk.contains("Non-2xx"), "{wrk}");
     let report = app.stop();
+    assert_eq!(deferral(), before, "the interface's deferral settings put back at exit");
+    if !dpdk() {
+        // wrk's 256 connections kept frames close together: the loop busy polled.
+        assert!(counter(&report, "busy_polls") > 0, "{report}");
+    }
     assert!(counter(&report, "tcp_established") >= 256 + 16 + 4, "{report}");
     assert!(counter(&report, "http_requests") > 10_000, "{report}");
     assert_eq!(counter(&report, "http_5xx"), 0, "{report}");

@@ -209,7 +209,13 @@ fn main() {
         NetConfig { mac: SERVER_MAC, ip: SERVER_IP, prefix_len: 24, gateway: None, ip6: None, gateway6: None },
         Arc::default(),
     );
-    let poll = Polling { rx_batch: 64, idle_spin: Duration::ZERO, idle_sleep: Duration::ZERO, wake_cost: None };
+    let poll = Polling {
+        rx_batch: 64,
+        idle_spin: Duration::ZERO,
+        idle_sleep: Duration::ZERO,
+        wake_cost: None,
+        busy_poll_below: Duration::ZERO,
+    };
     let mut t = StackTransport::new(server_io, net, poll, TcpConfig::default(), Some(PORT), 7);
     let mut c = Client {
         io: client_io,

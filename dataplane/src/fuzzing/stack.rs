@@ -216,7 +216,13 @@ impl StackHarness {
             NetConfig { mac: SERVER_MAC, ip: SERVER_IP, prefix_len: 24, gateway: None, ip6: None, gateway6: None },
             Arc::default(),
         );
-        let poll = Polling { rx_batch: 16, idle_spin: Duration::ZERO, idle_sleep: Duration::ZERO, wake_cost: None };
+        let poll = Polling {
+            rx_batch: 16,
+            idle_spin: Duration::ZERO,
+            idle_sleep: Duration::ZERO,
+            wake_cost: None,
+            busy_poll_below: Duration::ZERO,
+        };
         let tcp = TcpConfig {
             max_connections: 64,
             syn_backlog: 16,

@@ -104,6 +104,10 @@ pub trait PacketIo {
     fn tx_stalled(&self) -> bool {
         false
     }
+    /// Whether a turn that finds the RX ring empty should run the device's receive
+    /// processing itself (the kernel's busy polling), for backends that can: the loop
+    /// says so each turn from how closely frames arrive.
+    fn set_busy_poll(&mut self, _on: bool) {}
     /// Where the backend's frame buffers are now, if it has a fixed set (AF_XDP's UMEM).
     fn frames(&self) -> Option<FrameUse> {
         None
@@ -162,6 +166,9 @@ impl<P: PacketIo + ?Sized> PacketIo for Box<P> {
     }
     fn tx_stalled(&self) -> bool {
         (**self).tx_stalled()
+    }
+    fn set_busy_poll(&mut self, on: bool) {
+        (**self).set_busy_poll(on)
     }
     fn frames(&self) -> Option<FrameUse> {
         (**self).frames()

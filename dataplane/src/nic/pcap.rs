@@ -107,6 +107,10 @@ impl<P: PacketIo> PacketIo for Pcap<P> {
         self.inner.tx_stalled()
     }
 
+    fn set_busy_poll(&mut self, on: bool) {
+        self.inner.set_busy_poll(on)
+    }
+
     fn frames(&self) -> Option<super::FrameUse> {
         self.inner.frames()
     }

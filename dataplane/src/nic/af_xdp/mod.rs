@@ -168,6 +168,11 @@ pub struct XdpConfig {
     /// The interface's `gro_flush_timeout` (ns) while busy polling: how long interrupts
     /// stay off after a busy poll (the loop must poll again within it).
     pub gro_flush_timeout_ns: u64,
+    /// Busy poll only while frames arrive, on average, closer together than this (µs);
+    /// 0: whenever the RX ring is empty. Below it, a busy poll usually finds frames
+    /// within the deferral window; above it, the deferral would mostly make the NAPI
+    /// thread wake up for nothing.
+    pub busy_poll_gap_us: u64,
     /// Write every frame, both directions, to this pcap file (debugging).
     pub pcap: Option<PathBuf>,
     /// Seeded fault injection on receive (testing).
@@ -195,11 +200,12 @@ impl Default for XdpConfig {
             idle_spin_us: 200,
             idle_sleep_ms: 100,
             hugepages: HugepagePolicy::Auto,
-            busy_poll: false,
+            busy_poll: true,
             busy_poll_us: 20,
             busy_poll_budget: 64,
             napi_defer_hard_irqs: 2,
-            gro_flush_timeout_ns: 200_000,
+            gro_flush_timeout_ns: 20_000,
+            busy_poll_gap_us: 30,
             pcap: None,
             faults: FaultConfig::default(),
         }
@@ -229,6 +235,9 @@ impl XdpConfig {
         }
         if self.busy_poll && self.busy_poll_us > 1_000_000 {
             return Err(("busy_poll_us", format!("must be at most 1000000, got {}", self.busy_poll_us)));
+        }
+        if self.busy_poll && self.busy_poll_gap_us > 1_000_000 {
+            return Err(("busy_poll_gap_us", format!("must be at most 1000000, got {}", self.busy_poll_gap_us)));
         }
         Ok(())
     }

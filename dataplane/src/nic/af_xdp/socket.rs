@@ -28,6 +28,8 @@ pub struct XskQueue {
     /// The kernel's preferred busy polling is on: an empty RX ring is refilled by
     /// running the device's NAPI from this thread (a zero-length recvfrom).
     busy_poll: bool,
+    /// The loop's say for this turn (frames arrive closely enough to busy poll for).
+    busy_poll_now: bool,
 }
 
 /// `SO_PREFER_BUSY_POLL` and `SO_BUSY_POLL_BUDGET` (asm-generic values, x86 and arm64).
@@ -253,10 +255,13 @@ impl XskQueue {
             layout(&off.cr, n),
         );
         let zerocopy = bind(&fd, ifindex, queue, cfg.bind_mode)?;
-        if cfg.busy_poll {
+        let mut busy_poll = cfg.busy_poll;
+        if busy_poll {
             // Preferred busy polling (Linux >= 5.11): this socket's syscalls run the
             // queue's NAPI in this thread, and the device's interrupts stay deferred
             // while it does (napi_defer_hard_irqs / gro_flush_timeout, set per device).
+            // A kernel or a process that refuses it (before 5.11, or without
+            // CAP_NET_ADMIN) serves on without: the loop's own polling still works.
             let on: libc::c_int = 1;
             let usecs = cfg.busy_poll_us as libc::c_int;
             let budget = cfg.busy_poll_budget as libc::c_int;
@@ -265,7 +270,11 @@ impl XskQueue {
                 (libc::SO_BUSY_POLL, &usecs, "SO_BUSY_POLL"),
                 (SO_BUSY_POLL_BUDGET, &budget, "SO_BUSY_POLL_BUDGET"),
             ] {
-                syscall::setsockopt(&fd, libc::SOL_SOCKET, opt, value).map_err(step(what))?;
+                if let Err(e) = syscall::setsockopt(&fd, libc::SOL_SOCKET, opt, value) {
+                    tracing::warn!("queue {queue}: {what} refused ({e}): serving without busy polling");
+                    busy_poll = false;
+                    break;
+                }
             }
         }
         let txs = TxSide {
@@ -293,7 +302,8 @@ impl XskQueue {
             counters: IoCounters::default(),
             zerocopy,
             doorbell: None,
-            busy_poll: cfg.busy_poll,
+            busy_poll,
+            busy_poll_now: busy_poll,
         };
         let frames = q.umem.frames();
         let to_fill = n.min(frames / 2);
@@ -398,7 +408,7 @@ fn unsafe_zeroed<T: Copy>() -> T {
 impl XskQueue {
     fn recv_each(&mut self, max: usize, f: &mut dyn FnMut(&[u8], &mut TxSide, &Umem)) -> usize {
         let mut n = self.rx.available(max as u32);
-        if n == 0 && self.busy_poll {
+        if n == 0 && self.busy_poll_now {
             // Run the device's receive processing here, now, instead of waiting for its
             // softirq: whatever it delivers to our ring is taken in this same turn.
             syscall::kick_rx(self.fd.as_raw_fd());
@@ -473,6 +483,10 @@ impl PacketIo for XskQueue {
             tx_free: self.txs.free_frames.len() as u64,
             rx_refill: self.rx_done.len() as u64,
         })
+    }
+
+    fn set_busy_poll(&mut self, on: bool) {
+        self.busy_poll_now = self.busy_poll && on;
     }
 
     fn wait(&mut self, _now: Instant, timeout: Duration) {

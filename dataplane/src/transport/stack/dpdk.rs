@@ -79,6 +79,8 @@ pub(crate) fn plan(cfg: &Config) -> Result<(DpdkRunning, Vec<QueuePlan<DpdkTrans
             PollMode::Adaptive => Some(Duration::from_micros(d.wake_cost_us)),
             PollMode::Spin => None,
         },
+        // DPDK's poll-mode drivers have no kernel NAPI to busy poll.
+        busy_poll_below: Duration::ZERO,
     };
     let epoch = (std::time::Instant::now(), std::time::SystemTime::now());
     let mut plans = Vec::new();

@@ -110,7 +110,7 @@ impl std::fmt::Display for StackReport {
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
-             injected_drops={} wakeups={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} spin_yields={} \
+             injected_drops={} wakeups={} busy_polls={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} spin_yields={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} tcp_hystart_css={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} tcp_fin_wait2_timeouts={} tcp_persist_timeouts={} \
@@ -143,6 +143,7 @@ impl std::fmt::Display for StackReport {
             io.kernel_rx_dropped,
             io.injected_drops,
             io.wakeups,
+            io.busy_polls,
             t.busy_turns,
             t.idle_turns,
             t.sleeps,
@@ -190,6 +191,9 @@ pub struct Polling {
     /// Adaptive polling: what a sleep and wake-up cost (spin only while frames arrive
     /// closer together than this). None: spin, never sleep.
     pub wake_cost: Option<Duration>,
+    /// Busy poll (where the backend can) only while frames arrive closer together than
+    /// this on average; zero: whenever the ring is empty.
+    pub busy_poll_below: Duration,
 }
 
 /// The average gap between received frames: an EWMA (weight 1/8) over turns that
@@ -221,6 +225,14 @@ impl Polling {
             Some(w) if gaps.avg_ns > w.as_nanos() as u64 => Some(Duration::ZERO),
             Some(_) => Some(self.idle_spin),
         }
+    }
+
+    /// Whether a turn that finds the RX ring empty busy polls (where the backend can):
+    /// while frames arrive closer together than `busy_poll_below`, a busy poll's
+    /// deferral window usually has frames to collect; further apart, it would mostly
+    /// leave the device's NAPI to wake up for nothing when the window ends.
+    fn busy_poll(&self, gaps: &ArrivalGaps) -> bool {
+        self.busy_poll_below.is_zero() || gaps.avg_ns < self.busy_poll_below.as_nanos() as u64
     }
 }
 
@@ -579,7 +591,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
     }
 
     fn turn(&mut self, now: Instant, d: &mut Dispatch) -> usize {
-        let StackTransport { io, net, out, poll, engine, caps, directory, forwarded, forward_drops, .. } = self;
+        let StackTransport { io, net, out, poll, engine, caps, directory, forwarded, forward_drops, gaps, .. } = self;
         let mut fw = (*forwarded, *forward_drops);
         // Frames a full ring left behind go first, so order on the wire is kept.
         let mut sent = send_backlog(io, out, now);
@@ -592,6 +604,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 }
             });
         }
+        io.set_busy_poll(poll.busy_poll(gaps));
         let received = io.recv_tx(now, poll.rx_batch, out, &mut |frame, sink| {
             if let Some(seg) = net.on_frame(frame, now, sink) {
                 on_segment(engine, directory, &mut fw, caps, frame, seg, now, net, d, sink);

@@ -40,6 +40,7 @@ fn transport(io: Loopback, cfg: NetConfig) -> StackTransport<Loopback> {
         idle_spin: Duration::ZERO,
         idle_sleep: Duration::ZERO,
         wake_cost: Some(Duration::ZERO),
+        busy_poll_below: Duration::ZERO,
     };
     let tcp = crate::tcp::TcpConfig { delayed_ack_ms: 0, ..Default::default() };
     StackTransport::new(io, NetStack::new(cfg, Arc::default()), poll, tcp, Some(80), 7)
@@ -275,7 +276,13 @@ fn with_rss_known_outbound_ports_are_chosen_so_replies_reach_their_queue() {
 fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_spread() {
     let t0 = Instant::now();
     let us = Duration::from_micros;
-    let poll = Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(100_000), wake_cost: Some(us(10)) };
+    let poll = Polling {
+        rx_batch: 64,
+        idle_spin: us(200),
+        idle_sleep: us(100_000),
+        wake_cost: Some(us(10)),
+        busy_poll_below: us(30),
+    };
     let mut gaps = ArrivalGaps { avg_ns: 0, last: t0 };
     let mut t = t0;
     // 64 turns `gap` apart, each receiving `frames`.
@@ -313,13 +320,50 @@ fn adaptive_polling_spins_while_frames_come_close_together_and_sleeps_once_they_
 }
 
 #[test]
+fn busy_polling_follows_the_arrival_gaps_and_zero_means_always() {
+    let t0 = Instant::now();
+    let us = Duration::from_micros;
+    let poll = Polling {
+        rx_batch: 64,
+        idle_spin: us(200),
+        idle_sleep: us(100_000),
+        wake_cost: Some(us(10)),
+        busy_poll_below: us(30),
+    };
+    let mut gaps = ArrivalGaps { avg_ns: 0, last: t0 };
+    let mut t = t0;
+    let turns_of = |t: &mut Instant, gaps: &mut ArrivalGaps, gap: Duration| {
+        for _ in 0..64 {
+            *t += gap;
+            gaps.arrived(*t, 1, us(40));
+        }
+    };
+    // Frames 20 µs apart (a loop that sleeps between them, so no spinning): a busy
+    // poll's 20 µs deferral window usually collects the next one.
+    turns_of(&mut t, &mut gaps, us(20));
+    assert_eq!(poll.spin(&gaps), Some(Duration::ZERO));
+    assert!(poll.busy_poll(&gaps));
+    // 60 µs apart (light load): no busy polls, so the device's NAPI is not left deferred
+    // to wake up for nothing.
+    turns_of(&mut t, &mut gaps, us(60));
+    assert!(!poll.busy_poll(&gaps));
+    // Close again: back on.
+    turns_of(&mut t, &mut gaps, us(5));
+    assert!(poll.busy_poll(&gaps));
+    // busy_poll_gap_us = 0: whenever the ring is empty, however far apart frames come.
+    turns_of(&mut t, &mut gaps, us(60));
+    assert!(Polling { busy_poll_below: Duration::ZERO, ..poll }.busy_poll(&gaps));
+}
+
+#[test]
 fn a_spinning_loop_yields_its_cpu_after_an_idle_turn_and_the_adaptive_one_does_not() {
     let us = Duration::from_micros;
     let (mut d, _plane) = dispatch(Router::new());
     let yields = |wake_cost: Option<Duration>, d: &mut Dispatch| {
         let (io, _peer) = Loopback::pair(64);
         let mut t = transport(io, host(1));
-        t.poll = Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(1_000), wake_cost };
+        t.poll =
+            Polling { rx_batch: 64, idle_spin: us(200), idle_sleep: us(1_000), wake_cost, busy_poll_below: us(30) };
         // A turn with nothing to do, then the wait before the next turn.
         let now = Instant::now();
         assert_eq!(t.turn(now, d), 0);

@@ -71,6 +71,7 @@ pub(crate) fn plan(cfg: &Config) -> Result<(XdpRunning, Vec<QueuePlan<XdpTranspo
             crate::nic::af_xdp::PollMode::Adaptive => Some(Duration::from_micros(x.wake_cost_us)),
             crate::nic::af_xdp::PollMode::Spin => None,
         },
+        busy_poll_below: Duration::from_micros(x.busy_poll_gap_us),
     };
     let rss = read_rss(&x.iface);
     // Captures stamp the loop's time; one pair of clocks maps it to the wall.
