@@ -50,6 +50,10 @@ crate::counters! {
         /// Busy polls of the device's NAPI from the loop (af_xdp.busy_poll), each on an
         /// empty RX ring.
         pub busy_polls: u64,
+        /// Times busy polling was switched on or off (af_xdp.busy_poll_gap_us): the
+        /// socket's SO_BUSY_POLL, and the interface's deferral for the first queue on
+        /// and the last one off.
+        pub busy_poll_switches: u64,
         /// Frames the kernel dropped for us (no fill-ring space, XDP_STATISTICS).
         pub kernel_rx_dropped: u64,
         /// Frames dropped because they arrived split over several buffers (DPDK: an MTU

@@ -20,6 +20,7 @@ mod umem;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -321,10 +322,44 @@ pub enum XdpError {
     },
 }
 
+/// The interface's interrupt deferral for preferred busy polling (`napi_defer_hard_irqs`,
+/// `gro_flush_timeout`): set while at least one of its queues busy polls, the values
+/// found at start while none does, and at exit. Deferral on at light load would cost a
+/// timer interrupt and a NAPI wake-up or two per burst of frames for nothing (measured:
+/// 10k json req/s, 26 µs of CPU per request with it always on, 17 with it off).
+pub(crate) struct Deferral {
+    /// (sysfs file, value while busy polling, value found at start).
+    settings: Vec<(PathBuf, String, String)>,
+    /// Queues busy polling now.
+    engaged: std::sync::Mutex<usize>,
+}
+
+impl Deferral {
+    /// One queue starts (`on`) or stops busy polling: the first to start sets the
+    /// deferral, the last to stop puts the values found at start back.
+    pub(crate) fn engage(&self, on: bool) {
+        let mut n = self.engaged.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *n;
+        *n = if on { before + 1 } else { before.saturating_sub(1) };
+        if (before == 0) != (*n == 0) {
+            self.write(on);
+        }
+    }
+
+    fn write(&self, on: bool) {
+        for (path, busy, found) in &self.settings {
+            let value = if on { busy } else { found };
+            if let Err(e) = std::fs::write(path, value) {
+                tracing::warn!("busy polling: setting {} to {value}: {e}", path.display());
+            }
+        }
+    }
+}
+
 /// The program attached to an interface; detached when dropped.
 pub struct XdpInterface {
-    /// Interface settings changed for busy polling, put back on drop: (sysfs file, old value).
-    restore: Vec<(PathBuf, String)>,
+    /// Interface settings changed while busy polling, put back on drop.
+    deferral: Option<Arc<Deferral>>,
     _link: bpf::Link,
     _program: bpf::Program,
     _map: bpf::XskMap,
@@ -336,10 +371,8 @@ pub struct XdpInterface {
 
 impl Drop for XdpInterface {
     fn drop(&mut self) {
-        for (path, old) in &self.restore {
-            if let Err(e) = std::fs::write(path, old) {
-                tracing::warn!("putting back {} = {old}: {e}", path.display());
-            }
+        if let Some(d) = &self.deferral {
+            d.write(false);
         }
     }
 }
@@ -448,30 +481,38 @@ impl XdpInterface {
             },
         };
         let link = link.map_err(|source| XdpError::Program { what: "BPF_LINK_CREATE", source })?;
-        let mut restore = Vec::new();
+        let mut deferral = None;
         if cfg.busy_poll {
+            let mut settings = Vec::new();
             for (name, value) in [
                 ("napi_defer_hard_irqs", cfg.napi_defer_hard_irqs.to_string()),
                 ("gro_flush_timeout", cfg.gro_flush_timeout_ns.to_string()),
             ] {
                 let path = PathBuf::from(format!("/sys/class/net/{}/{name}", cfg.iface));
+                // Written once now, to learn early (and warn once) if this process may not.
                 match std::fs::read_to_string(&path) {
-                    Ok(old) => match std::fs::write(&path, &value) {
-                        Ok(()) => restore.push((path, old.trim().to_string())),
-                        Err(e) => tracing::warn!("busy polling: setting {} to {value}: {e}", path.display()),
+                    Ok(found) => match std::fs::write(&path, found.trim()) {
+                        Ok(()) => settings.push((path, value, found.trim().to_string())),
+                        Err(e) => tracing::warn!("busy polling: cannot write {}: {e}", path.display()),
                     },
                     Err(e) => tracing::warn!("busy polling: {}: {e}", path.display()),
                 }
             }
+            let d = Arc::new(Deferral { settings, engaged: std::sync::Mutex::new(0) });
+            for s in &mut socks {
+                s.set_deferral(d.clone());
+            }
+            deferral = Some(d);
             tracing::info!(
-                "{}: preferred busy polling ({} µs, budget {}), napi_defer_hard_irqs {}, gro_flush_timeout {} ns",
+                "{}: preferred busy polling ({} µs, budget {}) while frames come closer than {} µs, with napi_defer_hard_irqs {} and gro_flush_timeout {} ns meanwhile",
                 cfg.iface,
                 cfg.busy_poll_us,
                 cfg.busy_poll_budget,
+                cfg.busy_poll_gap_us,
                 cfg.napi_defer_hard_irqs,
                 cfg.gro_flush_timeout_ns
             );
         }
-        Ok((XdpInterface { restore, _link: link, _program: program, _map: map, ifindex, attach_mode }, socks))
+        Ok((XdpInterface { deferral, _link: link, _program: program, _map: map, ifindex, attach_mode }, socks))
     }
 }

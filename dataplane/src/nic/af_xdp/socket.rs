@@ -28,8 +28,14 @@ pub struct XskQueue {
     /// The kernel's preferred busy polling is on: an empty RX ring is refilled by
     /// running the device's NAPI from this thread (a zero-length recvfrom).
     busy_poll: bool,
-    /// The loop's say for this turn (frames arrive closely enough to busy poll for).
+    /// The loop's say (frames arrive closely enough to busy poll for): while it is
+    /// no, the socket's `SO_BUSY_POLL` is 0 (its sends do not run the NAPI either) and
+    /// this queue does not hold the interface's deferral on.
     busy_poll_now: bool,
+    /// `SO_BUSY_POLL` while busy polling, µs.
+    busy_poll_us: libc::c_int,
+    /// The interface's deferral, held on while this queue busy polls.
+    deferral: Option<Arc<super::Deferral>>,
 }
 
 /// `SO_PREFER_BUSY_POLL` and `SO_BUSY_POLL_BUDGET` (asm-generic values, x86 and arm64).
@@ -276,6 +282,10 @@ impl XskQueue {
                     break;
                 }
             }
+            // Accepted; off until the loop sees frames come closely enough.
+            if busy_poll {
+                let _ = syscall::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &0);
+            }
         }
         let txs = TxSide {
             fd: fd.as_raw_fd(),
@@ -303,7 +313,9 @@ impl XskQueue {
             zerocopy,
             doorbell: None,
             busy_poll,
-            busy_poll_now: busy_poll,
+            busy_poll_now: false,
+            busy_poll_us: cfg.busy_poll_us as libc::c_int,
+            deferral: None,
         };
         let frames = q.umem.frames();
         let to_fill = n.min(frames / 2);
@@ -405,7 +417,23 @@ fn unsafe_zeroed<T: Copy>() -> T {
     unsafe { std::mem::zeroed() }
 }
 
+impl Drop for XskQueue {
+    fn drop(&mut self) {
+        // Let go of the interface's deferral (the last queue off puts it back).
+        if self.busy_poll_now {
+            if let Some(d) = &self.deferral {
+                d.engage(false);
+            }
+        }
+    }
+}
+
 impl XskQueue {
+    /// Holds `d` (the interface's deferral) on while this queue busy polls.
+    pub(crate) fn set_deferral(&mut self, d: Arc<super::Deferral>) {
+        self.deferral = Some(d);
+    }
+
     fn recv_each(&mut self, max: usize, f: &mut dyn FnMut(&[u8], &mut TxSide, &Umem)) -> usize {
         let mut n = self.rx.available(max as u32);
         if n == 0 && self.busy_poll_now {
@@ -486,7 +514,19 @@ impl PacketIo for XskQueue {
     }
 
     fn set_busy_poll(&mut self, on: bool) {
-        self.busy_poll_now = self.busy_poll && on;
+        let on = self.busy_poll && on;
+        if on == self.busy_poll_now {
+            return;
+        }
+        self.busy_poll_now = on;
+        self.counters.busy_poll_switches += 1;
+        let usecs = if on { self.busy_poll_us } else { 0 };
+        if let Err(e) = syscall::setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs) {
+            tracing::warn!("SO_BUSY_POLL {usecs}: {e}");
+        }
+        if let Some(d) = &self.deferral {
+            d.engage(on);
+        }
     }
 
     fn wait(&mut self, _now: Instant, timeout: Duration) {

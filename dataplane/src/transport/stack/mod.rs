@@ -110,7 +110,7 @@ impl std::fmt::Display for StackReport {
              arp_replies_sent={} arp_requests_sent={} arp_learned={} drop_not_for_us={} drop_malformed={} \
              drop_bad_checksum={} drop_unsupported={} drop_not_our_ip={} drop_fragment={} drop_no_route={} \
              drop_arp_unresolved={} tcp_segments={} tx_ring_full={} fill_ring_short={} kernel_rx_dropped={} \
-             injected_drops={} wakeups={} busy_polls={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} spin_yields={} \
+             injected_drops={} wakeups={} busy_polls={} busy_poll_switches={} busy_turns={} idle_turns={} sleeps={} tx_backlog_drops={} tx_stall_waits={} spin_yields={} \
              tcp_established={} tcp_closed={} tcp_reset={} tcp_rto_retransmits={} tcp_fast_retransmits={} \
              tcp_sack_retransmits={} tcp_tlp_probes={} tcp_dsacks_received={} tcp_undos={} tcp_hystart_css={} \
              tcp_keepalive_probes={} tcp_keepalive_timeouts={} tcp_fin_wait2_timeouts={} tcp_persist_timeouts={} \
@@ -144,6 +144,7 @@ impl std::fmt::Display for StackReport {
             io.injected_drops,
             io.wakeups,
             io.busy_polls,
+            io.busy_poll_switches,
             t.busy_turns,
             t.idle_turns,
             t.sleeps,
@@ -236,6 +237,29 @@ impl Polling {
     }
 }
 
+/// Busy polling's switch: follows the loop's wish (`Polling::busy_poll`) but holds each
+/// state at least `BUSY_POLL_DWELL`, so a load near `busy_poll_gap_us` cannot flip the
+/// socket option and the interface's deferral (a setsockopt and two sysfs writes) more
+/// than a hundred times a second.
+#[derive(Debug, Clone, Copy)]
+struct BusyPollSwitch {
+    on: bool,
+    since: Instant,
+}
+
+/// The shortest time busy polling stays on or off once switched.
+const BUSY_POLL_DWELL: Duration = Duration::from_millis(10);
+
+impl BusyPollSwitch {
+    fn update(&mut self, want: bool, now: Instant) -> bool {
+        if want != self.on && now.saturating_duration_since(self.since) >= BUSY_POLL_DWELL {
+            self.on = want;
+            self.since = now;
+        }
+        self.on
+    }
+}
+
 /// One queue's packet transport.
 pub struct StackTransport<P> {
     io: P,
@@ -246,6 +270,7 @@ pub struct StackTransport<P> {
     /// The last turn moved nothing.
     last_turn_idle: bool,
     gaps: ArrivalGaps,
+    busy_poll: BusyPollSwitch,
     counters: LoopCounters,
     engine: Engine<StackSession, Dispatch>,
     caps: ChecksumCapabilities,
@@ -279,6 +304,7 @@ impl<P: PacketIo> StackTransport<P> {
             last_work: now,
             last_turn_idle: false,
             gaps: ArrivalGaps { avg_ns: 0, last: now },
+            busy_poll: BusyPollSwitch { on: false, since: now },
             counters: LoopCounters::default(),
             engine,
             caps: ChecksumCapabilities::default(),
@@ -591,7 +617,20 @@ impl<P: PacketIo> Transport for StackTransport<P> {
     }
 
     fn turn(&mut self, now: Instant, d: &mut Dispatch) -> usize {
-        let StackTransport { io, net, out, poll, engine, caps, directory, forwarded, forward_drops, gaps, .. } = self;
+        let StackTransport {
+            io,
+            net,
+            out,
+            poll,
+            engine,
+            caps,
+            directory,
+            forwarded,
+            forward_drops,
+            gaps,
+            busy_poll,
+            ..
+        } = self;
         let mut fw = (*forwarded, *forward_drops);
         // Frames a full ring left behind go first, so order on the wire is kept.
         let mut sent = send_backlog(io, out, now);
@@ -604,7 +643,7 @@ impl<P: PacketIo> Transport for StackTransport<P> {
                 }
             });
         }
-        io.set_busy_poll(poll.busy_poll(gaps));
+        io.set_busy_poll(busy_poll.update(poll.busy_poll(gaps), now));
         let received = io.recv_tx(now, poll.rx_batch, out, &mut |frame, sink| {
             if let Some(seg) = net.on_frame(frame, now, sink) {
                 on_segment(engine, directory, &mut fw, caps, frame, seg, now, net, d, sink);

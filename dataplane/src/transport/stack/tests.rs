@@ -356,6 +356,28 @@ fn busy_polling_follows_the_arrival_gaps_and_zero_means_always() {
 }
 
 #[test]
+fn busy_polling_switches_at_most_once_per_dwell() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut sw = BusyPollSwitch { on: false, since: t0 };
+    // Too soon after the last switch (start counts as one): still off.
+    assert!(!sw.update(true, t0 + ms(5)));
+    assert!(sw.update(true, t0 + BUSY_POLL_DWELL));
+    // A wish that flips every millisecond moves the switch once per dwell, no more.
+    let mut flips = 0;
+    let mut last = true;
+    for i in 1..=100u64 {
+        let on = sw.update(i % 2 == 0, t0 + BUSY_POLL_DWELL + ms(i));
+        flips += usize::from(on != last);
+        last = on;
+    }
+    assert!((5..=10).contains(&flips), "{flips} switches in 100 ms");
+    // A steady wish is followed once the dwell has passed.
+    assert!(!sw.update(false, t0 + ms(200)));
+    assert!(!sw.update(false, t0 + ms(300)));
+}
+
+#[test]
 fn a_spinning_loop_yields_its_cpu_after_an_idle_turn_and_the_adaptive_one_does_not() {
     let us = Duration::from_micros;
     let (mut d, _plane) = dispatch(Router::new());
