@@ -155,10 +155,11 @@ pub struct XdpConfig {
     pub idle_sleep_ms: u64,
     /// Hugepages for the UMEM: `auto`, `require`, `off`.
     pub hugepages: HugepagePolicy,
-    /// The kernel's preferred busy polling (Linux ≥ 5.11): the loop runs the queue's
-    /// NAPI itself when its RX ring is empty, and the device's interrupts stay deferred
-    /// while it does (the interface's `napi_defer_hard_irqs` and `gro_flush_timeout` are
-    /// set at start and put back at exit).
+    /// The kernel's preferred busy polling (Linux ≥ 5.11), while frames come closer
+    /// than `busy_poll_gap_us`: the loop runs the queue's NAPI itself when its RX ring is
+    /// empty, and the device's interrupts stay deferred while it does (the interface's
+    /// `napi_defer_hard_irqs` and `gro_flush_timeout` are set while any of its queues busy
+    /// polls, and put back to the values found at start otherwise and at exit).
     pub busy_poll: bool,
     /// `SO_BUSY_POLL`: how long one busy poll may spin in the kernel, µs.
     pub busy_poll_us: u32,
