@@ -207,7 +207,7 @@ impl Default for XdpConfig {
             busy_poll_budget: 64,
             napi_defer_hard_irqs: 2,
             gro_flush_timeout_ns: 20_000,
-            busy_poll_gap_us: 30,
+            busy_poll_gap_us: 10,
             pcap: None,
             faults: FaultConfig::default(),
         }
