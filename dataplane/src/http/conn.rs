@@ -310,7 +310,7 @@ impl HttpConn {
             None => match scan.scan(&buf[*pos..], limits) {
                 Ok(Scan::Partial) => return None,
                 Ok(Scan::Complete(n)) => {
-                    newer_minor_as_11(&mut buf[*pos..*pos + n]);
+                    newer_minor_as_11(&mut buf[*pos..*pos + scan.request_line()]);
                     (n, Framing::None)
                 }
                 Err(r) => {
@@ -624,10 +624,10 @@ impl HttpConn {
 
 /// An HTTP/1.x request with a minor version above 1 is served as HTTP/1.1 (RFC 9110
 /// §2.5: a recipient treats a higher minor version as the highest it supports), by
-/// rewriting the digit in the buffered request line before it is parsed.
-fn newer_minor_as_11(head: &mut [u8]) {
-    let line_end = memchr::memchr(b'\r', head).unwrap_or(head.len());
-    if let [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] = &mut head[..line_end] {
+/// rewriting the digit in the buffered request line (`line`, CRLF excluded) before it is
+/// parsed.
+fn newer_minor_as_11(line: &mut [u8]) {
+    if let [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] = line {
         if (b'2'..=b'9').contains(minor) {
             *minor = b'1';
         }
@@ -882,30 +882,42 @@ const REG_NAME: [bool; 256] = {
 /// or a bracketed IP literal; the port at most five digits, at most 65535. Empty is
 /// allowed (a target without an authority).
 fn valid_host(v: &[u8]) -> bool {
-    let (host, port) = if v.first() == Some(&b'[') {
+    if v.first() == Some(&b'[') {
         let Some(end) = memchr::memchr(b']', v) else { return false };
         let inner = &v[1..end];
         if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'v') {
             return false;
         }
-        match &v[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&v[..0], port),
-            _ => return false,
+        return match &v[end + 1..] {
+            [] => true,
+            [b':', port @ ..] => valid_port(port),
+            _ => false,
+        };
+    }
+    // One pass: every byte a reg-name's but one colon, which starts the port.
+    let mut colon = None;
+    for (i, &b) in v.iter().enumerate() {
+        if !REG_NAME[usize::from(b)] {
+            if b != b':' || colon.is_some() {
+                return false;
+            }
+            colon = Some(i);
         }
-    } else {
-        match memchr::memrchr(b':', v) {
-            Some(c) => (&v[..c], &v[c + 1..]),
-            None => (v, &v[..0]),
-        }
-    };
-    let port_ok = port.is_empty()
+    }
+    match colon {
+        None => true,
+        // A port needs a host before it; an empty port after a host is allowed.
+        Some(c) => valid_port(&v[c + 1..]) && (c > 0 || c + 1 == v.len()),
+    }
+}
+
+/// A port as RFC 3986 allows it (any digits), here at most five and at most 65535;
+/// empty is allowed.
+fn valid_port(port: &[u8]) -> bool {
+    port.is_empty()
         || (port.len() <= 5
             && port.iter().all(u8::is_ascii_digit)
-            && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535);
-    host.iter().all(|&b| REG_NAME[usize::from(b)])
-        && port_ok
-        && (port.is_empty() || v.len() > port.len() + 1 || v[0] == b'[')
+            && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535)
 }
 
 /// Splits a request-target into (path, query). Accepts origin-form and absolute-form.
@@ -968,12 +980,15 @@ mod tests {
 
     #[test]
     fn host_values_follow_rfc_9110() {
-        for ok in ["", "t", "10.99.0.1:8080", "a-b.c_d~e%41!$&'()*+,;=", "h:65535", "[::1]", "[::1]:80", "[v1.a]"] {
+        for ok in
+            ["", "t", "10.99.0.1:8080", "a-b.c_d~e%41!$&'()*+,;=", "h:65535", "[::1]", "[::1]:80", "[v1.a]", "h:", ":"]
+        {
             assert!(valid_host(ok.as_bytes()), "{ok:?} refused");
         }
-        for bad in
-            ["a b", "a/b", "u@h", "<x>", "a:80x", "h:65536", "h:99999", "h:123456", "[::1", "[::1]x", ":80", "h\u{7f}"]
-        {
+        for bad in [
+            "a b", "a/b", "u@h", "<x>", "a:80x", "h:65536", "h:99999", "h:123456", "[::1", "[::1]x", ":80", "h\u{7f}",
+            "a:b:80", "::80", "[::1]:8x",
+        ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
         }
         assert!(!valid_host(b"h\xc3\xa9"), "a byte above ASCII accepted");

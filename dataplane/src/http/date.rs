@@ -2,17 +2,29 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Cached IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, always 29 bytes).
+/// What every response head carries between its status line and its `Content-Type`
+/// value: the `Server` and `Date` fields, then the `Content-Type` name. Kept rendered as
+/// one block, so a head is written in a few copies instead of one per piece.
+const BLOCK_PREFIX: &[u8] = b"\r\nServer: px-appliance\r\nDate: ";
+const BLOCK_SUFFIX: &[u8] = b"\r\nContent-Type: ";
+const DATE_LEN: usize = 29;
+const BLOCK_LEN: usize = BLOCK_PREFIX.len() + DATE_LEN + BLOCK_SUFFIX.len();
+
+/// Cached IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, always 29 bytes), inside the
+/// rendered block of the header fields around it.
 #[derive(Debug, Clone)]
 pub struct DateCache {
     secs: u64,
-    value: [u8; 29],
+    block: [u8; BLOCK_LEN],
     renders: u64,
 }
 
 impl Default for DateCache {
     fn default() -> Self {
-        DateCache { secs: u64::MAX, value: [b' '; 29], renders: 0 }
+        let mut block = [b' '; BLOCK_LEN];
+        block[..BLOCK_PREFIX.len()].copy_from_slice(BLOCK_PREFIX);
+        block[BLOCK_PREFIX.len() + DATE_LEN..].copy_from_slice(BLOCK_SUFFIX);
+        DateCache { secs: u64::MAX, block, renders: 0 }
     }
 }
 
@@ -24,14 +36,20 @@ impl DateCache {
             return;
         }
         let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
-        self.value.copy_from_slice(&text.as_bytes()[..29]);
+        self.block[BLOCK_PREFIX.len()..BLOCK_PREFIX.len() + DATE_LEN].copy_from_slice(&text.as_bytes()[..DATE_LEN]);
         self.secs = secs;
         self.renders += 1;
     }
 
     /// The header value for the last `update`.
-    pub fn value(&self) -> &[u8; 29] {
-        &self.value
+    pub fn value(&self) -> &[u8] {
+        &self.block[BLOCK_PREFIX.len()..BLOCK_PREFIX.len() + DATE_LEN]
+    }
+
+    /// `\r\nServer: px-appliance\r\nDate: <value>\r\nContent-Type: `: what a response
+    /// head holds between its status line and its content type.
+    pub fn head_block(&self) -> &[u8] {
+        &self.block
     }
 
     /// How many times the value was rendered (for tests and stats).
@@ -56,5 +74,9 @@ mod tests {
         d.update(t + Duration::from_secs(1));
         assert_eq!(d.value(), b"Sun, 06 Nov 1994 08:49:38 GMT");
         assert_eq!(d.renders(), 2);
+        assert_eq!(
+            d.head_block(),
+            b"\r\nServer: px-appliance\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\nContent-Type: "
+        );
     }
 }

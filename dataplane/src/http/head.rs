@@ -16,6 +16,8 @@ pub(crate) struct HeadScan {
     pos: usize,
     line_start: usize,
     lines: usize,
+    /// The request line's length (without its CRLF), once scanned.
+    request_line: usize,
 }
 
 /// Outcome of one scan.
@@ -33,6 +35,11 @@ impl HeadScan {
         self.pos == 0
     }
 
+    /// The request line's length, CRLF excluded (valid once a scan returned Complete).
+    pub fn request_line(&self) -> usize {
+        self.request_line
+    }
+
     /// Scans `buf` (the current request's bytes so far) from where the last call stopped.
     pub fn scan(&mut self, buf: &[u8], limits: &HttpLimits) -> Result<Scan, Reject> {
         for off in memchr::memchr_iter(b'\n', &buf[self.pos..]) {
@@ -45,6 +52,7 @@ impl HeadScan {
                 if uri_len(line) > limits.max_uri_bytes {
                     return Err(Reject(414, "request-target too long"));
                 }
+                self.request_line = line.len();
             } else if line.is_empty() {
                 if p + 1 > limits.max_head_bytes {
                     return Err(Reject(431, "request head too large"));

@@ -120,16 +120,25 @@ impl OwnedResponse {
     }
 }
 
+/// Room reserved for a status line (the longest reason phrase is 31 bytes).
+const STATUS_LINE_MAX: usize = 48;
+/// Room reserved for `Content-Length` with its value, `Connection` and the blank line.
+const HEAD_TAIL_MAX: usize = 64;
+
 /// Writes the status line and header block.
 pub(crate) fn write_head(out: &mut Vec<u8>, resp: &Response<'_>, date: &DateCache, conn_header: Option<&[u8]>) {
     let mut itoa = itoa::Buffer::new();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa.format(resp.status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason_phrase(resp.status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: px-appliance\r\nDate: ");
-    out.extend_from_slice(date.value());
-    out.extend_from_slice(b"\r\nContent-Type: ");
+    // One capacity check for the usual head (the pieces below are then plain copies).
+    out.reserve(STATUS_LINE_MAX + date.head_block().len() + resp.content_type.len() + HEAD_TAIL_MAX);
+    if resp.status == 200 {
+        out.extend_from_slice(b"HTTP/1.1 200 OK");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa.format(resp.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason_phrase(resp.status).as_bytes());
+    }
+    out.extend_from_slice(date.head_block());
     out.extend_from_slice(resp.content_type.as_bytes());
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(itoa.format(resp.body.len()).as_bytes());
