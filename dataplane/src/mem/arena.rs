@@ -348,6 +348,7 @@ pub struct ArenaVec<'a> {
 
 impl<'a> ArenaVec<'a> {
     /// Appends `bytes`.
+    #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), ArenaError> {
         self.reserve(bytes.len())?;
         // SAFETY: reserve made ptr..ptr+cap ours with len + bytes.len() <= cap; `bytes`
@@ -358,7 +359,18 @@ impl<'a> ArenaVec<'a> {
     }
 
     /// Makes room for `additional` more bytes.
+    #[inline]
     pub fn reserve(&mut self, additional: usize) -> Result<(), ArenaError> {
+        if self.cap - self.len >= additional {
+            return Ok(());
+        }
+        self.grow(additional)
+    }
+
+    /// The rest of `reserve`, out of line: the usual write fits the room already made.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, additional: usize) -> Result<(), ArenaError> {
         let need = self.len.checked_add(additional).ok_or(ArenaError::CapExceeded { cap: self.arena.cap })?;
         if need <= self.cap {
             return Ok(());
@@ -408,9 +420,15 @@ impl<'a> ArenaVec<'a> {
 }
 
 impl io::Write for ArenaVec<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.extend_from_slice(buf).map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
+        self.write_all(buf)?;
         Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(buf).map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -505,8 +505,17 @@ pub struct Engine<A, C> {
     /// The last `now` converted to engine time and the result in µs: every call on one
     /// segment passes the same `now`, so one subtraction serves them all.
     clock: std::cell::Cell<(Instant, u64)>,
+    /// Emptied scoreboards kept for the next flights (at most `SPARE_BOARDS`): a
+    /// request-response connection starts and ends a flight per request, and allocating
+    /// and freeing the board (and its records) each time cost ~450 instructions a request.
+    // Boxed as connections hold them: a board moves between the two as it is.
+    #[allow(clippy::vec_box)]
+    spare_boards: Vec<Box<Board>>,
     _cx: std::marker::PhantomData<fn(&mut C)>,
 }
+
+/// Spare scoreboards an engine keeps at most (each a few hundred bytes).
+const SPARE_BOARDS: usize = 64;
 
 /// MSS values a cookie can carry (3 bits).
 const COOKIE_MSS: [u16; 8] = [536, 1200, 1220, 1360, 1400, 1440, 1452, 1460];
@@ -558,6 +567,7 @@ impl<A, C> Engine<A, C> {
             ended: Vec::new(),
             ts_base: 0,
             clock: std::cell::Cell::new((now, 0)),
+            spare_boards: Vec::new(),
             _cx: std::marker::PhantomData,
         }
     }
@@ -897,7 +907,9 @@ impl<A> Conn<A> {
     }
 
     /// Records data sent for the first time on a SACK connection.
-    fn record_sent(&mut self, start: u32, used: u32, now_us: u64, fin: bool) {
+    // The boxes move between connections and the spare list as they are.
+    #[allow(clippy::vec_box)]
+    fn record_sent(&mut self, start: u32, used: u32, now_us: u64, fin: bool, spare: &mut Vec<Box<Board>>) {
         // The scoreboard must cover the whole flight: one starts only with nothing
         // outstanding before it (else the connection recovers the NewReno way until
         // its flight drains).
@@ -905,7 +917,8 @@ impl<A> Conn<A> {
             return;
         }
         if self.sack_ok && used > 0 {
-            self.board.get_or_insert_with(Box::default).sent_new(start, start.wrapping_add(used), now_us, fin);
+            let board = self.board.get_or_insert_with(|| spare.pop().unwrap_or_default());
+            board.sent_new(start, start.wrapping_add(used), now_us, fin);
         }
     }
 }
@@ -1785,14 +1798,20 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         self.counters.undos += u64::from(undo);
         self.rack_detect(id, now);
         let Some(c) = self.conn_mut(id) else { return };
+        let mut done_board = None;
         if c.flight() == 0 {
-            c.board = None;
+            done_board = c.board.take();
             c.probe_at = None;
         }
         if advanced {
             c.rtx_at = if c.flight() > 0 { Some(tick + c.rtt.rto().as_millis() as Tick) } else { None };
         }
         Self::arm_tlp(c, tick);
+        if let Some(b) = done_board.and_then(Board::recycled) {
+            if self.spare_boards.len() < SPARE_BOARDS {
+                self.spare_boards.push(b);
+            }
+        }
         if fin_acked {
             self.our_fin_acked(id, now);
         }
@@ -2152,7 +2171,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
             }
             if ge(c.snd_nxt, c.snd_max) {
                 let start = c.snd_nxt;
-                c.record_sent(start, used, now_us, may_fin);
+                c.record_sent(start, used, now_us, may_fin, &mut self.spare_boards);
                 sent_new = true;
             }
             c.snd_nxt = c.snd_nxt.wrapping_add(used);
@@ -2384,7 +2403,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         c.state = State::FinWait1;
         c.closed_by_us = true;
         let start = c.snd_nxt;
-        c.record_sent(start, 1, now_us, true);
+        c.record_sent(start, 1, now_us, true, &mut self.spare_boards);
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         c.snd_max = c.snd_nxt;
         self.arm_rtx(id, now);
@@ -2513,7 +2532,7 @@ impl<C, A: TcpApp<C>> Engine<A, C> {
         advertise(c, adv);
         if ge(c.snd_nxt, c.snd_max) {
             let start = c.snd_nxt;
-            c.record_sent(start, 1, now_us, false);
+            c.record_sent(start, 1, now_us, false, &mut self.spare_boards);
         }
         c.snd_nxt = c.snd_nxt.wrapping_add(1);
         if gt(c.snd_nxt, c.snd_max) {

@@ -125,7 +125,23 @@ pub struct AckInfo {
     pub reordered: bool,
 }
 
+/// Records a spare board may keep room for (a board that grew past it is dropped, not
+/// kept for reuse).
+const SPARE_SEGS_MAX: usize = 64;
+
 impl Board {
+    /// Empties the board for another flight, keeping its room for records; `None` if
+    /// that room is past what a spare should hold.
+    pub fn recycled(mut self: Box<Self>) -> Option<Box<Self>> {
+        if self.segs.capacity() > SPARE_SEGS_MAX {
+            return None;
+        }
+        let mut segs = std::mem::take(&mut self.segs);
+        segs.clear();
+        *self = Board { segs, ..Board::default() };
+        Some(self)
+    }
+
     /// Records sent and not cumulatively acknowledged.
     pub fn len(&self) -> usize {
         self.segs.len()
@@ -404,6 +420,20 @@ mod tests {
             b.sent_new(1000 + i * 100, 1100 + i * 100, u64::from(i) * 10, false);
         }
         b
+    }
+
+    #[test]
+    fn a_recycled_board_is_empty_and_keeps_its_room_unless_it_grew_large() {
+        let mut b = Box::new(board(4));
+        let mut info = AckInfo::default();
+        b.sack(&[(1100, 1200)], 1000, 50, 10, &mut info);
+        assert!(b.sacked > 0 && b.fack.is_some());
+        let room = b.segs.capacity();
+        let r = b.recycled().expect("a small board is kept");
+        assert_eq!((r.len(), r.sacked, r.lost, r.fack, r.sacked_segs, r.next_order), (0, 0, 0, None, 0, 0));
+        assert!(r.rack.is_none() && r.undo.is_none() && r.tlp.is_none());
+        assert_eq!(r.segs.capacity(), room);
+        assert!(Box::new(board(SPARE_SEGS_MAX as u32 + 1)).recycled().is_none());
     }
 
     #[test]
