@@ -29,6 +29,10 @@ pub struct SharedNeighbors {
 
 /// One core's view.
 pub struct NeighborCache {
+    /// The last fresh answer: the address, its MAC, and until when it stays fresh. Most
+    /// of a core's frames go to one neighbour (the client on the segment, or the
+    /// gateway): this spares them the map's hash (≈ 300 instructions a json request).
+    last: Option<(IpAddr, [u8; 6], Instant)>,
     local: HashMap<IpAddr, ([u8; 6], Instant)>,
     shared: Arc<SharedNeighbors>,
     /// When this core last asked about a stale entry.
@@ -38,16 +42,24 @@ pub struct NeighborCache {
 impl NeighborCache {
     /// A cache over `shared`.
     pub fn new(shared: Arc<SharedNeighbors>) -> Self {
-        NeighborCache { local: HashMap::new(), shared, asked: HashMap::new() }
+        NeighborCache { last: None, local: HashMap::new(), shared, asked: HashMap::new() }
     }
 
     /// The MAC for `ip`, if known and fresh or stale within the grace time; the second
     /// field says that a refresh request is due now (stale, and not asked about for
     /// [`ASK_AGAIN`]).
     pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<([u8; 6], bool)> {
+        if let Some((last, mac, until)) = self.last {
+            if last == ip && now < until {
+                return Some((mac, false));
+            }
+        }
         let usable = |at: Instant| now.saturating_duration_since(at) < NEIGHBOR_TTL + NEIGHBOR_STALE_GRACE;
         let (mac, at) = match self.local.get(&ip) {
-            Some(&(mac, at)) if now.saturating_duration_since(at) < NEIGHBOR_TTL => return Some((mac, false)),
+            Some(&(mac, at)) if now.saturating_duration_since(at) < NEIGHBOR_TTL => {
+                self.last = Some((ip, mac, at + NEIGHBOR_TTL));
+                return Some((mac, false));
+            }
             // Stale here: another core may have learned it again since.
             _ => *self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).get(&ip)?,
         };
@@ -72,6 +84,7 @@ impl NeighborCache {
 
     /// Records `ip` at `mac`.
     pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
+        self.last = None;
         self.asked.remove(&ip);
         self.local.insert(ip, (mac, now));
         self.shared.map.lock().unwrap_or_else(|e| e.into_inner()).insert(ip, (mac, now));
@@ -102,5 +115,24 @@ mod tests {
         let mut other = NeighborCache::new(shared);
         other.learn(ip, mac, stale + Duration::from_secs(2));
         assert_eq!(c.lookup(ip, stale + Duration::from_secs(3)), Some((mac, false)));
+    }
+
+    #[test]
+    fn the_last_answer_is_reused_only_for_its_address_while_fresh_and_until_relearned() {
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("10.99.0.2".parse().unwrap(), "10.99.0.3".parse().unwrap());
+        let (ma, mb, ma2) = ([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4]);
+        let mut c = NeighborCache::new(Arc::default());
+        c.learn(a, ma, t0);
+        c.learn(b, mb, t0);
+        assert_eq!(c.lookup(a, t0), Some((ma, false)));
+        assert_eq!(c.lookup(b, t0), Some((mb, false)), "another address is not answered from the last one");
+        assert_eq!(c.lookup(a, t0), Some((ma, false)));
+        // A new MAC learned for the address replaces the remembered answer at once.
+        c.learn(a, ma2, t0 + Duration::from_secs(1));
+        assert_eq!(c.lookup(a, t0 + Duration::from_secs(1)), Some((ma2, false)));
+        // Past the TTL the remembered answer is not used: stale, a refresh is due.
+        let stale = t0 + Duration::from_secs(1) + NEIGHBOR_TTL;
+        assert_eq!(c.lookup(a, stale), Some((ma2, true)));
     }
 }
