@@ -15,6 +15,8 @@ const BLOCK_LEN: usize = BLOCK_PREFIX.len() + DATE_LEN + BLOCK_SUFFIX.len();
 #[derive(Debug, Clone)]
 pub struct DateCache {
     secs: u64,
+    /// The second the block shows, as [start, end): a time inside it needs no division.
+    span: (SystemTime, SystemTime),
     block: [u8; BLOCK_LEN],
     renders: u64,
 }
@@ -24,13 +26,16 @@ impl Default for DateCache {
         let mut block = [b' '; BLOCK_LEN];
         block[..BLOCK_PREFIX.len()].copy_from_slice(BLOCK_PREFIX);
         block[BLOCK_PREFIX.len() + DATE_LEN..].copy_from_slice(BLOCK_SUFFIX);
-        DateCache { secs: u64::MAX, block, renders: 0 }
+        DateCache { secs: u64::MAX, span: (UNIX_EPOCH, UNIX_EPOCH), block, renders: 0 }
     }
 }
 
 impl DateCache {
     /// Brings the cached value up to `now`; renders only when the second changed.
     pub fn update(&mut self, now: SystemTime) {
+        if self.span.0 <= now && now < self.span.1 {
+            return;
+        }
         let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         if secs == self.secs {
             return;
@@ -38,6 +43,8 @@ impl DateCache {
         let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
         self.block[BLOCK_PREFIX.len()..BLOCK_PREFIX.len() + DATE_LEN].copy_from_slice(&text.as_bytes()[..DATE_LEN]);
         self.secs = secs;
+        let start = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        self.span = (start, start + std::time::Duration::from_secs(1));
         self.renders += 1;
     }
 
@@ -74,6 +81,11 @@ mod tests {
         d.update(t + Duration::from_secs(1));
         assert_eq!(d.value(), b"Sun, 06 Nov 1994 08:49:38 GMT");
         assert_eq!(d.renders(), 2);
+        // A clock stepped back renders the earlier second again.
+        d.update(t + Duration::from_millis(500));
+        assert_eq!(d.value(), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(d.renders(), 3);
+        d.update(t + Duration::from_secs(1));
         assert_eq!(
             d.head_block(),
             b"\r\nServer: px-appliance\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\nContent-Type: "
